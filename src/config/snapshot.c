@@ -1,0 +1,56 @@
+#include "config/snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+struct pl_snapshot *pl_snapshot_new(void)
+{
+    return pl_calloc(1, sizeof(struct pl_snapshot));
+}
+
+void pl_snapshot_free(struct pl_snapshot *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        struct pl_listener_cfg *l = &s->listeners[i];
+        free(l->name);
+        free(l->addr_str);
+        free(l->version_info);
+        if (l->proto)
+            protobuf_c_message_free_unpacked(l->proto, NULL);
+    }
+    free(s->listeners);
+    for (size_t i = 0; i < s->n_clusters; i++) {
+        struct pl_cluster_cfg *c = &s->clusters[i];
+        free(c->name);
+        free(c->version_info);
+        for (size_t j = 0; j < c->n_endpoints; j++)
+            free(c->endpoints[j].addr_str);
+        free(c->endpoints);
+        if (c->proto)
+            protobuf_c_message_free_unpacked(c->proto, NULL);
+    }
+    free(s->clusters);
+    if (s->bootstrap)
+        protobuf_c_message_free_unpacked(s->bootstrap, NULL);
+    free(s);
+}
+
+const struct pl_listener_cfg *pl_snapshot_listener(const struct pl_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_listeners; i++)
+        if (!strcmp(s->listeners[i].name, name))
+            return &s->listeners[i];
+    return NULL;
+}
+
+const struct pl_cluster_cfg *pl_snapshot_cluster(const struct pl_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_clusters; i++)
+        if (!strcmp(s->clusters[i].name, name))
+            return &s->clusters[i];
+    return NULL;
+}
