@@ -1,0 +1,380 @@
+#include "stats/stats_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+const double pl_stats_hist_bounds[PL_STATS_HIST_BUCKETS] = {
+    0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
+    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
+
+static _Thread_local struct pl_stats_shard *tls_shard;
+
+static _Atomic uint64_t *slot_ptr(struct pl_stats_shard *sh, uint32_t slot)
+{
+    return &sh->blocks[slot >> PL_STATS_BLOCK_BITS][slot & (PL_STATS_BLOCK_SLOTS - 1)];
+}
+
+static _Atomic uint64_t *new_block(void)
+{
+    size_t bytes = PL_STATS_BLOCK_SLOTS * sizeof(_Atomic uint64_t);
+    _Atomic uint64_t *b = aligned_alloc(64, bytes);
+    if (!b)
+        pl_die("out of memory (stats block)");
+    memset(b, 0, bytes);
+    return b;
+}
+
+static struct pl_stats_shard *shard_alloc(struct pl_stats *s)
+{
+    struct pl_stats_shard *sh = pl_calloc(1, sizeof(*sh));
+    sh->store = s;
+    for (uint32_t b = 0; b < s->nblocks; b++)
+        sh->blocks[b] = new_block();
+    s->shards = pl_realloc(s->shards, (s->nshards + 1) * sizeof(*s->shards));
+    s->shards[s->nshards++] = sh;
+    return sh;
+}
+
+struct pl_stats *pl_stats_new(void)
+{
+    struct pl_stats *s = pl_calloc(1, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    s->index_cap = 256;
+    s->index = pl_calloc(s->index_cap, sizeof(*s->index));
+    shard_alloc(s); /* the shared shard */
+    return s;
+}
+
+void pl_stats_free(struct pl_stats *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nshards; i++) {
+        if (tls_shard == s->shards[i])
+            tls_shard = NULL;
+        for (uint32_t b = 0; b < s->nblocks; b++)
+            free(s->shards[i]->blocks[b]);
+        free(s->shards[i]);
+    }
+    for (size_t i = 0; i < s->n; i++)
+        free(s->meta[i].name);
+    free(s->shards);
+    free(s->meta);
+    free(s->index);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static uint64_t hash_name(const char *n)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (; *n; n++)
+        h = (h ^ (unsigned char)*n) * 1099511628211ULL;
+    return h;
+}
+
+static void index_put(struct pl_stats *s, uint32_t idx)
+{
+    size_t m = s->index_cap - 1;
+    for (size_t i = hash_name(s->meta[idx].name) & m;; i = (i + 1) & m) {
+        if (!s->index[i]) {
+            s->index[i] = idx + 1;
+            return;
+        }
+    }
+}
+
+static long index_get(struct pl_stats *s, const char *name)
+{
+    size_t m = s->index_cap - 1;
+    for (size_t i = hash_name(name) & m; s->index[i]; i = (i + 1) & m) {
+        uint32_t idx = s->index[i] - 1;
+        if (!strcmp(s->meta[idx].name, name))
+            return idx;
+    }
+    return -1;
+}
+
+/* Reserves n consecutive slots inside one block, growing every shard. Caller holds the lock. */
+static uint32_t alloc_slots(struct pl_stats *s, uint32_t n)
+{
+    uint32_t off = s->next_slot & (PL_STATS_BLOCK_SLOTS - 1);
+    if (off + n > PL_STATS_BLOCK_SLOTS)
+        s->next_slot += PL_STATS_BLOCK_SLOTS - off;
+    uint32_t slot = s->next_slot;
+    s->next_slot += n;
+    while (s->nblocks <= ((s->next_slot - 1) >> PL_STATS_BLOCK_BITS)) {
+        if (s->nblocks == PL_STATS_MAX_BLOCKS)
+            pl_die("too many stats");
+        for (size_t i = 0; i < s->nshards; i++)
+            s->shards[i]->blocks[s->nblocks] = new_block();
+        s->nblocks++;
+    }
+    return slot;
+}
+
+static uint32_t get_or_create(struct pl_stats *s, const char *name, enum pl_stat_kind kind)
+{
+    static const uint32_t width[] = {1, 2, PL_HS_SLOTS};
+    pthread_mutex_lock(&s->lock);
+    long idx = index_get(s, name);
+    if (idx >= 0 && s->meta[idx].kind == kind) {
+        uint32_t slot = s->meta[idx].slot;
+        pthread_mutex_unlock(&s->lock);
+        return slot;
+    }
+    if (idx >= 0)
+        pl_log_error("stats", "stat '%s' already exists with another type; updates are dropped",
+                     name);
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->meta = pl_realloc(s->meta, s->cap * sizeof(*s->meta));
+    }
+    struct pl_stat_meta *m = &s->meta[s->n];
+    m->name = idx >= 0 ? NULL : pl_strdup(name);
+    m->kind = kind;
+    m->slot = alloc_slots(s, width[kind]);
+    m->baseline = 0;
+    s->n++;
+    if (m->name) {
+        if (s->n * 2 > s->index_cap) {
+            free(s->index);
+            s->index_cap *= 2;
+            s->index = pl_calloc(s->index_cap, sizeof(*s->index));
+            for (size_t i = 0; i < s->n; i++)
+                if (s->meta[i].name)
+                    index_put(s, (uint32_t)i);
+        } else {
+            index_put(s, (uint32_t)(s->n - 1));
+        }
+    }
+    uint32_t slot = m->slot;
+    pthread_mutex_unlock(&s->lock);
+    return slot;
+}
+
+struct pl_counter pl_stats_counter(struct pl_stats *s, const char *name)
+{
+    return (struct pl_counter){s, get_or_create(s, name, PL_STAT_COUNTER)};
+}
+
+struct pl_gauge pl_stats_gauge(struct pl_stats *s, const char *name)
+{
+    return (struct pl_gauge){s, get_or_create(s, name, PL_STAT_GAUGE)};
+}
+
+struct pl_histogram pl_stats_histogram(struct pl_stats *s, const char *name)
+{
+    return (struct pl_histogram){s, get_or_create(s, name, PL_STAT_HISTOGRAM)};
+}
+
+struct pl_stats_shard *pl_stats_shard_new(struct pl_stats *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct pl_stats_shard *sh = shard_alloc(s);
+    pthread_mutex_unlock(&s->lock);
+    return sh;
+}
+
+void pl_stats_shard_bind(struct pl_stats_shard *sh)
+{
+    tls_shard = sh;
+}
+
+/* The owner's update: relaxed load + store, no read-modify-write. */
+static inline void owner_add(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline void owner_set(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_store_explicit(v, n, memory_order_relaxed);
+}
+
+/* The thread's own shard for store s, or NULL for the shared one. */
+static inline struct pl_stats_shard *own(struct pl_stats *s)
+{
+    struct pl_stats_shard *sh = tls_shard;
+    return sh && sh->store == s ? sh : NULL;
+}
+
+void pl_counter_add(struct pl_counter c, uint64_t n)
+{
+    struct pl_stats_shard *sh = own(c.store);
+    if (sh)
+        owner_add(slot_ptr(sh, c.slot), n);
+    else
+        atomic_fetch_add_explicit(slot_ptr(c.store->shards[0], c.slot), n, memory_order_relaxed);
+}
+
+void pl_counter_inc(struct pl_counter c)
+{
+    pl_counter_add(c, 1);
+}
+
+void pl_gauge_add(struct pl_gauge g, int64_t n)
+{
+    struct pl_stats_shard *sh = own(g.store);
+    if (sh) {
+        owner_add(slot_ptr(sh, g.slot), (uint64_t)n);
+        if (!atomic_load_explicit(slot_ptr(sh, g.slot + 1), memory_order_relaxed))
+            owner_set(slot_ptr(sh, g.slot + 1), 1);
+    } else {
+        sh = g.store->shards[0];
+        atomic_fetch_add_explicit(slot_ptr(sh, g.slot), (uint64_t)n, memory_order_relaxed);
+        atomic_store_explicit(slot_ptr(sh, g.slot + 1), 1, memory_order_relaxed);
+    }
+}
+
+void pl_gauge_set(struct pl_gauge g, int64_t v)
+{
+    struct pl_stats_shard *sh = g.store->shards[0];
+    atomic_store_explicit(slot_ptr(sh, g.slot), (uint64_t)v, memory_order_relaxed);
+    atomic_store_explicit(slot_ptr(sh, g.slot + 1), 1, memory_order_relaxed);
+}
+
+static size_t bucket_of(uint64_t v)
+{
+    size_t i = 0;
+    while (i < PL_STATS_HIST_BUCKETS && (double)v > pl_stats_hist_bounds[i])
+        i++;
+    return i;
+}
+
+void pl_histogram_record(struct pl_histogram h, uint64_t v)
+{
+    size_t b = bucket_of(v);
+    struct pl_stats_shard *sh = own(h.store);
+    if (sh) {
+        owner_add(slot_ptr(sh, h.slot + b), 1);
+        owner_add(slot_ptr(sh, h.slot + PL_HS_COUNT), 1);
+        owner_add(slot_ptr(sh, h.slot + PL_HS_SUM), v);
+        _Atomic uint64_t *mn = slot_ptr(sh, h.slot + PL_HS_MIN_INV);
+        if (UINT64_MAX - v > atomic_load_explicit(mn, memory_order_relaxed))
+            owner_set(mn, UINT64_MAX - v);
+        _Atomic uint64_t *mx = slot_ptr(sh, h.slot + PL_HS_MAX);
+        if (v > atomic_load_explicit(mx, memory_order_relaxed))
+            owner_set(mx, v);
+        return;
+    }
+    sh = h.store->shards[0];
+    atomic_fetch_add_explicit(slot_ptr(sh, h.slot + b), 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(slot_ptr(sh, h.slot + PL_HS_COUNT), 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(slot_ptr(sh, h.slot + PL_HS_SUM), v, memory_order_relaxed);
+    _Atomic uint64_t *mn = slot_ptr(sh, h.slot + PL_HS_MIN_INV);
+    uint64_t cur = atomic_load_explicit(mn, memory_order_relaxed);
+    while (UINT64_MAX - v > cur &&
+           !atomic_compare_exchange_weak_explicit(mn, &cur, UINT64_MAX - v, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    _Atomic uint64_t *mx = slot_ptr(sh, h.slot + PL_HS_MAX);
+    cur = atomic_load_explicit(mx, memory_order_relaxed);
+    while (v > cur && !atomic_compare_exchange_weak_explicit(mx, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
+
+static uint64_t load(struct pl_stats_shard *sh, uint32_t slot)
+{
+    return atomic_load_explicit(slot_ptr(sh, slot), memory_order_relaxed);
+}
+
+uint64_t pl_stats__counter_raw(struct pl_stats *s, uint32_t slot)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < s->nshards; i++)
+        v += load(s->shards[i], slot);
+    return v;
+}
+
+int64_t pl_stats__gauge(struct pl_stats *s, uint32_t slot, bool *used)
+{
+    uint64_t v = 0;
+    bool u = false;
+    for (size_t i = 0; i < s->nshards; i++) {
+        v += load(s->shards[i], slot);
+        u |= load(s->shards[i], slot + 1) != 0;
+    }
+    if (used)
+        *used = u;
+    return (int64_t)v;
+}
+
+void pl_stats__hist(struct pl_stats *s, uint32_t slot, struct pl_hist_sum *h)
+{
+    memset(h, 0, sizeof(*h));
+    uint64_t min_inv = 0;
+    for (size_t i = 0; i < s->nshards; i++) {
+        struct pl_stats_shard *sh = s->shards[i];
+        for (size_t b = 0; b <= PL_STATS_HIST_BUCKETS; b++)
+            h->buckets[b] += load(sh, slot + b);
+        h->count += load(sh, slot + PL_HS_COUNT);
+        h->sum += load(sh, slot + PL_HS_SUM);
+        uint64_t mi = load(sh, slot + PL_HS_MIN_INV), mx = load(sh, slot + PL_HS_MAX);
+        if (mi > min_inv)
+            min_inv = mi;
+        if (mx > h->max)
+            h->max = mx;
+    }
+    h->min = UINT64_MAX - min_inv;
+    /* slots are read one by one while owners write: keep the merged view self-consistent */
+    uint64_t total = 0;
+    for (size_t b = 0; b <= PL_STATS_HIST_BUCKETS; b++)
+        total += h->buckets[b];
+    h->count = total;
+    if (total == 0)
+        h->min = h->max = 0;
+}
+
+static long find_slot(struct pl_stats *s, uint32_t slot)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->meta[i].slot == slot)
+            return (long)i;
+    return -1;
+}
+
+uint64_t pl_counter_value(struct pl_counter c)
+{
+    struct pl_stats *s = c.store;
+    pthread_mutex_lock(&s->lock);
+    uint64_t v = pl_stats__counter_raw(s, c.slot);
+    long i = find_slot(s, c.slot);
+    if (i >= 0)
+        v -= s->meta[i].baseline;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+int64_t pl_gauge_value(struct pl_gauge g)
+{
+    pthread_mutex_lock(&g.store->lock);
+    int64_t v = pl_stats__gauge(g.store, g.slot, NULL);
+    pthread_mutex_unlock(&g.store->lock);
+    return v;
+}
+
+void pl_histogram_totals(struct pl_histogram h, uint64_t *count, uint64_t *sum)
+{
+    struct pl_hist_sum hs;
+    pthread_mutex_lock(&h.store->lock);
+    pl_stats__hist(h.store, h.slot, &hs);
+    pthread_mutex_unlock(&h.store->lock);
+    if (count)
+        *count = hs.count;
+    if (sum)
+        *sum = hs.sum;
+}
+
+void pl_stats_reset_counters(struct pl_stats *s)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n; i++)
+        if (s->meta[i].kind == PL_STAT_COUNTER)
+            s->meta[i].baseline = pl_stats__counter_raw(s, s->meta[i].slot);
+    pthread_mutex_unlock(&s->lock);
+}
