@@ -63,10 +63,39 @@ static void put(const ProtobufCMessageDescriptor *d)
     }
 }
 
+/* Enum descriptors: the generated list, plus every enum a registered message field uses. */
+static struct {
+    const ProtobufCEnumDescriptor **v;
+    size_t n, cap;
+} enums;
+
+static void add_enum(const ProtobufCEnumDescriptor *e)
+{
+    for (size_t i = 0; i < enums.n; i++)
+        if (enums.v[i] == e)
+            return;
+    if (enums.n == enums.cap) {
+        enums.cap = enums.cap ? enums.cap * 2 : 64;
+        enums.v = pl_realloc(enums.v, enums.cap * sizeof(*enums.v));
+    }
+    enums.v[enums.n++] = e;
+}
+
+static void add_field_enums(const ProtobufCMessageDescriptor *d)
+{
+    for (unsigned i = 0; i < d->n_fields; i++)
+        if (d->fields[i].type == PROTOBUF_C_TYPE_ENUM)
+            add_enum(d->fields[i].descriptor);
+}
+
 static void init(void)
 {
-    for (size_t i = 0; i < pl_proto_registry_len; i++)
+    for (size_t i = 0; i < pl_proto_registry_len; i++) {
         put(pl_proto_registry[i]);
+        add_field_enums(pl_proto_registry[i]);
+    }
+    for (size_t i = 0; pl_proto_enum_registry[i]; i++)
+        add_enum(pl_proto_enum_registry[i]);
 }
 
 const ProtobufCMessageDescriptor *pl_registry_find(const char *name)
@@ -99,6 +128,7 @@ void pl_registry_add(const ProtobufCMessageDescriptor *desc)
     pthread_once(&once, init);
     pthread_rwlock_wrlock(&lock);
     put(desc);
+    add_field_enums(desc);
     pthread_rwlock_unlock(&lock);
 }
 
@@ -110,10 +140,14 @@ void pl_registry_add_all(const ProtobufCMessageDescriptor *const *descs, size_t 
 
 const ProtobufCEnumDescriptor *pl_registry_find_enum(const char *name)
 {
+    pthread_once(&once, init);
     if (name[0] == '.')
         name++;
-    for (size_t i = 0; pl_proto_enum_registry[i]; i++)
-        if (!strcmp(pl_proto_enum_registry[i]->name, name))
-            return pl_proto_enum_registry[i];
-    return NULL;
+    const ProtobufCEnumDescriptor *e = NULL;
+    pthread_rwlock_rdlock(&lock);
+    for (size_t i = 0; i < enums.n && !e; i++)
+        if (!strcmp(enums.v[i]->name, name))
+            e = enums.v[i];
+    pthread_rwlock_unlock(&lock);
+    return e;
 }

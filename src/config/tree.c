@@ -249,7 +249,7 @@ static int on_event(struct ybuild *b, yaml_event_t *ev)
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
         if (b->depth >= PL_TREE_MAX_DEPTH)
-            return yerr(b, m, "nesting deeper than %s levels", "200");
+            return yerr(b, m, "nesting deeper than %s levels", "400");
         if (b->depth == b->stcap) {
             b->stcap = b->stcap ? b->stcap * 2 : 16;
             b->st = pl_realloc(b->st, b->stcap * sizeof(*b->st));
@@ -289,6 +289,21 @@ static int on_event(struct ybuild *b, yaml_event_t *ev)
     }
 }
 
+/* libyaml reports encoding errors by byte offset only: turn it into a line and column. */
+static void offset_pos(const char *text, size_t len, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            ++*line;
+            *col = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            ++*col;
+        }
+    }
+}
+
 static int parse_yaml(struct pl_tree *t, const char *text, size_t len, struct pl_err *err)
 {
     struct ybuild b = {.t = t, .err = err};
@@ -303,12 +318,13 @@ static int parse_yaml(struct pl_tree *t, const char *text, size_t len, struct pl
             if (p.error == YAML_MEMORY_ERROR)
                 pl_die("out of memory");
             const char *what = p.problem ? p.problem : "invalid YAML";
+            int line = (int)p.problem_mark.line + 1, col = (int)p.problem_mark.column + 1;
+            if (p.error == YAML_READER_ERROR)
+                offset_pos(text, len, p.problem_offset, &line, &col);
             if (p.context)
-                rc = pl_err_add(err, t->name, (int)p.problem_mark.line + 1,
-                                (int)p.problem_mark.column + 1, NULL, "%s %s", p.context, what);
+                rc = pl_err_add(err, t->name, line, col, NULL, "%s %s", p.context, what);
             else
-                rc = pl_err_add(err, t->name, (int)p.problem_mark.line + 1,
-                                (int)p.problem_mark.column + 1, NULL, "%s", what);
+                rc = pl_err_add(err, t->name, line, col, NULL, "%s", what);
             break;
         }
         done = ev.type == YAML_STREAM_END_EVENT;

@@ -8,7 +8,7 @@
 #include "core/err.h"
 
 /* Limits that keep untrusted documents from exhausting the stack or memory. */
-#define PL_TREE_MAX_DEPTH  200          /* nesting of maps and lists */
+#define PL_TREE_MAX_DEPTH  400          /* nesting of maps and lists */
 #define PL_TREE_MAX_INPUT  (256u << 20) /* bytes */
 #define PL_TREE_MAX_WEIGHT (16u << 20)  /* nodes, counting every alias expansion */
 

@@ -212,7 +212,7 @@ static struct pl_node *read_value(struct jp *p, int depth);
 static struct pl_node *read_container(struct jp *p, int depth, bool map)
 {
     if (depth >= PL_TREE_MAX_DEPTH)
-        return jerr(p, "nesting deeper than 200 levels"), NULL;
+        return jerr(p, "nesting deeper than 400 levels"), NULL;
     struct pl_node *n = pl_tree_node(p->t, map ? PL_NODE_MAP : PL_NODE_SEQ, p->line, p->col);
     struct pl_node **v = NULL;
     size_t cnt = 0, cap = 0;
