@@ -140,134 +140,6 @@ static const char *type_name(ProtobufCType t)
     return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "value";
 }
 
-/* A JSON number: -?digits(.digits)?([eE][+-]?digits)? (a leading '+' is tolerated). */
-static bool number_text(const char *s)
-{
-    if (*s == '-' || *s == '+')
-        s++;
-    if (*s < '0' || *s > '9')
-        return false;
-    while (*s >= '0' && *s <= '9')
-        s++;
-    if (*s == '.') {
-        s++;
-        if (*s < '0' || *s > '9')
-            return false;
-        while (*s >= '0' && *s <= '9')
-            s++;
-    }
-    if (*s == 'e' || *s == 'E') {
-        s++;
-        if (*s == '+' || *s == '-')
-            s++;
-        if (*s < '0' || *s > '9')
-            return false;
-        while (*s >= '0' && *s <= '9')
-            s++;
-    }
-    return *s == 0;
-}
-
-static bool int_text(const char *s)
-{
-    if (*s == '-')
-        s++;
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
-/* Parses a signed integer within [lo, hi]; 0, -1 (not an integer) or -2 (out of range). */
-static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (int_text(s)) {
-        errno = 0;
-        long long v = strtoll(s, NULL, 10);
-        if (errno == ERANGE || v < lo || v > hi)
-            return -2;
-        *out = v;
-        return 0;
-    }
-    if (!number_text(s))
-        return -1;
-    double d = strtod(s, NULL);
-    if (d != floor(d))
-        return -1;
-    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d < (double)lo ||
-        d > (double)hi)
-        return -2;
-    *out = (int64_t)d;
-    return 0;
-}
-
-static int parse_uint(const char *s, uint64_t hi, uint64_t *out)
-{
-    if (int_text(s) && s[0] != '-') {
-        errno = 0;
-        unsigned long long v = strtoull(s, NULL, 10);
-        if (errno == ERANGE || v > hi)
-            return -2;
-        *out = v;
-        return 0;
-    }
-    if (!number_text(s))
-        return -1;
-    double d = strtod(s, NULL);
-    if (d != floor(d))
-        return -1;
-    if (d == 0) {
-        *out = 0;
-        return 0;
-    }
-    if (!(d > 0 && d < 18446744073709551616.0) || d > (double)hi)
-        return -2;
-    *out = (uint64_t)d;
-    return 0;
-}
-
-static int parse_double(const char *s, bool plain, double *out)
-{
-    static const char *const nan_[] = {"NaN", ".nan", ".NaN", ".NAN"};
-    static const char *const inf[] = {"Infinity", ".inf", ".Inf", ".INF", "+.inf", "+.Inf"};
-    static const char *const ninf[] = {"-Infinity", "-.inf", "-.Inf", "-.INF"};
-    size_t nspecial = plain ? 4 : 1;
-    for (size_t i = 0; i < nspecial; i++)
-        if (!strcmp(s, nan_[i]))
-            return *out = NAN, 0;
-    for (size_t i = 0; i < (plain ? 6 : 1); i++)
-        if (!strcmp(s, inf[i]))
-            return *out = INFINITY, 0;
-    for (size_t i = 0; i < nspecial; i++)
-        if (!strcmp(s, ninf[i]))
-            return *out = -INFINITY, 0;
-    if (!number_text(s))
-        return -1;
-    errno = 0;
-    double d = strtod(s, NULL);
-    if (errno == ERANGE && isinf(d))
-        return -2;
-    *out = d;
-    return 0;
-}
-
-static int parse_bool(const char *s, bool plain, protobuf_c_boolean *out)
-{
-    static const char *const t[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-    static const char *const f[] = {"false", "False", "FALSE", "no", "No",
-                                    "NO",    "off",   "Off",   "OFF"};
-    size_t n = plain ? 9 : 1;
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(s, t[i]))
-            return *out = 1, 0;
-        if (!strcmp(s, f[i]))
-            return *out = 0, 0;
-    }
-    return -1;
-}
-
 /* Decodes a scalar node into val for a field of type t (ed: its enum, if any). */
 static int decode_scalar(struct dctx *c, ProtobufCType t, const ProtobufCEnumDescriptor *ed,
                          const struct pl_node *n, union sval *val)
@@ -291,28 +163,28 @@ static int decode_scalar(struct dctx *c, ProtobufCType t, const ProtobufCEnumDes
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        rc = parse_int(s, INT32_MIN, INT32_MAX, &i);
+        rc = pl_pbjson_parse_int(s, INT32_MIN, INT32_MAX, &i);
         val->i32 = (int32_t)i;
         break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        rc = parse_int(s, INT64_MIN, INT64_MAX, &i);
+        rc = pl_pbjson_parse_int(s, INT64_MIN, INT64_MAX, &i);
         val->i64 = i;
         break;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        rc = parse_uint(s, UINT32_MAX, &u);
+        rc = pl_pbjson_parse_uint(s, UINT32_MAX, &u);
         val->u32 = (uint32_t)u;
         break;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        rc = parse_uint(s, UINT64_MAX, &u);
+        rc = pl_pbjson_parse_uint(s, UINT64_MAX, &u);
         val->u64 = u;
         break;
     case PROTOBUF_C_TYPE_FLOAT:
     case PROTOBUF_C_TYPE_DOUBLE:
-        rc = parse_double(s, plain, &d);
+        rc = pl_pbjson_parse_double(s, plain, &d);
         if (rc == 0 && t == PROTOBUF_C_TYPE_FLOAT && isfinite(d) && fabs(d) > FLT_MAX)
             rc = -2;
         if (t == PROTOBUF_C_TYPE_FLOAT)
@@ -321,13 +193,13 @@ static int decode_scalar(struct dctx *c, ProtobufCType t, const ProtobufCEnumDes
             val->d = d;
         break;
     case PROTOBUF_C_TYPE_BOOL:
-        rc = parse_bool(s, plain, &val->b);
+        rc = pl_pbjson_parse_bool(s, plain, &val->b);
         break;
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, s);
         if (ev) {
             val->e = ev->value;
-        } else if (parse_int(s, INT32_MIN, INT32_MAX, &i) == 0 && int_text(s)) {
+        } else if (pl_pbjson_parse_int(s, INT32_MIN, INT32_MAX, &i) == 0 && pl_pbjson_int_text(s)) {
             val->e = (int)i;
         } else {
             derr(c, n, "unknown value '%.64s' for enum %s", s, ed->name);
@@ -704,8 +576,8 @@ static void decode_value_wkt(struct dctx *c, const struct pl_node *n, ProtobufCM
     if (!n->quoted && (!strcmp(n->str, "true") || !strcmp(n->str, "false"))) {
         v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
         v->bool_value = n->str[0] == 't';
-    } else if (!n->quoted && number_text(n->str)) {
-        if (parse_double(n->str, false, &d) < 0) {
+    } else if (!n->quoted && pl_pbjson_number_text(n->str)) {
+        if (pl_pbjson_parse_double(n->str, false, &d) < 0) {
             derr(c, n, "number %.64s is out of range", n->str);
             return;
         }

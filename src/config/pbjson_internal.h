@@ -50,4 +50,16 @@ int pl_timestamp_parse(const char *s, int64_t *sec, int32_t *nanos);
 /* Formats a timestamp in UTC with 0, 3, 6 or 9 fractional digits. */
 void pl_timestamp_format(int64_t sec, int32_t nanos, char buf[PL_TIME_BUF]);
 
+/* Whether s is a JSON number (a leading '+' is tolerated). */
+bool pl_pbjson_number_text(const char *s);
+/* Whether s is -?digits. */
+bool pl_pbjson_int_text(const char *s);
+/* Integer text (or an integral number such as 1e3) within [lo, hi]: 0, -1 (syntax), -2 (range). */
+int pl_pbjson_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+int pl_pbjson_parse_uint(const char *s, uint64_t hi, uint64_t *out);
+/* A double, "NaN", "Infinity", "-Infinity" (and YAML's .nan/.inf when plain): 0, -1, -2. */
+int pl_pbjson_parse_double(const char *s, bool plain, double *out);
+/* true/false (and YAML's yes/no/on/off when plain): 0 or -1. */
+int pl_pbjson_parse_bool(const char *s, bool plain, protobuf_c_boolean *out);
+
 #endif

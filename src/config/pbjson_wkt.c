@@ -1,6 +1,8 @@
 /* Well-known type detection, base64, Duration and Timestamp text forms, UTF-8 checks. */
 #include "config/pbjson_internal.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,4 +377,134 @@ void pl_timestamp_format(int64_t sec, int32_t nanos, char buf[PL_TIME_BUF])
     frac(f, sizeof(f), nanos);
     snprintf(buf, PL_TIME_BUF, "%04lld-%02d-%02dT%02d:%02d:%02d%sZ", (long long)y, m, d,
              (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), f);
+}
+
+/* ---- scalar text ---- */
+
+/* A JSON number: -?digits(.digits)?([eE][+-]?digits)? (a leading '+' is tolerated). */
+bool pl_pbjson_number_text(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    if (*s < '0' || *s > '9')
+        return false;
+    while (*s >= '0' && *s <= '9')
+        s++;
+    if (*s == '.') {
+        s++;
+        if (*s < '0' || *s > '9')
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (*s < '0' || *s > '9')
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == 0;
+}
+
+bool pl_pbjson_int_text(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* Parses a signed integer within [lo, hi]; 0, -1 (not an integer) or -2 (out of range). */
+int pl_pbjson_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (pl_pbjson_int_text(s)) {
+        errno = 0;
+        long long v = strtoll(s, NULL, 10);
+        if (errno == ERANGE || v < lo || v > hi)
+            return -2;
+        *out = v;
+        return 0;
+    }
+    if (!pl_pbjson_number_text(s))
+        return -1;
+    double d = strtod(s, NULL);
+    if (d != floor(d))
+        return -1;
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d < (double)lo ||
+        d > (double)hi)
+        return -2;
+    *out = (int64_t)d;
+    return 0;
+}
+
+int pl_pbjson_parse_uint(const char *s, uint64_t hi, uint64_t *out)
+{
+    if (pl_pbjson_int_text(s) && s[0] != '-') {
+        errno = 0;
+        unsigned long long v = strtoull(s, NULL, 10);
+        if (errno == ERANGE || v > hi)
+            return -2;
+        *out = v;
+        return 0;
+    }
+    if (!pl_pbjson_number_text(s))
+        return -1;
+    double d = strtod(s, NULL);
+    if (d != floor(d))
+        return -1;
+    if (d == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (!(d > 0 && d < 18446744073709551616.0) || d > (double)hi)
+        return -2;
+    *out = (uint64_t)d;
+    return 0;
+}
+
+int pl_pbjson_parse_double(const char *s, bool plain, double *out)
+{
+    static const char *const nan_[] = {"NaN", ".nan", ".NaN", ".NAN"};
+    static const char *const inf[] = {"Infinity", ".inf", ".Inf", ".INF", "+.inf", "+.Inf"};
+    static const char *const ninf[] = {"-Infinity", "-.inf", "-.Inf", "-.INF"};
+    size_t nspecial = plain ? 4 : 1;
+    for (size_t i = 0; i < nspecial; i++)
+        if (!strcmp(s, nan_[i]))
+            return *out = NAN, 0;
+    for (size_t i = 0; i < (plain ? 6 : 1); i++)
+        if (!strcmp(s, inf[i]))
+            return *out = INFINITY, 0;
+    for (size_t i = 0; i < nspecial; i++)
+        if (!strcmp(s, ninf[i]))
+            return *out = -INFINITY, 0;
+    if (!pl_pbjson_number_text(s))
+        return -1;
+    errno = 0;
+    double d = strtod(s, NULL);
+    if (errno == ERANGE && isinf(d))
+        return -2;
+    *out = d;
+    return 0;
+}
+
+int pl_pbjson_parse_bool(const char *s, bool plain, protobuf_c_boolean *out)
+{
+    static const char *const t[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *const f[] = {"false", "False", "FALSE", "no", "No",
+                                    "NO",    "off",   "Off",   "OFF"};
+    size_t n = plain ? 9 : 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(s, t[i]))
+            return *out = 1, 0;
+        if (!strcmp(s, f[i]))
+            return *out = 0, 0;
+    }
+    return -1;
 }

@@ -152,7 +152,8 @@ Test(pbjson, bytes_standard_and_url_safe)
 
 Test(pbjson, enums_by_name_and_number)
 {
-    AllTypes *m = load("color: GREEN\nmode: 2\nr_color: [RED, 2, \"1\", 99]\nr_mode: [FAST]\n", NULL);
+    AllTypes *m =
+        load("color: GREEN\nmode: 2\nr_color: [RED, 2, \"1\", 99]\nr_mode: [FAST]\n", NULL);
     cr_assert_eq(m->color, PILLION__TEST__COLOR__GREEN);
     cr_assert_eq(m->mode, PILLION__TEST__ALL_TYPES__MODE__SLOW);
     cr_assert_eq(m->n_r_color, 4);
@@ -418,7 +419,7 @@ Test(pbjson, syntax_errors_and_missing_file)
     expect_err("a: 1\n b: 2\n", "t.yaml:2:3: mapping values are not allowed in this context");
     expect_err("{\"a\": 1,, }", "t.yaml:1:9: expected a string key");
     expect_err("---\na: 1\n---\nb: 2\n", "t.yaml:3:1: expected a single YAML document, found "
-                                          "several");
+                                         "several");
 }
 
 Test(pbjson, invalid_utf8_is_rejected)
@@ -492,8 +493,8 @@ Test(pbjson, any_with_fields_wkt_and_nested_any)
     pillion__test__inner__free_unpacked(in, NULL);
 
     cr_assert_eq(m->n_anys, 6);
-    Google__Protobuf__Duration *d = google__protobuf__duration__unpack(
-        NULL, m->anys[0]->value.len, m->anys[0]->value.data);
+    Google__Protobuf__Duration *d =
+        google__protobuf__duration__unpack(NULL, m->anys[0]->value.len, m->anys[0]->value.data);
     cr_assert_eq(d->seconds, 2);
     google__protobuf__duration__free_unpacked(d, NULL);
     cr_assert_eq(m->anys[2]->value.len, 0);
@@ -549,9 +550,8 @@ Test(pbjson, any_unpack)
     ProtobufCMessage *out;
     bool owned;
     struct pl_err e = PL_ERR_INIT;
-    cr_assert_eq(pl_any_unpack(&m->any->base, map, &pillion__test__inner__descriptor, &out,
-                               &owned, &e),
-                 0);
+    cr_assert_eq(
+        pl_any_unpack(&m->any->base, map, &pillion__test__inner__descriptor, &out, &owned, &e), 0);
     cr_assert(!owned);
     cr_assert_eq(out, pl_srcmap_any_inner(map, m->any));
     cr_assert_eq(pl_any_unpack(&m->any->base, NULL, NULL, &out, &owned, &e), 0);
@@ -886,4 +886,87 @@ Test(pbjson, registry_lookups)
     cr_assert_null(pl_registry_find("pillion.test.Nope"));
     cr_assert_eq(pl_registry_find_enum("google.protobuf.NullValue"),
                  &google__protobuf__null_value__descriptor);
+}
+
+Test(pbjson, yaml_aliases_decode_into_separate_messages)
+{
+    AllTypes *m = load("nested: &n {x: 7, label: a}\nr_nested: [*n, *n]\nchoice_msg: *n\n", NULL);
+    cr_assert_eq(m->n_r_nested, 2);
+    cr_assert_neq(m->r_nested[0], m->r_nested[1]);
+    cr_assert_eq(m->r_nested[1]->x, 7);
+    cr_assert_str_eq(m->choice_msg->label, "a");
+    fr(m);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int count_hook(void *ud, const ProtobufCMessageDescriptor *md,
+                      const ProtobufCFieldDescriptor *fd, const struct pl_srcloc *loc,
+                      struct pl_err *err)
+{
+    (void)md, (void)fd, (void)loc, (void)err;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* Mutated documents must never crash or leak (run under ASan); most of them fail to decode. */
+Test(pbjson, mutated_inputs_never_crash)
+{
+    static const char *const seeds[] = {
+        "f_int32: 1\nf_string: x\nr_nested: [{x: 1}, {label: y}]\nlabels: {a: b}\n"
+        "any: {'@type': type.googleapis.com/pillion.test.Inner, name: n, typed_config: "
+        "{'@type': t/google.protobuf.Struct, value: {a: [1, {b: null}]}}}\n"
+        "timeout: 1.5s\nat: '2020-01-01T00:00:00Z'\nmeta: {k: [true, 1.5]}\nby_id: {1: a}\n",
+        "{\"fUint64\": \"18446744073709551615\", \"fBytes\": \"AAEC\", \"choiceStr\": \"s\", "
+        "\"inners\": {\"k\": {\"children\": [{\"portValue\": 3}]}}, \"anys\": [{\"@type\": "
+        "\"t/google.protobuf.Any\", \"value\": {\"@type\": \"t/pillion.test.Inner\"}}], "
+        "\"val\": [1, \"\\u00e9\"], \"wBool\": true, \"rColor\": [\"RED\", 2], \"legacy\": "
+        "{\"optInt32\": 1}}",
+    };
+    static const char alphabet[] = "{}[],:'\"\\ \n\t-#&*!|>@0123456789.eEsZTx\xc3\xff\x80";
+    uint64_t st = 88172645463325252ull;
+    int calls = 0;
+    struct pl_pbjson_opts o = {.on_field = count_hook, .ud = &calls};
+    for (int round = 0; round < 3000; round++) {
+        const char *seed = seeds[round % 2];
+        size_t n = strlen(seed);
+        char *buf = malloc(n + 8);
+        memcpy(buf, seed, n + 1);
+        int edits = 1 + (int)(rnd(&st) % 4);
+        for (int k = 0; k < edits; k++) {
+            size_t at = rnd(&st) % n;
+            switch (rnd(&st) % 3) {
+            case 0:
+                buf[at] = alphabet[rnd(&st) % (sizeof(alphabet) - 1)];
+                break;
+            case 1:
+                memmove(buf + at, buf + at + 1, n - at);
+                n--;
+                break;
+            default:
+                memmove(buf + at + 1, buf + at, n - at + 1);
+                buf[at] = alphabet[rnd(&st) % (sizeof(alphabet) - 1)];
+                n++;
+                break;
+            }
+        }
+        struct pl_err e = PL_ERR_INIT;
+        struct pl_srcmap *map = NULL;
+        ProtobufCMessage *m;
+        if (pl_pbjson_load_text_ex(buf, n, "f.yaml", ALL, &o, &m, &map, &e) == 0) {
+            char *s = pl_pbjson_print(m, PL_PBJSON_PRETTY);
+            free(s);
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+        pl_srcmap_free(map);
+        pl_err_free(&e);
+        free(buf);
+    }
+    cr_assert_gt(calls, 0);
 }
