@@ -435,7 +435,7 @@ static void call_hook(struct dctx *c, const ProtobufCMessageDescriptor *desc,
     memcpy(loc.path, c->path, n);
     loc.path[n] = 0;
     size_t before = c->err ? c->err->n : 0;
-    if (c->opts->on_field(c->opts->ud, desc, fd, &loc, c->err) < 0 ||
+    if (c->opts->field_hook(c->opts->ud, desc, fd, &loc, c->err) < 0 ||
         (c->err && c->err->n > before))
         c->failed = true;
 }
@@ -468,7 +468,7 @@ static void decode_fields(struct dctx *c, const struct pl_node *n,
             if (v->type != PL_NODE_NULL || takes_null(fd)) {
                 if (c->map)
                     pl_srcmap_add_field(c->map, m, fd, k->line, k->col);
-                if (c->opts && c->opts->on_field)
+                if (c->opts && c->opts->field_hook)
                     call_hook(c, desc, fd, k);
                 decode_field(c, desc, m, fd, k, v, depth);
             }
@@ -665,10 +665,9 @@ static ProtobufCMessage *decode_msg(struct dctx *c, const struct pl_node *n,
 
 /* ---- entry points ---- */
 
-int pl_pbjson_from_node_ex(const struct pl_node *node, const ProtobufCMessageDescriptor *desc,
-                           const char *file, const char *base_path,
-                           const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
-                           struct pl_srcmap **map, struct pl_err *err)
+int pl_pbjson_from_node(const struct pl_node *node, const ProtobufCMessageDescriptor *desc,
+                        const char *file, const char *base_path, const struct pl_pbjson_opts *opts,
+                        ProtobufCMessage **out, struct pl_srcmap **map, struct pl_err *err)
 {
     struct dctx c = {.err = err, .file = file, .opts = opts};
     c.max_depth = opts && opts->max_depth > 0 ? opts->max_depth : PL_PBJSON_MAX_DEPTH;
@@ -700,53 +699,32 @@ int pl_pbjson_from_node_ex(const struct pl_node *node, const ProtobufCMessageDes
     return 0;
 }
 
-int pl_pbjson_from_node(const struct pl_node *node, const ProtobufCMessageDescriptor *desc,
-                        const char *file, const char *base_path, ProtobufCMessage **out,
-                        struct pl_srcmap **map, struct pl_err *err)
-{
-    return pl_pbjson_from_node_ex(node, desc, file, base_path, NULL, out, map, err);
-}
-
-int pl_pbjson_load_text_ex(const char *text, size_t len, const char *name,
-                           const ProtobufCMessageDescriptor *desc,
-                           const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
-                           struct pl_srcmap **map, struct pl_err *err)
+int pl_pbjson_load_text(const char *text, size_t len, const char *name,
+                        const ProtobufCMessageDescriptor *desc, const struct pl_pbjson_opts *opts,
+                        ProtobufCMessage **out, struct pl_srcmap **map, struct pl_err *err)
 {
     struct pl_tree *t;
     *out = NULL;
     int rc = pl_tree_load_text(text, len, name, &t, err);
     if (rc < 0)
         return rc;
-    rc = pl_pbjson_from_node_ex(pl_tree_root(t), desc, pl_tree_name(t), NULL, opts, out, map, err);
+    rc = pl_pbjson_from_node(pl_tree_root(t), desc, pl_tree_name(t), NULL, opts, out, map, err);
     pl_tree_free(t);
     return rc;
 }
 
-int pl_pbjson_load_text(const char *text, size_t len, const char *name,
-                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
+int pl_pbjson_load_file(const char *path, const ProtobufCMessageDescriptor *desc,
+                        const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
                         struct pl_srcmap **map, struct pl_err *err)
-{
-    return pl_pbjson_load_text_ex(text, len, name, desc, NULL, out, map, err);
-}
-
-int pl_pbjson_load_file_ex(const char *path, const ProtobufCMessageDescriptor *desc,
-                           const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
-                           struct pl_srcmap **map, struct pl_err *err)
 {
     struct pl_tree *t;
     *out = NULL;
     int rc = pl_tree_load_file(path, &t, err);
     if (rc < 0)
         return rc;
-    rc = pl_pbjson_from_node_ex(pl_tree_root(t), desc, path, NULL, opts, out, map, err);
+    rc = pl_pbjson_from_node(pl_tree_root(t), desc, path, NULL, opts, out, map, err);
     pl_tree_free(t);
     return rc;
-}
-
-int pl_pbjson_load_file(const char *path, const ProtobufCMessageDescriptor *desc,
-                        ProtobufCMessage **out, struct pl_srcmap **map, struct pl_err *err)
-{
-    return pl_pbjson_load_file_ex(path, desc, NULL, out, map, err);
 }
 
 int pl_any_unpack(const ProtobufCMessage *any, const struct pl_srcmap *map,

@@ -21,40 +21,31 @@ struct pl_pbjson_opts {
     /* Called for every field written in the input with a non-null value (after its name is
      * matched, before its value is decoded), inside Any payloads too. It may add errors to err
      * (each fails the decode) or return a negative code to fail it. loc->path is the field's. */
-    int (*on_field)(void *ud, const ProtobufCMessageDescriptor *msg,
-                    const ProtobufCFieldDescriptor *field, const struct pl_srcloc *loc,
-                    struct pl_err *err);
+    int (*field_hook)(void *ud, const ProtobufCMessageDescriptor *msg,
+                      const ProtobufCFieldDescriptor *field, const struct pl_srcloc *loc,
+                      struct pl_err *err);
     void *ud;
     int max_depth; /* 0: PL_PBJSON_MAX_DEPTH */
 };
 
-/* Decodes a YAML or JSON file into a new message of type desc. On success *out is owned by
- * the caller (protobuf_c_message_free_unpacked(*out, NULL)). map may be NULL; otherwise a new
- * srcmap is stored in *map when *map is NULL, or the positions are added to *map. On failure
- * every error is in err (file:line:col, path), *out is NULL and *map is left as it was. */
+/* Decodes a YAML or JSON file into a new message of type desc; opts may be NULL. On success
+ * *out is owned by the caller (protobuf_c_message_free_unpacked(*out, NULL)). map may be NULL;
+ * otherwise a new srcmap is stored in *map when *map is NULL, or the positions are added to
+ * *map. On failure every error is in err (file:line:col, path), *out is NULL and *map is left
+ * as it was. A missing file gives PL_EIO, anything else PL_EINVAL. */
 int pl_pbjson_load_file(const char *path, const ProtobufCMessageDescriptor *desc,
-                        ProtobufCMessage **out, struct pl_srcmap **map, struct pl_err *err);
-/* As pl_pbjson_load_file for text held in memory; name is the file name used in errors. */
+                        const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
+                        struct pl_srcmap **map, struct pl_err *err);
+/* As pl_pbjson_load_file for text held in memory (--config-yaml); name is used in errors. */
 int pl_pbjson_load_text(const char *text, size_t len, const char *name,
-                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
-                        struct pl_srcmap **map, struct pl_err *err);
-/* As pl_pbjson_load_file for one node of a tree (pl_tree_load_*); file names the source in
- * errors and base_path (may be NULL or "") prefixes every path, e.g. "resources[3]". */
+                        const ProtobufCMessageDescriptor *desc, const struct pl_pbjson_opts *opts,
+                        ProtobufCMessage **out, struct pl_srcmap **map, struct pl_err *err);
+/* As pl_pbjson_load_file for one node of a tree (pl_tree_load_*), e.g. one element of a
+ * "resources:" list; file names the source in errors and base_path (NULL or "") prefixes every
+ * path, e.g. "resources[3]". The srcmap copies what it needs: the tree may be freed after. */
 int pl_pbjson_from_node(const struct pl_node *node, const ProtobufCMessageDescriptor *desc,
-                        const char *file, const char *base_path, ProtobufCMessage **out,
-                        struct pl_srcmap **map, struct pl_err *err);
-/* The three above with options (opts may be NULL). */
-int pl_pbjson_load_file_ex(const char *path, const ProtobufCMessageDescriptor *desc,
-                           const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
-                           struct pl_srcmap **map, struct pl_err *err);
-int pl_pbjson_load_text_ex(const char *text, size_t len, const char *name,
-                           const ProtobufCMessageDescriptor *desc,
-                           const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
-                           struct pl_srcmap **map, struct pl_err *err);
-int pl_pbjson_from_node_ex(const struct pl_node *node, const ProtobufCMessageDescriptor *desc,
-                           const char *file, const char *base_path,
-                           const struct pl_pbjson_opts *opts, ProtobufCMessage **out,
-                           struct pl_srcmap **map, struct pl_err *err);
+                        const char *file, const char *base_path, const struct pl_pbjson_opts *opts,
+                        ProtobufCMessage **out, struct pl_srcmap **map, struct pl_err *err);
 
 enum {
     PL_PBJSON_PRETTY = 1,      /* newlines and two-space indentation */

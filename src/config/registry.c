@@ -98,7 +98,7 @@ static void init(void)
         add_enum(pl_proto_enum_registry[i]);
 }
 
-const ProtobufCMessageDescriptor *pl_registry_find(const char *name)
+const ProtobufCMessageDescriptor *pl_registry_find_name(const char *name)
 {
     pthread_once(&once, init);
     if (name[0] == '.')
@@ -120,7 +120,7 @@ const ProtobufCMessageDescriptor *pl_registry_find_type_url(const char *url)
     const char *slash = strrchr(url, '/');
     if (!slash || !slash[1])
         return NULL;
-    return pl_registry_find(slash + 1);
+    return pl_registry_find_name(slash + 1);
 }
 
 void pl_registry_add(const ProtobufCMessageDescriptor *desc)

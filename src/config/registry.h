@@ -8,7 +8,7 @@
 
 /* Finds a descriptor by full name ("envoy.config.cluster.v3.Cluster"); NULL if unknown.
  * Covers every message compiled into pl_proto_all plus those added with pl_registry_add. */
-const ProtobufCMessageDescriptor *pl_registry_find(const char *full_name);
+const ProtobufCMessageDescriptor *pl_registry_find_name(const char *full_name);
 /* Finds a descriptor by type URL: "type.googleapis.com/X" or any "prefix/X"; NULL if unknown
  * or if the URL has no '/'. */
 const ProtobufCMessageDescriptor *pl_registry_find_type_url(const char *url);

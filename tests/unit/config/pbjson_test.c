@@ -31,7 +31,7 @@ static AllTypes *try_load(const char *text, struct pl_srcmap **map, char **msgs)
 {
     struct pl_err e = PL_ERR_INIT;
     ProtobufCMessage *m = (ProtobufCMessage *)0x1;
-    int rc = pl_pbjson_load_text(text, strlen(text), "t.yaml", ALL, &m, map, &e);
+    int rc = pl_pbjson_load_text(text, strlen(text), "t.yaml", ALL, NULL, &m, map, &e);
     *msgs = pl_err_join(&e);
     if (rc == 0)
         cr_assert_eq(e.n, 0);
@@ -408,7 +408,7 @@ Test(pbjson, syntax_errors_and_missing_file)
 {
     struct pl_err e = PL_ERR_INIT;
     ProtobufCMessage *m;
-    cr_assert_eq(pl_pbjson_load_file("/nonexistent/x.yaml", ALL, &m, NULL, &e), PL_EIO);
+    cr_assert_eq(pl_pbjson_load_file("/nonexistent/x.yaml", ALL, NULL, &m, NULL, &e), PL_EIO);
     cr_assert_null(m);
     char *s = pl_err_join(&e);
     cr_assert_str_eq(s, "/nonexistent/x.yaml: cannot open: No such file or directory");
@@ -669,7 +669,7 @@ Test(pbjson, from_node_with_base_path_and_shared_map)
         struct pl_pbjson_opts o = {0};
         /* the resource is an Any-like object: decode it as the message, skipping "@type" is
          * the caller's job here, so count the expected unknown-field error */
-        int rc = pl_pbjson_from_node_ex(r, d, pl_tree_name(t), base, &o, &out[i], &map, &e);
+        int rc = pl_pbjson_from_node(r, d, pl_tree_name(t), base, &o, &out[i], &map, &e);
         cr_assert_eq(rc, PL_EINVAL);
     }
     char *s = pl_err_join(&e);
@@ -687,7 +687,7 @@ Test(pbjson, from_node_with_base_path_and_shared_map)
         char base[32];
         snprintf(base, sizeof(base), "resources[%zu]", i);
         int rc = pl_pbjson_from_node(r, &google__protobuf__any__descriptor, pl_tree_name(t), base,
-                                     &out[i], &map, &e);
+                                     NULL, &out[i], &map, &e);
         cr_assert_eq(rc, i == 0 ? 0 : PL_EINVAL);
     }
     s = pl_err_join(&e);
@@ -718,7 +718,7 @@ Test(pbjson, load_file_json_and_yaml)
     close(fd);
     struct pl_err e = PL_ERR_INIT;
     ProtobufCMessage *m;
-    cr_assert_eq(pl_pbjson_load_file(path, ALL, &m, NULL, &e), PL_EINVAL);
+    cr_assert_eq(pl_pbjson_load_file(path, ALL, NULL, &m, NULL, &e), PL_EINVAL);
     cr_assert_eq(e.n, 1);
     cr_assert_str_eq(e.v[0].file, path);
     cr_assert_eq(e.v[0].line, 3);
@@ -742,15 +742,15 @@ static int reject_hook(void *ud, const ProtobufCMessageDescriptor *md,
     return 0;
 }
 
-Test(pbjson, on_field_hook_rejects_by_name)
+Test(pbjson, field_hook_rejects_by_name)
 {
     int calls = 0;
-    struct pl_pbjson_opts o = {.on_field = reject_hook, .ud = &calls};
+    struct pl_pbjson_opts o = {.field_hook = reject_hook, .ud = &calls};
     const char *text = "f_int32: 1\nf_bool: null\ninner:\n  port_value: 3\n"
                        "any: {'@type': t/pillion.test.Inner, portValue: 1}\nf_bool: true\n";
     struct pl_err e = PL_ERR_INIT;
     ProtobufCMessage *m;
-    cr_assert_eq(pl_pbjson_load_text_ex(text, strlen(text), "h.yaml", ALL, &o, &m, NULL, &e),
+    cr_assert_eq(pl_pbjson_load_text(text, strlen(text), "h.yaml", ALL, &o, &m, NULL, &e),
                  PL_EINVAL);
     char *s = pl_err_join(&e);
     cr_assert_str_eq(
@@ -874,16 +874,16 @@ Test(pbjson, print_then_parse_round_trips)
 
 Test(pbjson, registry_lookups)
 {
-    cr_assert_eq(pl_registry_find("google.protobuf.Duration"),
+    cr_assert_eq(pl_registry_find_name("google.protobuf.Duration"),
                  &google__protobuf__duration__descriptor);
-    cr_assert_eq(pl_registry_find(".google.rpc.Status"), &google__rpc__status__descriptor);
+    cr_assert_eq(pl_registry_find_name(".google.rpc.Status"), &google__rpc__status__descriptor);
     cr_assert_eq(pl_registry_find_type_url("type.googleapis.com/google.protobuf.Struct"),
                  &google__protobuf__struct__descriptor);
     cr_assert_eq(pl_registry_find_type_url("a/b/c/pillion.test.Inner"),
                  &pillion__test__inner__descriptor);
     cr_assert_null(pl_registry_find_type_url("pillion.test.Inner"));
     cr_assert_null(pl_registry_find_type_url("type.googleapis.com/"));
-    cr_assert_null(pl_registry_find("pillion.test.Nope"));
+    cr_assert_null(pl_registry_find_name("pillion.test.Nope"));
     cr_assert_eq(pl_registry_find_enum("google.protobuf.NullValue"),
                  &google__protobuf__null_value__descriptor);
 }
@@ -932,7 +932,7 @@ Test(pbjson, mutated_inputs_never_crash)
     static const char alphabet[] = "{}[],:'\"\\ \n\t-#&*!|>@0123456789.eEsZTx\xc3\xff\x80";
     uint64_t st = 88172645463325252ull;
     int calls = 0;
-    struct pl_pbjson_opts o = {.on_field = count_hook, .ud = &calls};
+    struct pl_pbjson_opts o = {.field_hook = count_hook, .ud = &calls};
     for (int round = 0; round < 3000; round++) {
         const char *seed = seeds[round % 2];
         size_t n = strlen(seed);
@@ -959,7 +959,7 @@ Test(pbjson, mutated_inputs_never_crash)
         struct pl_err e = PL_ERR_INIT;
         struct pl_srcmap *map = NULL;
         ProtobufCMessage *m;
-        if (pl_pbjson_load_text_ex(buf, n, "f.yaml", ALL, &o, &m, &map, &e) == 0) {
+        if (pl_pbjson_load_text(buf, n, "f.yaml", ALL, &o, &m, &map, &e) == 0) {
             char *s = pl_pbjson_print(m, PL_PBJSON_PRETTY);
             free(s);
             protobuf_c_message_free_unpacked(m, NULL);
