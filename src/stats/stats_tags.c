@@ -18,10 +18,8 @@ struct ex {
     size_t used, cap;
 };
 
-static bool starts(const char *s, const char *p)
-{
-    return !strncmp(s, p, strlen(p));
-}
+/* s (of length len) starts with the literal p */
+#define STARTS(s, len, p) ((len) >= sizeof(p) - 1 && !memcmp((s), (p), sizeof(p) - 1))
 
 /* Records tag tname = name[v0, v0+vn) and removes name[r0, r0+rn). */
 static void add(struct ex *x, const char *tname, size_t v0, size_t vn, size_t r0, size_t rn)
@@ -107,13 +105,13 @@ int pl_stats_extract_tags(const char *name, char *name_out, size_t cap, struct p
         !memcmp(name + len - 2, "xx", 2))
         add(&x, "envoy.response_code_class", len - 3, 1, len - 3, 1);
     /* cluster.(<cluster_name>.)* */
-    if (starts(name, "cluster.")) {
+    if (STARTS(name, len, "cluster.")) {
         size_t n = segment(name + 8);
         if (n)
             add(&x, "envoy.cluster_name", 8, n, 8, n + 1);
     }
     /* listener.[<address>.]http.(<stat_prefix>.)* */
-    if (starts(name, "listener.")) {
+    if (STARTS(name, len, "listener.")) {
         for (const char *h = strstr(name + 9, ".http."); h; h = strstr(h + 1, ".http.")) {
             size_t at = (size_t)(h - name) + 6, n = segment(name + at);
             if (n) {
@@ -123,7 +121,7 @@ int pl_stats_extract_tags(const char *name, char *name_out, size_t cap, struct p
         }
     }
     /* http.(<stat_prefix>.)* */
-    if (starts(name, "http.")) {
+    if (STARTS(name, len, "http.")) {
         size_t n = segment(name + 5);
         if (n)
             add(&x, "envoy.http_conn_manager_prefix", 5, n, 5, n + 1);
@@ -131,22 +129,22 @@ int pl_stats_extract_tags(const char *name, char *name_out, size_t cap, struct p
     /* listener.<address|stat_prefix>.(worker_<id>.)*, server.worker_<id>., listener_manager. */
     {
         size_t at = 0;
-        if (starts(name, "listener.")) {
+        if (STARTS(name, len, "listener.")) {
             size_t n = listener_value(name + 9);
             at = n ? 9 + n + 1 : 0;
-        } else if (starts(name, "server.")) {
+        } else if (STARTS(name, len, "server.")) {
             at = 7;
-        } else if (starts(name, "listener_manager.")) {
+        } else if (STARTS(name, len, "listener_manager.")) {
             at = 17;
         }
-        if (at && starts(name + at, "worker_")) {
+        if (at && STARTS(name + at, len - at, "worker_")) {
             size_t d = digits(name + at + 7, 32);
             if (d && name[at + 7 + d] == '.')
                 add(&x, "envoy.worker_id", at + 7, d, at + 7, d + 1);
         }
     }
     /* listener.(<address|stat_prefix>.)*, except "admin" */
-    if (starts(name, "listener.")) {
+    if (STARTS(name, len, "listener.")) {
         size_t n = listener_value(name + 9);
         if (n && !(n == 5 && !memcmp(name + 9, "admin", 5)))
             add(&x, "envoy.listener_address", 9, n, 9, n + 1);
