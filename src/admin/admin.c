@@ -239,8 +239,9 @@ static void dispatch(struct pl_admin_conn *c)
     const struct pl_h1_msg *m = &c->msg;
     char method[32];
     snprintf(method, sizeof(method), "%.*s", (int)m->method_len, m->method);
-    /* one allocation for the raw target, the decoded path and decoded params */
-    char *store = pl_malloc(3 * m->target_len + 3);
+    /* one allocation for the raw target, the decoded path and the decoded params (each param
+     * adds at most two NULs, and takes at least one byte plus a separator) */
+    char *store = pl_malloc(4 * m->target_len + 8);
     char *target = store;
     memcpy(target, m->target, m->target_len);
     target[m->target_len] = 0;

@@ -359,6 +359,12 @@ Test(admin, query_decoding_and_body)
     cr_assert_eq(r->status, 200);
     cr_assert_str_eq(r->body, "POST /test/echo [a=1,b=x y,flag=,c==&+] 5:hello");
     cr_assert_str_eq(r->ctype, "application/octet-stream");
+    r = request("GET", "/test/echo?a&b&c&&d=&=e", NULL);
+    cr_assert_str_eq(r->body, "GET /test/echo [a=,b=,c=,d=,=e] 0:");
+    r = request("GET", "/test/%7Eecho?x=%zz%4", NULL);
+    cr_assert_eq(r->status, 404);
+    r = request("GET", "/test/ech%6F?x=%zz%4", NULL);
+    cr_assert_str_eq(r->body, "GET /test/echo [x=%zz%4] 0:");
 }
 
 Test(admin, malformed_requests)
@@ -399,6 +405,14 @@ Test(admin, malformed_requests)
     client_send(&c, big);
     client_read(&c, "GET", &r);
     cr_assert_eq(r.status, 431);
+    close(c.fd);
+
+    /* a client that vanishes mid-request */
+    client_open(&c);
+    client_send(&c, "POST /test/echo HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial");
+    close(c.fd);
+    client_open(&c);
+    client_send(&c, "GET /he");
     close(c.fd);
 
     /* the server is still fine */
