@@ -38,6 +38,8 @@ struct pl_server {
     bool quitting;
     bool workers_stopped;
     int exit_code;
+    struct pl_stats *stats;
+    bool own_stats;
 };
 
 /* ---- addresses and sockets ---- */
@@ -187,11 +189,7 @@ static struct pl_srv_listener *listener_new(const struct pl_listener_cfg *cfg, u
     l->hash = cfg->hash;
     l->handler = pl_conn_handler_for_listener(cfg);
     l->fds = pl_calloc(n, sizeof(int));
-    size_t size = (size_t)n * sizeof(struct pl_srv_stat_slot);
-    l->stats = aligned_alloc(PL_SRV_SLOT_SIZE, size);
-    if (!l->stats)
-        pl_die("out of memory (%zu bytes)", size);
-    memset(l->stats, 0, size);
+    l->st = pl_calloc(n + 1, sizeof(*l->st));
     atomic_store_explicit(&l->refs, n, memory_order_relaxed);
     return l;
 }
@@ -200,8 +198,38 @@ static void listener_free(struct pl_srv_listener *l)
 {
     free(l->name);
     free(l->fds);
-    free(l->stats);
+    free(l->st);
     free(l);
+}
+
+/* Creates the listener's stats in Envoy's names: listener.<address or stat_prefix>.downstream_cx_*
+ * and the per-worker listener.<...>.worker_<n>.downstream_cx_*. Config time, main thread. */
+static void listener_stats_init(struct pl_server *srv, struct pl_srv_listener *l,
+                                const struct pl_listener_cfg *cfg)
+{
+    const Envoy__Config__Listener__V3__Listener *proto =
+        (const Envoy__Config__Listener__V3__Listener *)cfg->proto;
+    char prefix[160];
+    if (proto && proto->stat_prefix && *proto->stat_prefix) {
+        snprintf(prefix, sizeof(prefix), "listener.%s", proto->stat_prefix);
+    } else {
+        snprintf(prefix, sizeof(prefix), "listener.%s", l->addr_str);
+        for (char *p = prefix + 9; *p; p++)
+            if (*p == ':')
+                *p = '_';
+    }
+    char name[256];
+    for (unsigned i = 0; i <= srv->n_workers; i++) {
+        char scope[200];
+        if (i == 0)
+            snprintf(scope, sizeof(scope), "%s", prefix);
+        else
+            snprintf(scope, sizeof(scope), "%s.worker_%u", prefix, i - 1);
+        snprintf(name, sizeof(name), "%s.downstream_cx_total", scope);
+        l->st[i].cx_total = pl_stats_counter(srv->stats, name);
+        snprintf(name, sizeof(name), "%s.downstream_cx_active", scope);
+        l->st[i].cx_active = pl_stats_gauge(srv->stats, name);
+    }
 }
 
 static struct pl_srv_listener *find_active(struct pl_server *srv, const char *name)
@@ -322,7 +350,13 @@ struct pl_server *pl_server_new(const struct pl_server_opts *opts, struct pl_err
             ev_unref(srv->loop);
         }
     }
+    srv->stats = opts->stats;
+    if (!srv->stats) {
+        srv->stats = pl_stats_new();
+        srv->own_stats = true;
+    }
     srv->env = (struct pl_worker_env){
+        .stats = srv->stats,
         .main_loop = srv->loop,
         .main_wake = &srv->wake,
         .drain_time_s = opts->drain_time_s,
@@ -374,6 +408,7 @@ int pl_server_apply(struct pl_server *srv, struct pl_snapshot *s, struct pl_err 
             listener_free(l);
             goto fail;
         }
+        listener_stats_init(srv, l, cfg);
         next[i] = l;
         is_new[i] = true;
     }
@@ -493,6 +528,8 @@ void pl_server_free(struct pl_server *srv)
     }
     ev_async_stop(srv->loop, &srv->wake);
     pl_publish_shutdown(); /* workers are gone: frees every snapshot */
+    if (srv->own_stats)
+        pl_stats_free(srv->stats);
     free(srv);
 }
 
@@ -529,15 +566,12 @@ size_t pl_server_listeners(const struct pl_server *srv, struct pl_server_listene
     return n;
 }
 
-static void sum_stats(const struct pl_srv_listener *l, unsigned from, unsigned to,
-                      struct pl_listener_stats *out)
+/* Adds the listener's counters (worker < 0) or one worker's counters to out. */
+static void add_stats(const struct pl_srv_listener *l, int worker, struct pl_listener_stats *out)
 {
-    for (unsigned w = from; w < to; w++) {
-        out->downstream_cx_total +=
-            atomic_load_explicit(&l->stats[w].cx_total, memory_order_relaxed);
-        out->downstream_cx_active +=
-            atomic_load_explicit(&l->stats[w].cx_active, memory_order_relaxed);
-    }
+    const struct pl_srv_lstats *st = &l->st[worker < 0 ? 0 : 1 + worker];
+    out->downstream_cx_total += pl_counter_value(st->cx_total);
+    out->downstream_cx_active += (uint64_t)pl_gauge_value(st->cx_active);
 }
 
 int pl_server_listener_stats(const struct pl_server *srv, const char *name, int worker,
@@ -547,10 +581,7 @@ int pl_server_listener_stats(const struct pl_server *srv, const char *name, int 
     const struct pl_srv_listener *l = find_active((struct pl_server *)srv, name);
     if (!l || worker >= (int)srv->n_workers)
         return PL_ENOENT;
-    if (worker < 0)
-        sum_stats(l, 0, srv->n_workers, out);
-    else
-        sum_stats(l, (unsigned)worker, (unsigned)worker + 1, out);
+    add_stats(l, worker, out);
     return 0;
 }
 
@@ -558,8 +589,8 @@ uint64_t pl_server_active_connections(const struct pl_server *srv)
 {
     struct pl_listener_stats st = {0};
     for (const struct pl_srv_listener *l = srv->active; l; l = l->next)
-        sum_stats(l, 0, srv->n_workers, &st);
+        add_stats(l, -1, &st);
     for (const struct pl_srv_listener *l = srv->released; l; l = l->next)
-        sum_stats(l, 0, srv->n_workers, &st);
+        add_stats(l, -1, &st);
     return st.downstream_cx_active;
 }

@@ -40,6 +40,7 @@ struct pl_worker_listener {
 struct pl_worker {
     unsigned id;
     struct pl_worker_env env;
+    struct pl_stats_shard *shard; /* this worker's stats; bound on its thread */
     struct ev_loop *loop;
     pthread_t thread;
     bool started;
@@ -130,11 +131,11 @@ const struct pl_conn_handler_vtable *pl_conn_handler_for_listener(const struct p
 
 /* ---- connections ---- */
 
-static void stat_add(_Atomic uint64_t *c, int64_t d)
+/* Counts a connection opening (+1) or closing (-1) in the listener's and the worker's gauges. */
+static void cx_active_add(const struct pl_worker_listener *l, unsigned worker, int64_t d)
 {
-    /* only the owning worker writes: a load and a store, no locked instruction */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
-                          memory_order_relaxed);
+    pl_gauge_add(l->shared->st[0].cx_active, d);
+    pl_gauge_add(l->shared->st[1 + worker].cx_active, d);
 }
 
 static void listener_release(struct pl_worker_listener *wl);
@@ -150,7 +151,7 @@ void pl_worker_conn_add(struct pl_worker *w, struct pl_worker_listener *l, struc
     l->conns.next = c;
     l->n_conns++;
     w->n_conns++;
-    stat_add(&l->shared->stats[w->id].cx_active, 1);
+    cx_active_add(l, w->id, 1);
     if (w->draining && handler->drain_conn)
         handler->drain_conn(c);
 }
@@ -166,7 +167,7 @@ void pl_worker_conn_remove(struct pl_worker_conn *c)
     c->listener = NULL;
     l->n_conns--;
     l->worker->n_conns--;
-    stat_add(&l->shared->stats[l->worker->id].cx_active, -1);
+    cx_active_add(l, l->worker->id, -1);
     if (l->removed && l->n_conns == 0)
         listener_release(l);
 }
@@ -225,7 +226,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             }
             return;
         }
-        stat_add(&l->shared->stats[w->id].cx_total, 1);
+        pl_counter_inc(l->shared->st[0].cx_total);
+        pl_counter_inc(l->shared->st[1 + w->id].cx_total);
         const struct pl_conn_handler_vtable *h = l->shared->handler;
         if (h->on_accept(w, l, fd, (struct sockaddr *)&peer, peerlen) < 0)
             close(fd);
@@ -427,7 +429,9 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "pl-worker-%u", w->id);
     pthread_setname_np(pthread_self(), name);
     pl_rcu_thread_register();
+    pl_stats_shard_bind(w->shard);
     ev_run(w->loop, 0);
+    pl_stats_shard_bind(NULL);
     pl_rcu_thread_unregister();
     pl_log_debug("server", "worker %u: stopped", w->id);
     return NULL;
@@ -438,6 +442,7 @@ struct pl_worker *pl_worker_new(unsigned id, const struct pl_worker_env *env)
     struct pl_worker *w = pl_calloc(1, sizeof(*w));
     w->id = id;
     w->env = *env;
+    w->shard = pl_stats_shard_new(env->stats);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop)
         pl_die("ev_loop_new failed");
@@ -558,7 +563,7 @@ uint64_t pl_worker_listener_hash(const struct pl_worker_listener *l)
 
 void pl_worker_listener_stats(const struct pl_worker_listener *l, struct pl_listener_stats *out)
 {
-    const struct pl_srv_stat_slot *s = &l->shared->stats[l->worker->id];
-    out->downstream_cx_total = atomic_load_explicit(&s->cx_total, memory_order_relaxed);
-    out->downstream_cx_active = atomic_load_explicit(&s->cx_active, memory_order_relaxed);
+    const struct pl_srv_lstats *s = &l->shared->st[1 + l->worker->id];
+    out->downstream_cx_total = pl_counter_value(s->cx_total);
+    out->downstream_cx_active = (uint64_t)pl_gauge_value(s->cx_active);
 }

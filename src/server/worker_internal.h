@@ -6,15 +6,14 @@
 #include <stdbool.h>
 
 #include "server/worker.h"
+#include "stats/stats.h"
 
-/* Two 64-byte lines: the adjacent-line prefetcher would otherwise share them between workers. */
-#define PL_SRV_SLOT_SIZE 128
-
-/* One worker's counters for one listener: written only by that worker (load + store, no RMW). */
-struct pl_srv_stat_slot {
-    _Atomic uint64_t cx_total;
-    _Atomic uint64_t cx_active;
-} __attribute__((aligned(PL_SRV_SLOT_SIZE)));
+/* A listener's stats handles (Envoy's listener.<address>. tree). Workers write them through their
+ * own stats shard, so an update touches only worker-owned memory. */
+struct pl_srv_lstats {
+    struct pl_counter cx_total;
+    struct pl_gauge cx_active;
+};
 
 /* A listener as the main thread owns it. Workers read the constant fields and their stats slot;
  * each worker holds a reference until it has closed its socket and its connections. */
@@ -28,7 +27,7 @@ struct pl_srv_listener {
     char addr_str[128];
     int *fds;                       /* one per worker, owned by that worker once handed over */
     _Atomic unsigned refs;          /* workers that still hold it */
-    struct pl_srv_stat_slot *stats; /* one per worker */
+    struct pl_srv_lstats *st;       /* [0]: the listener; [1 + w]: worker w (worker_<w>.) */
 };
 
 /* What the main thread tells a worker. */
@@ -46,6 +45,7 @@ struct pl_worker_env {
     struct ev_loop *main_loop;
     void *main_wake; /* ev_async on main_loop: poked when a listener's last reference goes */
     double drain_time_s;
+    struct pl_stats *stats;
 };
 
 /* Creates worker id (not started). */

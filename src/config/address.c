@@ -1,0 +1,109 @@
+#include "config/address.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "core/err.h"
+
+void pl_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path)) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+        if (un->sun_path[0] == '\0')
+            snprintf(buf, cap, "@%.*s", (int)(len - offsetof(struct sockaddr_un, sun_path) - 1),
+                     un->sun_path + 1);
+        else
+            snprintf(buf, cap, "%s", un->sun_path);
+    } else {
+        snprintf(buf, cap, "unknown");
+    }
+}
+
+int pl_addr_from_proto(const Envoy__Config__Core__V3__Address *a, struct pl_addr *out,
+                       const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    if (!a) {
+        *why = "an address is required";
+        return PL_EINVAL;
+    }
+    if (a->address_case == ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_PIPE) {
+        const char *path = a->pipe->path;
+        struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+        size_t n = strlen(path);
+        if (n == 0 || n >= sizeof(un->sun_path)) {
+            *why = "pipe path must be 1 to 107 bytes";
+            return PL_EINVAL;
+        }
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, path, n);
+        if (path[0] == '@') /* abstract namespace, as Envoy writes it */
+            un->sun_path[0] = '\0';
+        out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] != '@'));
+        snprintf(out->str, sizeof(out->str), "%s", path);
+        return 0;
+    }
+    if (a->address_case != ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS) {
+        *why = "only socket_address and pipe addresses are supported";
+        return PL_EINVAL;
+    }
+    const Envoy__Config__Core__V3__SocketAddress *sa = a->socket_address;
+    if (sa->protocol != ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PROTOCOL__TCP) {
+        *why = "only protocol TCP is supported";
+        return PL_EINVAL;
+    }
+    if (sa->port_specifier_case !=
+            ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE &&
+        sa->port_specifier_case !=
+            ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER__NOT_SET) {
+        *why = "named ports are not supported; use port_value";
+        return PL_EINVAL;
+    }
+    uint32_t port = sa->port_specifier_case ==
+                            ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE
+                        ? sa->port_value
+                        : 0;
+    if (port > 65535) {
+        *why = "port_value must be at most 65535";
+        return PL_EINVAL;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
+    if (inet_pton(AF_INET, sa->address, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        out->len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, sa->address, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        out->len = sizeof(*in6);
+    } else {
+        *why = "address must be an IP address literal";
+        return PL_EINVAL;
+    }
+    pl_addr_format((struct sockaddr *)&out->ss, out->len, out->str, sizeof(out->str));
+    return 0;
+}
+
+bool pl_addr_is_local(const struct pl_addr *a)
+{
+    if (a->ss.ss_family == AF_UNIX)
+        return true;
+    if (a->ss.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+    return false;
+}

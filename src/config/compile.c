@@ -1,0 +1,122 @@
+/* Static resources -> snapshot. The snapshot owns copies of the resources it was built from. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/address.h"
+#include "config/bootstrap.h"
+#include "core/err.h"
+
+#define CLUSTER(x) ENVOY__CONFIG__CLUSTER__V3__##x
+
+/* Deep copy through the wire format; aborts on OOM. */
+static ProtobufCMessage *clone_msg(const ProtobufCMessage *m, uint64_t *hash)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = pl_malloc(n);
+    protobuf_c_message_pack(m, buf);
+    if (hash) { /* FNV-1a over the encoding: equal resources hash equal */
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * 0x100000001b3ULL;
+        *hash = h;
+    }
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    if (!c)
+        pl_die("re-decoding %s failed", m->descriptor->name);
+    return c;
+}
+
+static uint64_t duration_ms(const Google__Protobuf__Duration *d, uint64_t dflt)
+{
+    if (!d)
+        return dflt;
+    return (uint64_t)d->seconds * 1000 + (uint64_t)d->nanos / 1000000;
+}
+
+static int compile_listener(const Envoy__Config__Listener__V3__Listener *l,
+                            struct pl_listener_cfg *out, const struct timespec *now,
+                            struct pl_err *err)
+{
+    struct pl_addr a;
+    const char *why;
+    if (pl_addr_from_proto(l->address, &a, &why) < 0)
+        return pl_err_add(err, NULL, 0, 0, NULL, "listener '%s': %s", l->name, why);
+    memcpy(&out->addr, &a.ss, sizeof(a.ss));
+    out->addrlen = a.len;
+    out->addr_str = pl_strdup(a.str);
+    /* Envoy names an unnamed listener itself; its address is unique and readable */
+    out->name = pl_strdup(*l->name ? l->name : a.str);
+    out->proto = clone_msg(&l->base, &out->hash);
+    out->version_info = pl_strdup("");
+    out->last_updated = *now;
+    return 0;
+}
+
+static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
+                            struct pl_cluster_cfg *out, const struct timespec *now)
+{
+    out->name = pl_strdup(cl->name);
+    out->type = cl->cluster_discovery_type_case == CLUSTER(CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE)
+                    ? (int)cl->type
+                    : (int)CLUSTER(CLUSTER__DISCOVERY_TYPE__STATIC);
+    out->lb_policy = cl->lb_policy;
+    out->connect_timeout_ms = duration_ms(cl->connect_timeout, 5000);
+    out->proto = clone_msg(&cl->base, &out->hash);
+    out->version_info = pl_strdup("");
+    out->last_updated = *now;
+    const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = cl->load_assignment;
+    size_t n = 0;
+    for (size_t i = 0; la && i < la->n_endpoints; i++)
+        n += la->endpoints[i]->n_lb_endpoints;
+    out->endpoints = pl_calloc(n, sizeof(*out->endpoints));
+    for (size_t i = 0; la && i < la->n_endpoints; i++) {
+        const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = la->endpoints[i];
+        for (size_t j = 0; j < le->n_lb_endpoints; j++) {
+            const Envoy__Config__Endpoint__V3__LbEndpoint *ep = le->lb_endpoints[j];
+            struct pl_endpoint_cfg *e = &out->endpoints[out->n_endpoints++];
+            const Envoy__Config__Core__V3__SocketAddress *sa =
+                ep->endpoint->address->socket_address;
+            struct pl_addr a;
+            const char *why;
+            if (pl_addr_from_proto(ep->endpoint->address, &a, &why) == 0) {
+                memcpy(&e->addr, &a.ss, sizeof(a.ss));
+                e->addrlen = a.len;
+                e->addr_str = pl_strdup(a.str);
+            } else { /* a host name: resolved by DNS for STRICT_DNS / LOGICAL_DNS clusters */
+                e->addr_str = pl_asprintf("%s:%u", sa->address, sa->port_value);
+            }
+            e->weight = ep->load_balancing_weight ? ep->load_balancing_weight->value : 1;
+        }
+    }
+}
+
+int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, struct pl_err *err)
+{
+    struct pl_snapshot *s = pl_snapshot_new();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    s->bootstrap = clone_msg(&b->base, NULL);
+    s->bootstrap_loaded = now;
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = b->static_resources;
+    int rc = 0;
+    if (sr) {
+        s->listeners = pl_calloc(sr->n_listeners, sizeof(*s->listeners));
+        for (size_t i = 0; i < sr->n_listeners; i++) {
+            if (compile_listener(sr->listeners[i], &s->listeners[s->n_listeners], &now, err) < 0)
+                rc = PL_EINVAL;
+            else
+                s->n_listeners++;
+        }
+        s->clusters = pl_calloc(sr->n_clusters, sizeof(*s->clusters));
+        for (size_t i = 0; i < sr->n_clusters; i++)
+            compile_cluster(sr->clusters[i], &s->clusters[s->n_clusters++], &now);
+    }
+    if (rc < 0) {
+        pl_snapshot_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
