@@ -15,9 +15,18 @@
 
 #define PL_VERSION "0.1.0"
 
-enum { OPT_CONFIG_YAML = 256, OPT_MODE, OPT_CONCURRENCY, OPT_DRAIN_TIME, OPT_BASE_ID,
-       OPT_ADMIN_ALLOW_REMOTE, OPT_ADMIN_ADDRESS_PATH, OPT_SERVICE_CLUSTER, OPT_SERVICE_NODE,
-       OPT_VERSION };
+enum {
+    OPT_CONFIG_YAML = 256,
+    OPT_MODE,
+    OPT_CONCURRENCY,
+    OPT_DRAIN_TIME,
+    OPT_BASE_ID,
+    OPT_ADMIN_ALLOW_REMOTE,
+    OPT_ADMIN_ADDRESS_PATH,
+    OPT_SERVICE_CLUSTER,
+    OPT_SERVICE_NODE,
+    OPT_VERSION
+};
 
 static const struct option long_opts[] = {
     {"config-path", required_argument, NULL, 'c'},
@@ -165,8 +174,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 1 : 0;
     }
     if (strcmp(mode, "serve") && strcmp(mode, "init_only")) {
-        fprintf(stderr, "pillion: --mode: expected serve, validate or init_only, got '%s'\n",
-                mode);
+        fprintf(stderr, "pillion: --mode: expected serve, validate or init_only, got '%s'\n", mode);
         return 1;
     }
     if (rc < 0) {

@@ -11,8 +11,8 @@
 typedef Envoy__Config__Bootstrap__V3__Bootstrap pl_bootstrap_t;
 
 struct pl_bootstrap_opts {
-    const char *config_path;     /* YAML or JSON file; may be NULL */
-    const char *config_yaml;     /* YAML text merged over the file (Envoy's MergeFrom); may be NULL */
+    const char *config_path; /* YAML or JSON file; may be NULL */
+    const char *config_yaml; /* YAML text merged over the file (Envoy's MergeFrom); may be NULL */
     const char *service_cluster; /* overrides node.cluster when set */
     const char *service_node;    /* overrides node.id when set */
     bool admin_allow_remote;     /* accept a non-loopback admin address */

@@ -14,8 +14,8 @@ struct pl_listener_cfg {
     char *name;
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char *addr_str;         /* "127.0.0.1:10000", for stat names and logs */
-    uint64_t hash;          /* of the serialized resource: unchanged listeners keep their sockets */
+    char *addr_str; /* "127.0.0.1:10000", for stat names and logs */
+    uint64_t hash;  /* of the serialized resource: unchanged listeners keep their sockets */
     ProtobufCMessage *proto; /* envoy.config.listener.v3.Listener, owned */
     char *version_info;
     struct timespec last_updated;
@@ -32,8 +32,8 @@ struct pl_endpoint_cfg {
 /* A cluster as workers need it. */
 struct pl_cluster_cfg {
     char *name;
-    int type;          /* envoy.config.cluster.v3.Cluster.DiscoveryType */
-    int lb_policy;     /* envoy.config.cluster.v3.Cluster.LbPolicy */
+    int type;      /* envoy.config.cluster.v3.Cluster.DiscoveryType */
+    int lb_policy; /* envoy.config.cluster.v3.Cluster.LbPolicy */
     uint64_t connect_timeout_ms;
     struct pl_endpoint_cfg *endpoints;
     size_t n_endpoints;

@@ -12,10 +12,10 @@ struct rule {
     const char *inert; /* space-separated field names that change no behaviour */
 };
 
-#define CORE "envoy.config.core.v3."
+#define CORE  "envoy.config.core.v3."
 #define ROUTE "envoy.config.route.v3."
-#define TLS "envoy.extensions.transport_sockets.tls.v3."
-#define HCM "envoy.extensions.filters.network.http_connection_manager.v3."
+#define TLS   "envoy.extensions.transport_sockets.tls.v3."
+#define HCM   "envoy.extensions.filters.network.http_connection_manager.v3."
 
 /* Sorted by message name once, on first use, for bsearch. */
 static struct rule rules[] = {
@@ -58,8 +58,8 @@ static struct rule rules[] = {
     {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints load_balancing_weight",
      "locality"},
     {"envoy.config.listener.v3.Filter", "name typed_config", ""},
-    {"envoy.config.listener.v3.FilterChain",
-     "filter_chain_match filters transport_socket", "name metadata"},
+    {"envoy.config.listener.v3.FilterChain", "filter_chain_match filters transport_socket",
+     "name metadata"},
     {"envoy.config.listener.v3.FilterChainMatch",
      "destination_port server_names transport_protocol application_protocols", ""},
     {"envoy.config.listener.v3.Listener",
@@ -123,13 +123,13 @@ static struct rule rules[] = {
     {"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight",
      "name weight", ""},
     {TLS "CertificateValidationContext", "trusted_ca match_typed_subject_alt_names", ""},
-    {TLS "CommonTlsContext", "tls_params tls_certificates validation_context alpn_protocols",
-     ""},
+    {TLS "CommonTlsContext", "tls_params tls_certificates validation_context alpn_protocols", ""},
     {TLS "DownstreamTlsContext", "common_tls_context require_client_certificate", ""},
     {TLS "SubjectAltNameMatcher", "san_type matcher", ""},
     {TLS "TlsCertificate", "certificate_chain private_key", ""},
-    {TLS "TlsParameters", "tls_minimum_protocol_version tls_maximum_protocol_version "
-                          "cipher_suites",
+    {TLS "TlsParameters",
+     "tls_minimum_protocol_version tls_maximum_protocol_version "
+     "cipher_suites",
      ""},
     {TLS "UpstreamTlsContext", "common_tls_context sni", ""},
     {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -188,13 +188,14 @@ enum pl_support pl_support_field(const char *message, const char *field)
     return PL_SUPPORT_NO;
 }
 
+/* Each list is one string: parenthesised so that compilers see the concatenation is meant. */
 static const char *const ext_lists[] = {
-    [PL_EXT_NETWORK_FILTER] = HCM "HttpConnectionManager "
-                              "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    [PL_EXT_NETWORK_FILTER] = (HCM "HttpConnectionManager "
+                                   "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"),
     [PL_EXT_HTTP_FILTER] = "envoy.extensions.filters.http.router.v3.Router",
-    [PL_EXT_TRANSPORT_SOCKET] = TLS "DownstreamTlsContext " TLS "UpstreamTlsContext",
-    [PL_EXT_ACCESS_LOG] = "envoy.extensions.access_loggers.file.v3.FileAccessLog "
-                          "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+    [PL_EXT_TRANSPORT_SOCKET] = (TLS "DownstreamTlsContext " TLS "UpstreamTlsContext"),
+    [PL_EXT_ACCESS_LOG] = ("envoy.extensions.access_loggers.file.v3.FileAccessLog "
+                           "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
     [PL_EXT_PROTOCOL_OPTIONS] = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 };
 

@@ -6,9 +6,9 @@
 
 /* How a field set in a resource is treated. */
 enum pl_support {
-    PL_SUPPORT_YES,      /* implemented */
-    PL_SUPPORT_INERT,    /* changes no behaviour (metadata, descriptions): accepted, counted */
-    PL_SUPPORT_NO,       /* asks for behaviour Pillion does not implement: rejected by name */
+    PL_SUPPORT_YES,   /* implemented */
+    PL_SUPPORT_INERT, /* changes no behaviour (metadata, descriptions): accepted, counted */
+    PL_SUPPORT_NO,    /* asks for behaviour Pillion does not implement: rejected by name */
 };
 
 /* Returns how field `field` (proto name) of message `message` (full name) is treated. */

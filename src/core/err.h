@@ -8,10 +8,10 @@
 
 enum {
     PL_OK = 0,
-    PL_EINVAL = -1,   /* bad input: details are in the struct pl_err */
+    PL_EINVAL = -1, /* bad input: details are in the struct pl_err */
     PL_ENOMEM = -2,
-    PL_EIO = -3,      /* a system call failed: details are in the struct pl_err */
-    PL_ENOTSUP = -4,  /* valid input asking for something we do not implement */
+    PL_EIO = -3,     /* a system call failed: details are in the struct pl_err */
+    PL_ENOTSUP = -4, /* valid input asking for something we do not implement */
     PL_ENOENT = -5,
     PL_EEXIST = -6,
     PL_EAGAIN = -7,
@@ -19,10 +19,10 @@ enum {
 
 /* One user-facing error: where it is (file:line:col, field path) and what is wrong. */
 struct pl_err_entry {
-    char *file;  /* may be NULL */
-    int line;    /* 1-based; 0 when unknown */
-    int col;     /* 1-based; 0 when unknown */
-    char *path;  /* field path such as static_resources.clusters[2].name; may be NULL */
+    char *file; /* may be NULL */
+    int line;   /* 1-based; 0 when unknown */
+    int col;    /* 1-based; 0 when unknown */
+    char *path; /* field path such as static_resources.clusters[2].name; may be NULL */
     char *msg;
 };
 
@@ -32,7 +32,10 @@ struct pl_err {
     size_t n, cap;
 };
 
-#define PL_ERR_INIT {NULL, 0, 0}
+#define PL_ERR_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Prepares an empty list. */
 void pl_err_init(struct pl_err *e);

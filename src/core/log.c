@@ -9,7 +9,8 @@
 
 _Atomic int pl_log_level_now = PL_LOG_INFO;
 
-static const char *const names[] = {"trace", "debug", "info", "warning", "error", "critical", "off"};
+static const char *const names[] = {"trace", "debug",    "info", "warning",
+                                    "error", "critical", "off"};
 
 int pl_log_level_parse(const char *name)
 {
@@ -38,10 +39,10 @@ void pl_log_write(int level, const char *comp, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "[%04d-%02d-%02d %02d:%02d:%02d.%03ld][%ld][%s][%s] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, (long)syscall(SYS_gettid),
-                     pl_log_level_name(level), comp);
+    int n =
+        snprintf(line, sizeof(line), "[%04d-%02d-%02d %02d:%02d:%02d.%03ld][%ld][%s][%s] ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 ts.tv_nsec / 1000000, (long)syscall(SYS_gettid), pl_log_level_name(level), comp);
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof(line))

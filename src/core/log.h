@@ -16,7 +16,8 @@ enum pl_log_level {
 
 extern _Atomic int pl_log_level_now;
 
-/* Parses an Envoy level name (trace, debug, info, warning/warn, error, critical, off); -1 if none. */
+/* Parses an Envoy level name (trace, debug, info, warning/warn, error, critical, off); -1 if none.
+ */
 int pl_log_level_parse(const char *name);
 /* Returns the Envoy name of a level. */
 const char *pl_log_level_name(int level);

@@ -72,18 +72,21 @@ static void h_server_info(const struct pl_admin_request *req, struct pl_admin_re
     pl_admin_resp_printf(r, "{\n \"version\": \"pillion/%s\",\n \"state\": \"%s\",\n", PL_VERSION,
                          server_state(m));
     pl_admin_resp_printf(r, " \"hot_restart_version\": \"disabled\",\n");
-    pl_admin_resp_printf(r, " \"command_line_options\": {\n  \"base_id\": \"%d\",\n"
-                            "  \"concurrency\": %d,\n  \"config_path\": ",
+    pl_admin_resp_printf(r,
+                         " \"command_line_options\": {\n  \"base_id\": \"%d\",\n"
+                         "  \"concurrency\": %d,\n  \"config_path\": ",
                          m->o->base_id, m->o->concurrency);
     json_str(r, m->o->boot.config_path ? m->o->boot.config_path : "");
     pl_admin_resp_printf(r, ",\n  \"config_yaml\": ");
     json_str(r, m->o->boot.config_yaml ? m->o->boot.config_yaml : "");
-    pl_admin_resp_printf(r, ",\n  \"log_level\": \"%s\",\n  \"drain_time\": \"%ds\",\n"
-                            "  \"mode\": \"%s\"\n },\n",
+    pl_admin_resp_printf(r,
+                         ",\n  \"log_level\": \"%s\",\n  \"drain_time\": \"%ds\",\n"
+                         "  \"mode\": \"%s\"\n },\n",
                          pl_log_level_name(pl_log_level_now), m->o->drain_time_s,
                          m->o->init_only ? "InitOnly" : "Serve");
-    pl_admin_resp_printf(r, " \"uptime_current_epoch\": \"%lds\",\n"
-                            " \"uptime_all_epochs\": \"%lds\",\n \"node\": ",
+    pl_admin_resp_printf(r,
+                         " \"uptime_current_epoch\": \"%lds\",\n"
+                         " \"uptime_all_epochs\": \"%lds\",\n \"node\": ",
                          up, up);
     if (b && b->node) {
         char *node = pl_pbjson_print(&b->node->base, PL_PBJSON_PROTO_NAMES);
@@ -126,8 +129,7 @@ static void addr_json(struct pl_admin_response *r, const char *addr)
                          (int)(e - h), h, colon + 1);
 }
 
-static void h_listeners(const struct pl_admin_request *req, struct pl_admin_response *r,
-                        void *ctx)
+static void h_listeners(const struct pl_admin_request *req, struct pl_admin_response *r, void *ctx)
 {
     struct main_ctx *m = ctx;
     struct pl_server_listener_info info[256];
@@ -152,8 +154,7 @@ static void h_listeners(const struct pl_admin_request *req, struct pl_admin_resp
         pl_admin_resp_printf(r, "%s::%s\n", info[i].name, info[i].addr_str);
 }
 
-static void h_clusters(const struct pl_admin_request *req, struct pl_admin_response *r,
-                       void *ctx)
+static void h_clusters(const struct pl_admin_request *req, struct pl_admin_response *r, void *ctx)
 {
     (void)ctx;
     const struct pl_snapshot *s = pl_snapshot_current();
@@ -178,8 +179,9 @@ static void h_clusters(const struct pl_admin_request *req, struct pl_admin_respo
             if (json) {
                 pl_admin_resp_printf(r, "%s{\"address\": ", j ? ", " : "");
                 addr_json(r, e->addr_str);
-                pl_admin_resp_printf(r, ", \"health_status\": {\"eds_health_status\": "
-                                        "\"HEALTHY\"}, \"weight\": %u}",
+                pl_admin_resp_printf(r,
+                                     ", \"health_status\": {\"eds_health_status\": "
+                                     "\"HEALTHY\"}, \"weight\": %u}",
                                      e->weight);
             } else {
                 pl_admin_resp_printf(r, "%s::%s::weight::%u\n", c->name, e->addr_str, e->weight);
@@ -242,12 +244,11 @@ static int start_admin(struct main_ctx *m, const pl_bootstrap_t *b, struct pl_er
                       false, h_ready, m);
     pl_admin_register(m->admin, "/server_info", "print server version/status information", false,
                       h_server_info, m);
-    pl_admin_register(m->admin, "/config_dump", "dump current Envoy configs", false,
-                      h_config_dump, m);
+    pl_admin_register(m->admin, "/config_dump", "dump current Envoy configs", false, h_config_dump,
+                      m);
     pl_admin_register(m->admin, "/clusters", "upstream cluster status", false, h_clusters, m);
     pl_admin_register(m->admin, "/listeners", "print listener info", false, h_listeners, m);
-    pl_admin_register(m->admin, "/drain_listeners", "drain listeners", true, h_drain_listeners,
-                      m);
+    pl_admin_register(m->admin, "/drain_listeners", "drain listeners", true, h_drain_listeners, m);
     pl_admin_register(m->admin, "/quitquitquit", "exit the server", true, h_quit, m);
     if (m->o->admin_address_path) {
         char text[160];
@@ -282,9 +283,8 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
     if (pl_bootstrap_compile(boot, &snap, err) < 0)
         goto out;
     m.stats = pl_stats_new();
-    struct pl_server_opts so = {.concurrency = (unsigned)o->concurrency,
-                                .drain_time_s = o->drain_time_s,
-                                .stats = m.stats};
+    struct pl_server_opts so = {
+        .concurrency = (unsigned)o->concurrency, .drain_time_s = o->drain_time_s, .stats = m.stats};
     m.srv = pl_server_new(&so, err);
     if (!m.srv)
         goto out;
@@ -298,8 +298,7 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
         code = 0;
         goto out;
     }
-    pl_log_info("main", "pillion %s started: %u workers", PL_VERSION,
-                pl_server_concurrency(m.srv));
+    pl_log_info("main", "pillion %s started: %u workers", PL_VERSION, pl_server_concurrency(m.srv));
     code = pl_server_run(m.srv);
     pl_log_info("main", "exiting");
 out:

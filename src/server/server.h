@@ -29,10 +29,10 @@ struct pl_server;
 struct pl_stats;
 
 struct pl_server_opts {
-    unsigned concurrency; /* worker threads; 0 means 1 */
-    double drain_time_s;  /* how long a drain lets connections finish (Envoy's --drain-time-s) */
-    bool no_signals;      /* do not install SIGTERM/SIGINT/SIGHUP watchers (tests, embedding) */
-    struct ev_loop *loop; /* main loop; NULL means ev_default_loop(0) */
+    unsigned concurrency;   /* worker threads; 0 means 1 */
+    double drain_time_s;    /* how long a drain lets connections finish (Envoy's --drain-time-s) */
+    bool no_signals;        /* do not install SIGTERM/SIGINT/SIGHUP watchers (tests, embedding) */
+    struct ev_loop *loop;   /* main loop; NULL means ev_default_loop(0) */
     struct pl_stats *stats; /* where listener stats go; NULL: the server keeps its own store */
 };
 

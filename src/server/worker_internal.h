@@ -25,9 +25,9 @@ struct pl_srv_listener {
     struct sockaddr_storage addr; /* as bound */
     socklen_t addrlen;
     char addr_str[128];
-    int *fds;                       /* one per worker, owned by that worker once handed over */
-    _Atomic unsigned refs;          /* workers that still hold it */
-    struct pl_srv_lstats *st;       /* [0]: the listener; [1 + w]: worker w (worker_<w>.) */
+    int *fds;                 /* one per worker, owned by that worker once handed over */
+    _Atomic unsigned refs;    /* workers that still hold it */
+    struct pl_srv_lstats *st; /* [0]: the listener; [1 + w]: worker w (worker_<w>.) */
 };
 
 /* What the main thread tells a worker. */

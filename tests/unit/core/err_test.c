@@ -8,8 +8,8 @@
 Test(err, collects_every_error_with_location)
 {
     struct pl_err e = PL_ERR_INIT;
-    cr_assert_eq(pl_err_add(&e, "a.yaml", 3, 7, "static_resources.clusters[0].name", "must not be %s",
-                            "empty"),
+    cr_assert_eq(pl_err_add(&e, "a.yaml", 3, 7, "static_resources.clusters[0].name",
+                            "must not be %s", "empty"),
                  PL_EINVAL);
     pl_err_add(&e, NULL, 0, 0, NULL, "second");
     cr_assert_eq(e.n, 2);

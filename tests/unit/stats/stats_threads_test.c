@@ -1,6 +1,10 @@
 /* Workers update stats through their own shards (and one thread through the shared fallback)
  * while the main thread renders; run under TSan in the 'threads' suite. */
+#ifdef PL_TEST_STANDALONE
+#include "nocriterion.h"
+#else
 #include <criterion/criterion.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
