@@ -16,6 +16,11 @@ BUILD = os.environ.get("PILLION_BUILD") or os.path.join(ROOT, "build")
 PILLION = os.path.join(BUILD, "src", "pillion")
 
 
+# Lines that AddressSanitizer, LeakSanitizer, UBSan and TSan print when they find something.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
 def free_port():
     """Returns a loopback TCP port that was free a moment ago."""
     with socket.socket() as s:
@@ -105,12 +110,24 @@ def pillion(tmp_path):
         return p.start(wait)
 
     yield make
+    problems = []
     for p in started:
         if p.proc and p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
+            p.proc.send_signal(signal.SIGINT)  # a clean exit, so sanitizers report leaks
+            try:
+                p.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                p.proc.kill()
+                p.proc.wait()
+                problems.append(f"{p.log_path.name}: did not exit on SIGINT")
         if getattr(p, "log", None):
             p.log.close()
+        out = p.output()
+        for marker in SANITIZER_MARKERS:
+            if marker in out:
+                problems.append(f"{p.log_path.name}: {marker}\n{out[-4000:]}")
+                break
+    assert not problems, "\n".join(problems)
 
 
 def run_pillion(*args, timeout=30):
