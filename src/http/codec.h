@@ -23,7 +23,12 @@
 #include "http/headers.h"
 
 struct pl_codec;
-struct pl_codec_stream; /* a codec's stream; its user pointer is set with pl_codec_stream_user */
+
+/* Every codec's stream starts with this (codecs embed it as their first member). */
+struct pl_codec_stream {
+    void *user;  /* the owner's context: set by on_new_stream's result or new_stream's argument */
+    uint32_t id; /* HTTP/2 stream id; HTTP/1: 1, 2, 3... per connection */
+};
 
 /* Why a stream ended abnormally (Envoy's reset reasons). */
 enum pl_reset_reason {
@@ -95,10 +100,5 @@ struct pl_codec {
     const struct pl_codec_callbacks *cb;
     void *ctx;
 };
-
-/* Returns the user pointer of a stream (set by on_new_stream or new_stream). */
-void *pl_codec_stream_user(const struct pl_codec_stream *s);
-/* Sets the user pointer of a stream. */
-void pl_codec_stream_set_user(struct pl_codec_stream *s, void *user);
 
 #endif
