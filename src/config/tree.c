@@ -62,7 +62,8 @@ struct pl_node *pl_tree_node(struct pl_tree *t, enum pl_node_type type, int line
 void pl_tree_set_str(struct pl_tree *t, struct pl_node *n, const char *s, size_t len)
 {
     n->str = pl_tree_alloc(t, len + 1);
-    memcpy(n->str, s, len);
+    if (len) /* s may be NULL for an empty scalar */
+        memcpy(n->str, s, len);
     n->str[len] = 0;
     n->len = len;
 }
