@@ -54,6 +54,99 @@ static int compile_listener(const Envoy__Config__Listener__V3__Listener *l,
     return 0;
 }
 
+#define HPO_T   Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions
+#define HPO(x)  ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__##x
+#define HPO_KEY "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+static uint64_t u64_or(const Google__Protobuf__UInt64Value *v, uint64_t dflt)
+{
+    return v ? v->value : dflt;
+}
+
+static uint32_t u32_or(const Google__Protobuf__UInt32Value *v, uint32_t dflt)
+{
+    return v ? v->value : dflt;
+}
+
+/* Upstream HTTP options from typed_extension_protocol_options (validated: only HPO_KEY). */
+static void compile_cluster_http(const Envoy__Config__Cluster__V3__Cluster *cl,
+                                 struct pl_cluster_cfg *out)
+{
+    out->h2_max_concurrent_streams = 2147483647;
+    out->h2_initial_stream_window_size = 268435456;
+    out->h2_initial_connection_window_size = 268435456;
+    out->idle_timeout_ms = 3600000;
+    out->max_headers_count = 100;
+    for (size_t i = 0; i < cl->n_typed_extension_protocol_options; i++) {
+        const Envoy__Config__Cluster__V3__Cluster__TypedExtensionProtocolOptionsEntry *e =
+            cl->typed_extension_protocol_options[i];
+        if (strcmp(e->key, HPO_KEY) || !e->value)
+            continue;
+        HPO_T *o = (HPO_T *)protobuf_c_message_unpack(
+            &envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor, NULL,
+            e->value->value.len, e->value->value.data);
+        if (!o)
+            continue; /* validation unpacked it already; cannot happen */
+        if (o->common_http_protocol_options) {
+            const Envoy__Config__Core__V3__HttpProtocolOptions *c = o->common_http_protocol_options;
+            out->idle_timeout_ms = duration_ms(c->idle_timeout, out->idle_timeout_ms);
+            out->max_headers_count = u32_or(c->max_headers_count, out->max_headers_count);
+        }
+        if (o->upstream_protocol_options_case ==
+                HPO(UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG) &&
+            o->explicit_http_config->protocol_config_case ==
+                HPO(EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP2_PROTOCOL_OPTIONS)) {
+            const Envoy__Config__Core__V3__Http2ProtocolOptions *h2 =
+                o->explicit_http_config->http2_protocol_options;
+            out->http2 = true;
+            out->h2_max_concurrent_streams =
+                u32_or(h2->max_concurrent_streams, out->h2_max_concurrent_streams);
+            out->h2_initial_stream_window_size =
+                u32_or(h2->initial_stream_window_size, out->h2_initial_stream_window_size);
+            out->h2_initial_connection_window_size =
+                u32_or(h2->initial_connection_window_size, out->h2_initial_connection_window_size);
+        }
+        protobuf_c_message_free_unpacked(&o->base, NULL);
+    }
+}
+
+/* LB, DNS and buffer options, with Envoy's defaults. */
+static void compile_cluster_lb(const Envoy__Config__Cluster__V3__Cluster *cl,
+                               struct pl_cluster_cfg *out)
+{
+    out->lr_choice_count = 2;
+    out->lr_active_request_bias = 1.0;
+    out->ring_min_size = 1024;
+    out->ring_max_size = 8388608;
+    out->maglev_table_size = 65537;
+    switch (cl->lb_config_case) {
+    case CLUSTER(CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG):
+        out->lr_choice_count = u32_or(cl->least_request_lb_config->choice_count, 2);
+        break;
+    case CLUSTER(CLUSTER__LB_CONFIG_RING_HASH_LB_CONFIG):
+        out->ring_min_size = u64_or(cl->ring_hash_lb_config->minimum_ring_size, 1024);
+        out->ring_max_size = u64_or(cl->ring_hash_lb_config->maximum_ring_size, 8388608);
+        out->ring_hash_function = (int)cl->ring_hash_lb_config->hash_function;
+        break;
+    case CLUSTER(CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG):
+        out->maglev_table_size = u64_or(cl->maglev_lb_config->table_size, 65537);
+        break;
+    default:
+        break;
+    }
+    out->dns_refresh_ms = duration_ms(cl->dns_refresh_rate, 5000);
+    out->dns_lookup_family = (int)cl->dns_lookup_family;
+    out->respect_dns_ttl = cl->respect_dns_ttl;
+    out->per_connection_buffer_limit_bytes = u32_or(cl->per_connection_buffer_limit_bytes, 1048576);
+}
+
+static char *locality_str(const Envoy__Config__Core__V3__Locality *l)
+{
+    if (!l)
+        return pl_strdup("");
+    return pl_asprintf("%s/%s/%s", l->region, l->zone, l->sub_zone);
+}
+
 static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
                             struct pl_cluster_cfg *out, const struct timespec *now)
 {
@@ -66,6 +159,8 @@ static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
     out->proto = clone_msg(&cl->base, &out->hash);
     out->version_info = pl_strdup("");
     out->last_updated = *now;
+    compile_cluster_lb(cl, out);
+    compile_cluster_http(cl, out);
     const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = cl->load_assignment;
     size_t n = 0;
     for (size_t i = 0; la && i < la->n_endpoints; i++)
@@ -86,8 +181,13 @@ static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
                 e->addr_str = pl_strdup(a.str);
             } else { /* a host name: resolved by DNS for STRICT_DNS / LOGICAL_DNS clusters */
                 e->addr_str = pl_asprintf("%s:%u", sa->address, sa->port_value);
+                e->hostname = pl_strdup(sa->address);
             }
+            e->port = (uint16_t)sa->port_value;
             e->weight = ep->load_balancing_weight ? ep->load_balancing_weight->value : 1;
+            e->health_status = (int)ep->health_status;
+            e->locality = locality_str(le->locality);
+            e->locality_weight = u32_or(le->load_balancing_weight, 0);
         }
     }
 }

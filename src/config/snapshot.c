@@ -27,9 +27,14 @@ void pl_snapshot_free(struct pl_snapshot *s)
         struct pl_cluster_cfg *c = &s->clusters[i];
         free(c->name);
         free(c->version_info);
-        for (size_t j = 0; j < c->n_endpoints; j++)
+        for (size_t j = 0; j < c->n_endpoints; j++) {
             free(c->endpoints[j].addr_str);
+            free(c->endpoints[j].hostname);
+            free(c->endpoints[j].locality);
+        }
         free(c->endpoints);
+        if (c->link && c->link_release)
+            c->link_release(c->link);
         if (c->proto)
             protobuf_c_message_free_unpacked(c->proto, NULL);
     }

@@ -2,6 +2,7 @@
 #ifndef PL_CONFIG_SNAPSHOT_H
 #define PL_CONFIG_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -23,11 +24,18 @@ struct pl_listener_cfg {
 
 /* An endpoint of a cluster. */
 struct pl_endpoint_cfg {
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* addrlen 0: hostname, resolved by DNS */
     socklen_t addrlen;
     char *addr_str;
-    uint32_t weight;
+    char *hostname; /* DNS name for STRICT_DNS / LOGICAL_DNS, else NULL */
+    uint16_t port;
+    uint32_t weight;          /* load_balancing_weight, default 1 */
+    int health_status;        /* envoy.config.core.v3.HealthStatus */
+    char *locality;           /* "region/zone/sub_zone" ("" when unset) */
+    uint32_t locality_weight; /* LocalityLbEndpoints.load_balancing_weight, 0 when unset */
 };
+
+struct pl_cluster_link; /* runtime state owned by src/upstream (see upstream/upstream.h) */
 
 /* A cluster as workers need it. */
 struct pl_cluster_cfg {
@@ -41,6 +49,33 @@ struct pl_cluster_cfg {
     ProtobufCMessage *proto; /* envoy.config.cluster.v3.Cluster, owned */
     char *version_info;
     struct timespec last_updated;
+
+    /* load balancing (Envoy defaults filled in) */
+    uint32_t lr_choice_count;      /* LEAST_REQUEST: least_request_lb_config.choice_count, 2 */
+    double lr_active_request_bias; /* LEAST_REQUEST: 1.0 */
+    uint64_t ring_min_size;        /* RING_HASH: minimum_ring_size, 1024 */
+    uint64_t ring_max_size;        /* RING_HASH: maximum_ring_size, 8388608 */
+    int ring_hash_function;        /* RingHashLbConfig.HashFunction: 0 XX_HASH, 1 MURMUR_HASH_2 */
+    uint64_t maglev_table_size;    /* MAGLEV: table_size, 65537 (prime) */
+
+    /* DNS (STRICT_DNS, LOGICAL_DNS) */
+    uint64_t dns_refresh_ms; /* dns_refresh_rate, 5000 */
+    int dns_lookup_family;   /* Cluster.DnsLookupFamily: 0 AUTO (v6, else v4), 1 V4_ONLY, ... */
+    bool respect_dns_ttl;
+
+    /* upstream HTTP (typed_extension_protocol_options HttpProtocolOptions) */
+    bool http2;                             /* explicit_http_config.http2_protocol_options set */
+    uint32_t h2_max_concurrent_streams;     /* 2147483647 */
+    uint32_t h2_initial_stream_window_size; /* 268435456 */
+    uint32_t h2_initial_connection_window_size; /* 268435456 */
+    uint64_t idle_timeout_ms;   /* common_http_protocol_options.idle_timeout; 3600000; 0: none */
+    uint32_t max_headers_count; /* 100 */
+    uint32_t per_connection_buffer_limit_bytes; /* 1048576 */
+
+    /* runtime link, set by pl_upstream_prepare on main before publish; the snapshot holds one
+     * reference, dropped through link_release when the snapshot is freed */
+    struct pl_cluster_link *link;
+    void (*link_release)(struct pl_cluster_link *link);
 };
 
 struct pl_snapshot_pins; /* private to config/publish.c */

@@ -55,7 +55,7 @@ static struct rule rules[] = {
     {"envoy.config.endpoint.v3.Endpoint", "address", "hostname"},
     {"envoy.config.endpoint.v3.LbEndpoint", "endpoint health_status load_balancing_weight",
      "metadata"},
-    {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints load_balancing_weight",
+    {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints load_balancing_weight priority",
      "locality"},
     {"envoy.config.listener.v3.Filter", "name typed_config", ""},
     {"envoy.config.listener.v3.FilterChain", "filter_chain_match filters transport_socket",

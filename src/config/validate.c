@@ -301,6 +301,46 @@ int pl_validate_listener(struct pl_vctx *c, const Envoy__Config__Listener__V3__L
     return rc ? PL_EINVAL : 0;
 }
 
+static bool is_prime(uint64_t n)
+{
+    if (n < 2)
+        return false;
+    for (uint64_t d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return false;
+    return true;
+}
+
+/* Envoy's limits on the load balancer configs (cluster.proto validation rules). */
+static int check_cluster_lb_config(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Cluster *cl)
+{
+    int rc = 0;
+    if (cl->lb_config_case == CLUSTER(CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG)) {
+        const Envoy__Config__Cluster__V3__Cluster__LeastRequestLbConfig *lr =
+            cl->least_request_lb_config;
+        if (lr->choice_count && lr->choice_count->value < 2)
+            rc |= E(lr, "choice_count", "choice_count must be at least 2");
+    } else if (cl->lb_config_case == CLUSTER(CLUSTER__LB_CONFIG_RING_HASH_LB_CONFIG)) {
+        const Envoy__Config__Cluster__V3__Cluster__RingHashLbConfig *rh = cl->ring_hash_lb_config;
+        uint64_t lo = rh->minimum_ring_size ? rh->minimum_ring_size->value : 1024;
+        uint64_t hi = rh->maximum_ring_size ? rh->maximum_ring_size->value : 8388608;
+        if (lo == 0 || lo > 8388608)
+            rc |= E(rh, "minimum_ring_size", "minimum_ring_size must be in 1..8388608");
+        if (hi == 0 || hi > 8388608)
+            rc |= E(rh, "maximum_ring_size", "maximum_ring_size must be in 1..8388608");
+        if (lo > hi)
+            rc |= E(rh, "minimum_ring_size",
+                    "minimum_ring_size (%llu) must not exceed maximum_ring_size (%llu)",
+                    (unsigned long long)lo, (unsigned long long)hi);
+    } else if (cl->lb_config_case == CLUSTER(CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG)) {
+        const Envoy__Config__Cluster__V3__Cluster__MaglevLbConfig *mg = cl->maglev_lb_config;
+        uint64_t n = mg->table_size ? mg->table_size->value : 65537;
+        if (n > 5000011 || !is_prime(n))
+            rc |= E(mg, "table_size", "table_size must be a prime number no larger than 5000011");
+    }
+    return rc;
+}
+
 int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Cluster *cl)
 {
     int rc = 0;
@@ -349,6 +389,7 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
         rc |= E(cl, "lb_policy", "cluster '%s': this lb_policy is not supported by pillion",
                 cl->name);
     }
+    rc |= check_cluster_lb_config(c, cl);
     if (cl->connect_timeout &&
         (cl->connect_timeout->seconds < 0 ||
          (cl->connect_timeout->seconds == 0 && cl->connect_timeout->nanos <= 0)))
@@ -375,6 +416,10 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
         rc |= E(cl, "load_assignment", "ORIGINAL_DST clusters must not have endpoints");
     for (size_t i = 0; la && i < la->n_endpoints; i++) {
         const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = la->endpoints[i];
+        if (le->priority != 0)
+            rc |= E(le, "priority",
+                    "cluster '%s': priority %u is not supported by pillion (only priority 0)",
+                    cl->name, le->priority);
         for (size_t j = 0; j < le->n_lb_endpoints; j++) {
             const Envoy__Config__Endpoint__V3__LbEndpoint *ep = le->lb_endpoints[j];
             n_eps++;
