@@ -1,0 +1,161 @@
+/* pillion-cp: the reference xDS control plane. Shared declarations of its parts: the resource
+ * set loaded from files (resources.c), a small string map (map.c), the ADS gRPC server
+ * (ads.c, xds.c), the status document (status.c) and the file watcher (watch.c). */
+#ifndef PL_CP_H
+#define PL_CP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/err.h"
+#include "pl_proto_all.h"
+
+typedef Envoy__Config__Core__V3__Node pl_cp_node_t;
+
+/* Resource types in the order a push sends them: secrets and clusters before what uses them. */
+enum pl_cp_type {
+    PL_CP_SDS,
+    PL_CP_CDS,
+    PL_CP_EDS,
+    PL_CP_LDS,
+    PL_CP_RDS,
+    PL_CP_NTYPES,
+};
+
+/* Envoy's type URL of t ("type.googleapis.com/envoy.config.cluster.v3.Cluster"). */
+const char *pl_cp_type_url(int t);
+/* Short lower-case name of t ("cds"), as used by the status endpoint. */
+const char *pl_cp_type_name(int t);
+/* The type for a type URL, or -1 when it is not one pillion-cp serves. */
+int pl_cp_type_from_url(const char *url);
+
+/* Current time in seconds since the epoch. */
+double pl_cp_now(void);
+
+/* FNV-1a 64 of len bytes, continuing from h (start with PL_CP_HASH_INIT). */
+#define PL_CP_HASH_INIT 0xcbf29ce484222325ull
+uint64_t pl_cp_hash(uint64_t h, const void *p, size_t len);
+
+/* ---- string map (map.c): keys and values are copied; values may be NULL ---- */
+
+struct pl_cp_map_ent {
+    char *key;
+    char *val;
+    struct pl_cp_map_ent *next;
+};
+
+struct pl_cp_map {
+    struct pl_cp_map_ent **b;
+    size_t nb, n;
+};
+
+/* The entry for key, or NULL. */
+struct pl_cp_map_ent *pl_cp_map_get(const struct pl_cp_map *m, const char *key);
+/* Sets key to a copy of val (NULL allowed); returns the entry (owned by the map). */
+struct pl_cp_map_ent *pl_cp_map_put(struct pl_cp_map *m, const char *key, const char *val);
+/* Removes key; returns whether it was there. */
+bool pl_cp_map_del(struct pl_cp_map *m, const char *key);
+/* Frees every entry; the map is empty and reusable. */
+void pl_cp_map_clear(struct pl_cp_map *m);
+/* Calls fn for every entry (the map must not change during the walk). */
+void pl_cp_map_each(const struct pl_cp_map *m, void (*fn)(struct pl_cp_map_ent *e, void *ud),
+                    void *ud);
+
+/* ---- resource sets (resources.c) ---- */
+
+/* Which nodes a file's resources are for: every given part must match. */
+struct pl_cp_selector {
+    char *id;      /* NULL: any */
+    char *cluster; /* NULL: any */
+    char **md_key; /* node.metadata[md_key[i]] must be the string (or bool/number) md_val[i] */
+    char **md_val;
+    size_t n_md;
+    char *key; /* canonical text, to compare selectors */
+};
+
+/* One resource: its name and its protobuf encoding as sent in a google.protobuf.Any. */
+struct pl_cp_res {
+    char *name;
+    uint8_t *bytes;
+    size_t len;
+    char version[17];                 /* hex of the hash of bytes: the Delta xDS resource version */
+    const struct pl_cp_selector *sel; /* NULL: every node; owned by the set */
+    const char *file;                 /* owned by the set */
+    int line;
+    unsigned order; /* position in load order, for override precedence */
+};
+
+/* An immutable set of resources from one load, with versions per type. */
+struct pl_cp_set {
+    struct pl_cp_res *res[PL_CP_NTYPES]; /* by name; per name scoped first, in load order */
+    size_t n[PL_CP_NTYPES];
+    uint64_t type_hash[PL_CP_NTYPES];
+    unsigned long vnum[PL_CP_NTYPES];
+    char version[PL_CP_NTYPES][24];
+    struct pl_cp_selector **sels;
+    size_t n_sels;
+    char **files;
+    size_t n_files;
+};
+
+/* Loads path (a YAML/JSON file, or a directory of *.yaml, *.yml and *.json) into a new set
+ * owned by the caller (pl_cp_set_free). Every error found goes to err (file:line:col, path);
+ * then nothing is returned. Versions are numbered from prev (NULL for the first load): a
+ * type's version goes up by one when its resources differ from prev's. */
+int pl_cp_set_load(const char *path, const struct pl_cp_set *prev, struct pl_cp_set **out,
+                   struct pl_err *err);
+/* Frees a set; NULL is allowed. */
+void pl_cp_set_free(struct pl_cp_set *s);
+/* Whether sel (NULL: every node) matches node (NULL: a node without identity). */
+bool pl_cp_selector_match(const struct pl_cp_selector *sel, const pl_cp_node_t *node);
+/* The resources of type t that node sees, at most one per name, in name order; fills out
+ * (room for s->n[t] entries) and returns how many. */
+size_t pl_cp_set_view(const struct pl_cp_set *s, int t, const pl_cp_node_t *node,
+                      const struct pl_cp_res **out);
+/* The resource of type t called name that node sees, or NULL. */
+const struct pl_cp_res *pl_cp_set_find(const struct pl_cp_set *s, int t, const char *name,
+                                       const pl_cp_node_t *node);
+
+/* ---- the ADS server (ads.c) ---- */
+
+struct pl_cp_server;
+
+/* Starts the gRPC server on addr ("127.0.0.1:15010") with its completion-queue thread; set
+ * (may be NULL) becomes owned by the server. *port gets the bound port. Free with
+ * pl_cp_server_free. */
+int pl_cp_server_new(const char *addr, struct pl_cp_set *set, struct pl_cp_server **out, int *port,
+                     struct pl_err *err);
+/* Replaces the served set (the server takes ownership) and pushes changes to every stream. */
+void pl_cp_server_set_resources(struct pl_cp_server *srv, struct pl_cp_set *set);
+/* Writes the status document's "resources" and "nodes" members (JSON, with a leading
+ * comma-free member list) to f, under the server's lock. */
+void pl_cp_server_status(struct pl_cp_server *srv, FILE *f);
+/* Stops accepting, cancels every stream, drains the queue, joins the thread, frees. */
+void pl_cp_server_free(struct pl_cp_server *srv);
+
+/* ---- the status document (status.c) ---- */
+
+/* What the main thread knows about loading the resource files. */
+struct pl_cp_loadstate {
+    const char *path;
+    const char *xds_address;
+    double started, loaded; /* seconds since the epoch; loaded: last accepted load */
+    unsigned long loads_ok, loads_rejected;
+    double error_time;   /* of the last rejected load, 0 when none */
+    struct pl_err error; /* its errors; cleared by the next accepted load */
+};
+
+/* Returns the status JSON document (malloc'd, caller frees): the load state, the served
+ * versions and every connected node with its per-type sent/ACKed/NACKed versions. */
+char *pl_cp_status_json(struct pl_cp_server *srv, const struct pl_cp_loadstate *ls);
+
+/* ---- JSON output helpers (status.c) ---- */
+
+/* Writes s as a JSON string (with quotes); NULL writes null. */
+void pl_cp_json_str(FILE *f, const char *s);
+/* Writes t (seconds since the epoch) as an RFC 3339 UTC JSON string. */
+void pl_cp_json_time(FILE *f, double t);
+
+#endif
