@@ -6,6 +6,9 @@
 #include "config/address.h"
 #include "config/bootstrap.h"
 #include "core/err.h"
+#include "net/conn.h"
+#include "net/filter.h"
+#include "tls/tls.h"
 
 #define CLUSTER(x) ENVOY__CONFIG__CLUSTER__V3__##x
 
@@ -51,6 +54,15 @@ static int compile_listener(const Envoy__Config__Listener__V3__Listener *l,
     out->proto = clone_msg(&l->base, &out->hash);
     out->version_info = pl_strdup("");
     out->last_updated = *now;
+    /* on error the caller does not count out as compiled: free what it owns here */
+    if (pl_filter_chains_compile(out->proto, out->name, &out->chains, err) < 0) {
+        free(out->name);
+        free(out->addr_str);
+        free(out->version_info);
+        protobuf_c_message_free_unpacked(out->proto, NULL);
+        memset(out, 0, sizeof(*out));
+        return PL_EINVAL;
+    }
     return 0;
 }
 
@@ -147,6 +159,31 @@ static char *locality_str(const Envoy__Config__Core__V3__Locality *l)
     return pl_asprintf("%s/%s/%s", l->region, l->zone, l->sub_zone);
 }
 
+/* transport_socket -> the registered transport (TLS) and its compiled config. */
+static int compile_cluster_transport(const Envoy__Config__Cluster__V3__Cluster *cl,
+                                     struct pl_cluster_cfg *out, struct pl_err *err)
+{
+    const Envoy__Config__Core__V3__TransportSocket *ts = cl->transport_socket;
+    if (!ts || !ts->typed_config)
+        return 0; /* none, or raw_buffer by name */
+    const struct pl_transport_vtable *vt = pl_transport_by_type_url(ts->typed_config->type_url);
+    if (!vt || !vt->config)
+        return pl_err_add(err, NULL, 0, 0, NULL,
+                          "cluster '%s': transport socket '%s' (%s) is not supported", cl->name,
+                          ts->name, ts->typed_config->type_url);
+    ProtobufCMessage *m = protobuf_c_message_unpack(vt->config, NULL, ts->typed_config->value.len,
+                                                    ts->typed_config->value.data);
+    if (!m)
+        return pl_err_add(err, NULL, 0, 0, NULL, "cluster '%s': transport socket '%s': bad %s",
+                          cl->name, ts->name, ts->typed_config->type_url);
+    struct pl_compile_ctx cx = {.listener_name = cl->name};
+    int rc = vt->compile ? vt->compile(m, &cx, false, &out->transport_cfg, err) : 0;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (rc == 0)
+        out->transport = vt;
+    return rc;
+}
+
 static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
                             struct pl_cluster_cfg *out, const struct timespec *now)
 {
@@ -194,6 +231,7 @@ static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
 
 int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, struct pl_err *err)
 {
+    pl_tls_register_transports(); /* listeners' and clusters' transport sockets */
     struct pl_snapshot *s = pl_snapshot_new();
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -210,8 +248,11 @@ int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, stru
                 s->n_listeners++;
         }
         s->clusters = pl_calloc(sr->n_clusters, sizeof(*s->clusters));
-        for (size_t i = 0; i < sr->n_clusters; i++)
-            compile_cluster(sr->clusters[i], &s->clusters[s->n_clusters++], &now);
+        for (size_t i = 0; i < sr->n_clusters; i++) {
+            compile_cluster(sr->clusters[i], &s->clusters[s->n_clusters], &now);
+            if (compile_cluster_transport(sr->clusters[i], &s->clusters[s->n_clusters++], err))
+                rc = PL_EINVAL;
+        }
     }
     if (rc < 0) {
         pl_snapshot_free(s);

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "net/conn.h"
+#include "net/filter.h"
 
 struct pl_snapshot *pl_snapshot_new(void)
 {
@@ -21,6 +23,7 @@ void pl_snapshot_free(struct pl_snapshot *s)
         free(l->version_info);
         if (l->proto)
             protobuf_c_message_free_unpacked(l->proto, NULL);
+        pl_filter_chains_free(l->chains);
     }
     free(s->listeners);
     for (size_t i = 0; i < s->n_clusters; i++) {
@@ -35,6 +38,8 @@ void pl_snapshot_free(struct pl_snapshot *s)
         free(c->endpoints);
         if (c->link && c->link_release)
             c->link_release(c->link);
+        if (c->transport && c->transport->free_cfg && c->transport_cfg)
+            c->transport->free_cfg(c->transport_cfg);
         if (c->proto)
             protobuf_c_message_free_unpacked(c->proto, NULL);
     }

@@ -10,6 +10,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+struct pl_filter_chains;
+struct pl_transport_vtable;
+
 /* A listener as workers need it: where to bind, and the Envoy resource it came from. */
 struct pl_listener_cfg {
     char *name;
@@ -20,6 +23,8 @@ struct pl_listener_cfg {
     ProtobufCMessage *proto; /* envoy.config.listener.v3.Listener, owned */
     char *version_info;
     struct timespec last_updated;
+    struct pl_filter_chains *chains; /* compiled filter chains (net/filter.h), owned; NULL if
+                                        the listener has none (tests) */
 };
 
 /* An endpoint of a cluster. */
@@ -71,6 +76,11 @@ struct pl_cluster_cfg {
     uint64_t idle_timeout_ms;   /* common_http_protocol_options.idle_timeout; 3600000; 0: none */
     uint32_t max_headers_count; /* 100 */
     uint32_t per_connection_buffer_limit_bytes; /* 1048576 */
+
+    /* transport_socket (UpstreamTlsContext), compiled through the transport registry
+     * (net/conn.h): pass both in pl_conn_opts; NULL transport: raw TCP */
+    const struct pl_transport_vtable *transport;
+    void *transport_cfg; /* owned, freed with transport->free_cfg */
 
     /* runtime link, set by pl_upstream_prepare on main before publish; the snapshot holds one
      * reference, dropped through link_release when the snapshot is freed */

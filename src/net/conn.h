@@ -212,6 +212,9 @@ void pl_conn_set_idle_timeout(struct pl_conn *c, double seconds);
 /* Adds every byte read (rx) and written (tx) to these counters too (NULL: none). */
 void pl_conn_count_bytes(struct pl_conn *c, const struct pl_counter *rx,
                          const struct pl_counter *tx);
+/* Closes every connection of the calling thread that its owner gave up with
+ * PL_CONN_CLOSE_FLUSH and that is still finishing (a worker that stops calls it). */
+void pl_conn_reap_orphans(void);
 /* Returns the number of connections open on the calling thread (tests, leak checks). */
 size_t pl_conn_live(void);
 

@@ -15,6 +15,7 @@
 
 #include "config/publish.h"
 #include "core/log.h"
+#include "net/filter.h"
 #include "pl_proto_all.h"
 #include "server/worker_internal.h"
 
@@ -412,6 +413,9 @@ int pl_server_apply(struct pl_server *srv, struct pl_snapshot *s, struct pl_err 
         next[i] = l;
         is_new[i] = true;
     }
+    /* filter chains: resolve clusters and create their stats in the complete snapshot */
+    if ((rc = pl_net_prepare(s, srv->stats, err)) < 0)
+        goto fail;
     if ((rc = pl_publish(s)) < 0) {
         pl_err_add(err, NULL, 0, 0, NULL, "snapshot cannot be published (already published?)");
         goto fail;

@@ -13,6 +13,8 @@
 #include "pl_proto_all.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "net/conn.h"
+#include "net/filter.h"
 #include "server/worker_internal.h"
 
 #define ACCEPT_BATCH     64  /* accepts per readiness event, so one listener cannot starve others */
@@ -126,6 +128,8 @@ const struct pl_conn_handler_vtable *pl_conn_handler_for_listener(const struct p
 {
     const char *name = terminal_filter(l);
     const struct pl_conn_handler_vtable *vt = name ? pl_conn_handler_find(name) : NULL;
+    if (!vt && l->chains) /* compiled filter chains: net picks the chain per connection */
+        vt = &pl_net_chain_handler;
     return vt ? vt : &pl_conn_handler_close;
 }
 
@@ -346,6 +350,7 @@ static void stop_all(struct pl_worker *w)
         if (w->listeners == l) /* close_all_conns did not release it */
             listener_release(l);
     }
+    pl_conn_reap_orphans(); /* connections still flushing after their owner closed them */
 }
 
 static void run_cmd(struct pl_worker *w, struct pl_worker_cmd *c)

@@ -1,0 +1,226 @@
+/* Network filter and transport registries; the worker's accept path for filter chains. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/publish.h"
+#include "config/snapshot.h"
+#include "core/log.h"
+#include "net/conn.h"
+#include "net/filter.h"
+#include "net/tcp_proxy.h"
+#include "pl_proto_all.h"
+
+/* ---- registries (main thread, at start; read-only afterwards) ---- */
+
+#define MAX_REG 16
+
+static const struct pl_netfilter_vtable *filters[MAX_REG];
+static size_t n_filters;
+static const struct pl_transport_vtable *transports[MAX_REG];
+static size_t n_transports;
+
+/* "type.googleapis.com/envoy.x.Y" -> "envoy.x.Y" */
+static const char *type_name(const char *url)
+{
+    const char *s = strrchr(url, '/');
+    return s ? s + 1 : url;
+}
+
+int pl_netfilter_register(const struct pl_netfilter_vtable *vt)
+{
+    if (!vt || !vt->name || !vt->config || !vt->compile || !vt->on_accept)
+        return PL_EINVAL;
+    if (pl_netfilter_by_name(vt->name) || pl_netfilter_by_type_url(vt->config->name))
+        return PL_EEXIST;
+    if (n_filters == MAX_REG)
+        return PL_ENOMEM;
+    filters[n_filters++] = vt;
+    return 0;
+}
+
+const struct pl_netfilter_vtable *pl_netfilter_by_name(const char *name)
+{
+    for (size_t i = 0; i < n_filters; i++)
+        if (!strcmp(filters[i]->name, name))
+            return filters[i];
+    return NULL;
+}
+
+const struct pl_netfilter_vtable *pl_netfilter_by_type_url(const char *type_url)
+{
+    const char *name = type_name(type_url);
+    for (size_t i = 0; i < n_filters; i++)
+        if (!strcmp(filters[i]->config->name, name))
+            return filters[i];
+    return NULL;
+}
+
+void pl_netfilter_register_builtins(void)
+{
+    if (!pl_netfilter_by_name(pl_tcp_proxy_netfilter.name))
+        pl_netfilter_register(&pl_tcp_proxy_netfilter);
+}
+
+int pl_transport_register(const struct pl_transport_vtable *vt)
+{
+    if (!vt || !vt->name || !vt->create || !vt->read || !vt->write || !vt->destroy ||
+        !vt->on_connected || !vt->shutdown_write)
+        return PL_EINVAL;
+    for (size_t i = 0; i < n_transports; i++)
+        if (!strcmp(transports[i]->name, vt->name))
+            return PL_EEXIST;
+    if (n_transports == MAX_REG)
+        return PL_ENOMEM;
+    transports[n_transports++] = vt;
+    return 0;
+}
+
+const struct pl_transport_vtable *pl_transport_by_type_url(const char *type_url)
+{
+    const char *name = type_name(type_url);
+    for (size_t i = 0; i < n_transports; i++)
+        if (transports[i]->config && !strcmp(transports[i]->config->name, name))
+            return transports[i];
+    return NULL;
+}
+
+/* ---- prepare (main thread, before publish) ---- */
+
+static int prepare_chain(struct pl_filter_chain *c, const struct pl_snapshot *s,
+                         struct pl_stats *stats, struct pl_err *err)
+{
+    if (!c->vt || !c->vt->prepare || !c->cfg)
+        return 0;
+    return c->vt->prepare(c->cfg, s, stats, err);
+}
+
+int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct pl_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        const struct pl_listener_cfg *l = &s->listeners[i];
+        struct pl_filter_chains *fc = l->chains;
+        if (!fc)
+            continue;
+        /* Envoy: listener.<stat_prefix or address with ':' -> '_'>.no_filter_chain_match */
+        const char *sp = NULL;
+        if (l->proto && l->proto->descriptor == &envoy__config__listener__v3__listener__descriptor)
+            sp = ((const Envoy__Config__Listener__V3__Listener *)l->proto)->stat_prefix;
+        char *name = sp && *sp ? pl_asprintf("listener.%s.no_filter_chain_match", sp)
+                               : pl_asprintf("listener.%s.no_filter_chain_match",
+                                             l->addr_str ? l->addr_str : l->name);
+        if (!(sp && *sp))
+            for (char *p = name + 9; *p; p++)
+                if (*p == ':')
+                    *p = '_';
+        fc->no_match = pl_stats_counter(stats, name);
+        free(name);
+        for (size_t j = 0; j < fc->n; j++)
+            if (prepare_chain(&fc->v[j], s, stats, err) < 0)
+                rc = PL_EINVAL;
+        if (fc->dflt && prepare_chain(fc->dflt, s, stats, err) < 0)
+            rc = PL_EINVAL;
+        fc->prepared = true;
+    }
+    return rc;
+}
+
+/* ---- accept ---- */
+
+static const struct pl_listener_cfg *find_listener(const struct pl_snapshot *s, const char *name,
+                                                   uint64_t hash)
+{
+    for (size_t i = 0; s && i < s->n_listeners; i++)
+        if (s->listeners[i].hash == hash && !strcmp(s->listeners[i].name, name))
+            return &s->listeners[i];
+    return NULL;
+}
+
+static uint32_t port_of(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return 0;
+}
+
+static int chain_accept(struct pl_worker *w, struct pl_worker_listener *l, int fd,
+                        const struct sockaddr *peer, socklen_t peerlen)
+{
+    const char *lname = pl_worker_listener_name(l);
+    const struct pl_snapshot *s = pl_snapshot_current();
+    const struct pl_listener_cfg *cfg = find_listener(s, lname, pl_worker_listener_hash(l));
+    if (!cfg || !cfg->chains) {
+        pl_log_debug("net", "listener '%s': not in the current configuration: closing", lname);
+        return PL_ENOENT;
+    }
+    struct pl_accept_info info = {
+        .worker = w,
+        .listener = l,
+        .listener_cfg = cfg,
+        .snap = s,
+        .fd = fd,
+        .transport_protocol = "raw_buffer",
+    };
+    if (peerlen > sizeof(info.peer))
+        peerlen = sizeof(info.peer);
+    memcpy(&info.peer, peer, peerlen);
+    info.peer_len = peerlen;
+    info.local_len = sizeof(info.local);
+    if (getsockname(fd, (struct sockaddr *)&info.local, &info.local_len) < 0)
+        info.local_len = 0;
+    const struct pl_filter_chain *c =
+        pl_filter_chain_select(cfg->chains, port_of(&info.local), NULL, "raw_buffer", NULL, 0);
+    if (!c) {
+        if (cfg->chains->prepared)
+            pl_counter_inc(cfg->chains->no_match);
+        pl_log_debug("net", "listener '%s': no filter chain matches: closing", lname);
+        return PL_ENOENT;
+    }
+    if (!c->vt || c->transport_missing) {
+        pl_log_debug("net", "listener '%s': filter chain '%s' cannot serve (%s): closing", lname,
+                     c->name, c->vt ? "transport socket not built in" : c->filter_name);
+        return PL_ENOTSUP;
+    }
+    info.chain = c;
+    unsigned id = pl_worker_id(w);
+    pl_snapshot_pin(s, id);
+    int rc = c->vt->on_accept(&info, c->cfg);
+    if (rc < 0)
+        pl_snapshot_unpin(s, id);
+    return rc;
+}
+
+static void chain_close_unreachable(struct pl_worker_conn *c)
+{
+    pl_worker_conn_remove(c);
+}
+
+const struct pl_conn_handler_vtable pl_net_chain_handler = {
+    .name = "pillion.filter_chains",
+    .on_accept = chain_accept,
+    .drain_conn = NULL,
+    .close_conn = chain_close_unreachable, /* filters register their own handler per cx */
+};
+
+void pl_net_accepted_keep(struct pl_net_accepted *a, const struct pl_accept_info *info,
+                          const struct pl_conn_handler_vtable *h)
+{
+    a->worker = info->worker;
+    a->snap = info->snap;
+    a->kept = true;
+    pl_worker_conn_add(info->worker, info->listener, &a->wc, h);
+}
+
+void pl_net_accepted_release(struct pl_net_accepted *a)
+{
+    if (!a->kept)
+        return;
+    a->kept = false;
+    pl_worker_conn_remove(&a->wc);
+    pl_snapshot_unpin(a->snap, pl_worker_id(a->worker));
+}
