@@ -1,0 +1,220 @@
+/* Immutable host sets and the LB tables shared by all workers (ring hash, Maglev). */
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "pl_proto_all.h"
+#include "upstream/upstream_internal.h"
+
+#define CLUSTER(x)   ENVOY__CONFIG__CLUSTER__V3__##x
+#define MAGLEV_EMPTY UINT32_MAX
+
+void up_addr_format(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(buf, cap, "(family %d)", sa->sa_family);
+    }
+}
+
+void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out)
+{
+    *out = (struct up_lb_params){
+        .type = cfg->type,
+        .policy = cfg->lb_policy,
+        .choice_count = cfg->lr_choice_count >= 2 ? cfg->lr_choice_count : 2,
+        .bias = cfg->lr_active_request_bias,
+        .ring_min = cfg->ring_min_size ? cfg->ring_min_size : 1024,
+        .ring_max = cfg->ring_max_size ? cfg->ring_max_size : 8388608,
+        .ring_hash_fn = cfg->ring_hash_function,
+        .maglev_size = cfg->maglev_table_size ? cfg->maglev_table_size : 65537,
+    };
+}
+
+static uint64_t ring_hash(const struct up_hostset *hs, const char *key, size_t len)
+{
+    if (hs->lb.ring_hash_fn == CLUSTER(CLUSTER__RING_HASH_LB_CONFIG__HASH_FUNCTION__MURMUR_HASH_2))
+        return pl_upstream_murmur2(key, len, 0xc70f6907ULL);
+    return pl_upstream_xxhash64(key, len, 0);
+}
+
+static int cmp_ring(const void *a, const void *b)
+{
+    const struct up_ring_entry *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Envoy's RingHashLoadBalancer::Ring: each host gets hashes in proportion to its weight, scaled so
+ * that the lightest host gets a whole number of them; keys are "<address>_<i>". */
+static void build_ring(struct up_hostset *hs)
+{
+    double total = 0, min_norm = 1.0;
+    for (size_t i = 0; i < hs->n_avail; i++)
+        total += hs->hosts[hs->avail[i]].weight;
+    for (size_t i = 0; i < hs->n_avail; i++) {
+        double n = hs->hosts[hs->avail[i]].weight / total;
+        if (n < min_norm)
+            min_norm = n;
+    }
+    double scale =
+        fmin(ceil(min_norm * (double)hs->lb.ring_min) / min_norm, (double)hs->lb.ring_max);
+    size_t cap = (size_t)ceil(scale) + hs->n_avail + 1;
+    hs->ring = pl_malloc(cap * sizeof(*hs->ring));
+    double current = 0, target = 0;
+    char key[128];
+    for (size_t i = 0; i < hs->n_avail; i++) {
+        const struct up_host_info *h = &hs->hosts[hs->avail[i]];
+        target += scale * (h->weight / total);
+        for (uint64_t k = 0; current < target && hs->n_ring < cap; k++, current++) {
+            int len = snprintf(key, sizeof(key), "%s_%llu", h->addr_str, (unsigned long long)k);
+            hs->ring[hs->n_ring++] =
+                (struct up_ring_entry){ring_hash(hs, key, (size_t)len), hs->avail[i]};
+        }
+    }
+    qsort(hs->ring, hs->n_ring, sizeof(*hs->ring), cmp_ring);
+}
+
+/* Maglev (Eisenbud et al., NSDI 2016) with Envoy's weighting: a host of weight w fills a slot on
+ * the iterations where iteration * w has caught up with its running target. */
+static void build_maglev(struct up_hostset *hs)
+{
+    uint64_t m = hs->lb.maglev_size;
+    struct entry {
+        uint64_t offset, skip, next;
+        double weight, target;
+    } *e = pl_calloc(hs->n_avail, sizeof(*e));
+    double total = 0, max_norm = 0;
+    for (size_t i = 0; i < hs->n_avail; i++)
+        total += hs->hosts[hs->avail[i]].weight;
+    for (size_t i = 0; i < hs->n_avail; i++) {
+        const struct up_host_info *h = &hs->hosts[hs->avail[i]];
+        size_t len = strlen(h->addr_str);
+        e[i].offset = pl_upstream_xxhash64(h->addr_str, len, 0) % m;
+        e[i].skip = pl_upstream_xxhash64(h->addr_str, len, 1) % (m - 1) + 1;
+        e[i].weight = h->weight / total;
+        if (e[i].weight > max_norm)
+            max_norm = e[i].weight;
+    }
+    hs->maglev = pl_malloc(m * sizeof(uint32_t));
+    hs->maglev_size = m;
+    for (uint64_t i = 0; i < m; i++)
+        hs->maglev[i] = MAGLEV_EMPTY;
+    uint64_t filled = 0;
+    for (uint64_t iter = 1; filled < m; iter++) {
+        for (size_t i = 0; i < hs->n_avail && filled < m; i++) {
+            if ((double)iter * e[i].weight < e[i].target)
+                continue;
+            e[i].target += max_norm;
+            uint64_t c = (e[i].offset + e[i].skip * e[i].next) % m;
+            while (hs->maglev[c] != MAGLEV_EMPTY) {
+                e[i].next++;
+                c = (e[i].offset + e[i].skip * e[i].next) % m;
+            }
+            hs->maglev[c] = hs->avail[i];
+            e[i].next++;
+            filled++;
+        }
+    }
+    free(e);
+}
+
+struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_hash,
+                                    const struct up_host_spec *hosts, size_t n)
+{
+    struct up_hostset *hs = pl_calloc(1, sizeof(*hs));
+    atomic_init(&hs->refs, 1);
+    hs->cfg_hash = cfg_hash;
+    hs->lb = *lb;
+    hs->hosts = pl_calloc(n ? n : 1, sizeof(*hs->hosts));
+    hs->avail = pl_calloc(n ? n : 1, sizeof(*hs->avail));
+    for (size_t i = 0; i < n; i++) {
+        struct up_host_info *h = &hs->hosts[hs->n_hosts];
+        memcpy(&h->addr, hosts[i].addr, hosts[i].addrlen);
+        h->addrlen = hosts[i].addrlen;
+        up_addr_format((const struct sockaddr *)&h->addr, h->addr_str, sizeof(h->addr_str));
+        bool dup = false; /* the same address twice (two DNS names): keep the first */
+        for (size_t j = 0; j < hs->n_hosts && !dup; j++)
+            dup = !strcmp(hs->hosts[j].addr_str, h->addr_str) &&
+                  (!hosts[i].key || !strcmp(hs->hosts[j].key, hosts[i].key));
+        if (dup)
+            continue;
+        h->key = pl_strdup(hosts[i].key ? hosts[i].key : h->addr_str);
+        h->locality = pl_strdup(hosts[i].locality ? hosts[i].locality : "");
+        h->weight = hosts[i].weight ? hosts[i].weight : 1;
+        h->healthy = hosts[i].healthy;
+        hs->n_healthy += h->healthy;
+        hs->n_hosts++;
+    }
+    /* Envoy: healthy% = min(100, 140 * healthy / total) (overprovisioning factor 1.4); below the
+     * 50% healthy_panic_threshold the LB ignores health */
+    hs->panic = hs->n_hosts && hs->n_healthy * 140 / hs->n_hosts < 50;
+    for (size_t i = 0; i < hs->n_hosts; i++)
+        if (hs->panic || hs->hosts[i].healthy)
+            hs->avail[hs->n_avail++] = (uint32_t)i;
+    hs->equal_weights = true;
+    for (size_t i = 1; i < hs->n_avail; i++)
+        if (hs->hosts[hs->avail[i]].weight != hs->hosts[hs->avail[0]].weight)
+            hs->equal_weights = false;
+    if (hs->n_avail && lb->policy == CLUSTER(CLUSTER__LB_POLICY__RING_HASH))
+        build_ring(hs);
+    if (hs->n_avail && lb->policy == CLUSTER(CLUSTER__LB_POLICY__MAGLEV))
+        build_maglev(hs);
+    return hs;
+}
+
+void up_hostset_ref(struct up_hostset *hs)
+{
+    atomic_fetch_add_explicit(&hs->refs, 1, memory_order_relaxed);
+}
+
+void up_hostset_unref(struct up_hostset *hs)
+{
+    if (!hs || atomic_fetch_sub_explicit(&hs->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < hs->n_hosts; i++) {
+        free(hs->hosts[i].key);
+        free(hs->hosts[i].locality);
+    }
+    free(hs->hosts);
+    free(hs->avail);
+    free(hs->ring);
+    free(hs->maglev);
+    free(hs);
+}
+
+struct up_hostset *up_hostset_from_cfg(const struct pl_cluster_cfg *cfg)
+{
+    struct up_lb_params lb;
+    up_lb_params_from_cfg(cfg, &lb);
+    struct up_host_spec *spec = pl_calloc(cfg->n_endpoints + 1, sizeof(*spec));
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        const struct pl_endpoint_cfg *e = &cfg->endpoints[i];
+        if (!e->addrlen)
+            continue; /* a DNS name: only the main thread's resolver can fill it in */
+        spec[n++] = (struct up_host_spec){
+            .addr = &e->addr,
+            .addrlen = e->addrlen,
+            .locality = e->locality,
+            .weight = e->weight,
+            .healthy = e->health_status <= ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY,
+        };
+    }
+    struct up_hostset *hs = up_hostset_build(&lb, cfg->hash, spec, n);
+    free(spec);
+    return hs;
+}

@@ -1,0 +1,436 @@
+/* The main thread's side: one entry per configured cluster name, its link, its DNS targets, and
+ * the publication of new host sets (see upstream.h). */
+#include <arpa/inet.h>
+#include <ev.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "pl_proto_all.h"
+#include "upstream/upstream_internal.h"
+
+#define CLUSTER(x) ENVOY__CONFIG__CLUSTER__V3__CLUSTER__##x
+
+struct up_mcluster;
+
+/* One endpoint of a configured cluster, with its DNS state when it is a host name. */
+struct up_ep {
+    struct up_mcluster *c;
+    struct sockaddr_storage addr; /* IP endpoints */
+    socklen_t addrlen;
+    char *hostname; /* DNS endpoints */
+    uint16_t port;
+    uint32_t weight;
+    bool healthy;
+    char *locality;
+    ev_timer refresh;
+    struct up_dns_query *q;
+    struct sockaddr_storage *addrs; /* last answer, ports set */
+    size_t n_addrs;
+};
+
+struct up_mcluster {
+    struct up_mcluster *next;
+    char *name;
+    uint64_t cfg_hash;
+    struct pl_cluster_link *link; /* main's reference */
+    struct up_lb_params lb;
+    uint64_t refresh_ms;
+    int family;
+    bool respect_ttl;
+    struct up_ep *eps;
+    size_t n_eps;
+    bool seen;
+};
+
+static struct {
+    bool inited;
+    struct ev_loop *loop;
+    struct pl_stats *stats;
+    struct up_resolver *res;
+    struct up_mcluster *clusters;
+    pl_upstream_update_hook hook;
+    void *hook_arg;
+    uint64_t seed;
+    _Atomic unsigned callbacks; /* call_rcu callbacks queued and not finished */
+} g;
+
+/* ---- links ---------------------------------------------------------------------------------- */
+
+static void stats_init(struct pl_cluster_stats *st, struct pl_stats *store, const char *name)
+{
+    char buf[512];
+    st->store = store;
+    st->prefix = pl_asprintf("cluster.%s.", name);
+#define C(f) (snprintf(buf, sizeof(buf), "%s" #f, st->prefix), st->f = pl_stats_counter(store, buf))
+#define G(f) (snprintf(buf, sizeof(buf), "%s" #f, st->prefix), st->f = pl_stats_gauge(store, buf))
+    C(upstream_cx_total);
+    G(upstream_cx_active);
+    C(upstream_cx_connect_fail);
+    C(upstream_cx_connect_timeout);
+    C(upstream_cx_destroy);
+    C(upstream_rq_total);
+    G(upstream_rq_active);
+    C(upstream_rq_timeout);
+    G(membership_total);
+    G(membership_healthy);
+    C(lb_healthy_panic);
+#undef C
+#undef G
+    for (int i = 1; i < 6; i++) {
+        snprintf(buf, sizeof(buf), "%supstream_rq_%dxx", st->prefix, i);
+        st->upstream_rq_xx[i] = pl_stats_counter(store, buf);
+    }
+    st->upstream_rq_xx[0] = st->upstream_rq_xx[5]; /* statuses outside 1xx..5xx count as 5xx */
+}
+
+static void set_membership(struct pl_cluster_link *l, const struct up_hostset *hs)
+{
+    pl_gauge_set(l->stats.membership_total, (int64_t)hs->n_hosts);
+    pl_gauge_set(l->stats.membership_healthy, (int64_t)hs->n_healthy);
+}
+
+struct pl_cluster_link *up_link_new(const char *name, struct pl_stats *store, struct up_hostset *hs)
+{
+    struct pl_cluster_link *l = pl_calloc(1, sizeof(*l));
+    atomic_init(&l->refs, 1);
+    l->name = pl_strdup(name);
+    stats_init(&l->stats, store, name);
+    atomic_init(&l->hosts, hs);
+    set_membership(l, hs);
+    return l;
+}
+
+void up_link_ref(struct pl_cluster_link *l)
+{
+    atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+}
+
+void up_link_unref(struct pl_cluster_link *l)
+{
+    if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* nobody can load l->hosts any more: the published reference goes without a grace period */
+    up_hostset_unref(atomic_load_explicit(&l->hosts, memory_order_relaxed));
+    free(l->stats.prefix);
+    free(l->name);
+    free(l);
+}
+
+static struct pl_stats *fallback_store;
+static pthread_once_t fallback_once = PTHREAD_ONCE_INIT;
+
+static void fallback_init(void)
+{
+    fallback_store = pl_stats_new();
+}
+
+struct pl_stats *up_fallback_stats(void)
+{
+    if (g.stats)
+        return g.stats;
+    pthread_once(&fallback_once, fallback_init);
+    return fallback_store;
+}
+
+uint64_t up_seed(void)
+{
+    return g.seed;
+}
+
+static void hs_rcu_cb(struct rcu_head *head)
+{
+    up_hostset_unref(caa_container_of(head, struct up_hostset, rcu));
+    atomic_fetch_sub_explicit(&g.callbacks, 1, memory_order_release);
+}
+
+/* ---- host sets ------------------------------------------------------------------------------ */
+
+static void publish(struct up_mcluster *c)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < c->n_eps; i++)
+        cap += c->eps[i].addrlen ? 1 : c->eps[i].n_addrs;
+    struct up_host_spec *spec = pl_calloc(cap, sizeof(*spec));
+    char **keys = pl_calloc(cap, sizeof(*keys));
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_eps && c->lb.type != CLUSTER(DISCOVERY_TYPE__ORIGINAL_DST); i++) {
+        struct up_ep *e = &c->eps[i];
+        struct up_host_spec base = {
+            .locality = e->locality, .weight = e->weight, .healthy = e->healthy};
+        if (e->addrlen) {
+            spec[n] = base;
+            spec[n].addr = &e->addr;
+            spec[n++].addrlen = e->addrlen;
+            continue;
+        }
+        size_t take =
+            c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && e->n_addrs ? 1 : e->n_addrs;
+        for (size_t j = 0; j < take; j++) {
+            spec[n] = base;
+            spec[n].addr = &e->addrs[j];
+            spec[n].addrlen = e->addrs[j].ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                               : sizeof(struct sockaddr_in6);
+            if (c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS)) /* one logical host */
+                spec[n].key = keys[n] = pl_asprintf("%s:%u", e->hostname, e->port);
+            n++;
+        }
+    }
+    struct up_hostset *hs = up_hostset_build(&c->lb, c->cfg_hash, spec, n);
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+    free(spec);
+    struct up_hostset *old = atomic_load_explicit(&c->link->hosts, memory_order_relaxed);
+    /* rcu_assign_pointer, as a C11 release store */
+    atomic_store_explicit(&c->link->hosts, hs, memory_order_release);
+    set_membership(c->link, hs);
+    atomic_fetch_add_explicit(&g.callbacks, 1, memory_order_relaxed);
+    /* urcu-qsbr wants call_rcu from an online registered thread; main stays offline otherwise */
+    rcu_thread_online();
+    call_rcu(&old->rcu, hs_rcu_cb);
+    rcu_thread_offline();
+    pl_log_debug("upstream", "cluster '%s': %zu hosts (%zu healthy)", c->name, hs->n_hosts,
+                 hs->n_healthy);
+    if (g.hook)
+        g.hook(c->name, hs->n_hosts, g.hook_arg);
+}
+
+/* ---- DNS ------------------------------------------------------------------------------------ */
+
+static void resolve(struct up_ep *e);
+
+static void refresh_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    resolve((struct up_ep *)((char *)w - offsetof(struct up_ep, refresh)));
+}
+
+static int cmp_ss(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(struct sockaddr_storage));
+}
+
+static void dns_cb(void *arg, int status, const struct sockaddr_storage *addrs, size_t n,
+                   uint32_t ttl_s)
+{
+    struct up_ep *e = arg;
+    struct up_mcluster *c = e->c;
+    e->q = NULL;
+    double next = (double)c->refresh_ms / 1000.0;
+    if (status == PL_EIO) { /* keep the hosts we have; try again at the refresh rate */
+        pl_log_warn("upstream", "cluster '%s': DNS resolution of '%s' failed", c->name,
+                    e->hostname);
+    } else {
+        struct sockaddr_storage *v = pl_calloc(n + 1, sizeof(*v));
+        if (n)
+            memcpy(v, addrs, n * sizeof(*v));
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].ss_family == AF_INET)
+                ((struct sockaddr_in *)&v[i])->sin_port = htons(e->port);
+            else
+                ((struct sockaddr_in6 *)&v[i])->sin6_port = htons(e->port);
+        }
+        /* STRICT_DNS: order does not matter, so sort to avoid rebuilding for a reordering;
+         * LOGICAL_DNS uses the first address as answered */
+        if (c->lb.type == CLUSTER(DISCOVERY_TYPE__STRICT_DNS))
+            qsort(v, n, sizeof(*v), cmp_ss);
+        bool same = n == e->n_addrs && (!n || !memcmp(v, e->addrs, n * sizeof(*v)));
+        if (c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && n && e->n_addrs)
+            same = !memcmp(v, e->addrs, sizeof(*v)); /* only the first one is used */
+        free(e->addrs);
+        e->addrs = v;
+        e->n_addrs = n;
+        if (c->respect_ttl && ttl_s > 0 && status == 0)
+            next = ttl_s;
+        pl_log_debug("upstream", "cluster '%s': '%s' resolved to %zu addresses (ttl %u)", c->name,
+                     e->hostname, n, ttl_s);
+        if (!same)
+            publish(c);
+    }
+    ev_timer_set(&e->refresh, next, 0.);
+    ev_timer_start(g.loop, &e->refresh);
+}
+
+static void resolve(struct up_ep *e)
+{
+    ev_timer_stop(g.loop, &e->refresh);
+    if (!e->q)
+        e->q = up_resolve(g.res, e->hostname, e->c->family, dns_cb, e);
+}
+
+static void ep_stop(struct up_ep *e)
+{
+    if (e->q)
+        up_dns_cancel(e->q);
+    e->q = NULL;
+    if (g.loop)
+        ev_timer_stop(g.loop, &e->refresh);
+}
+
+static void eps_free(struct up_ep *eps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ep_stop(&eps[i]);
+        free(eps[i].hostname);
+        free(eps[i].locality);
+        free(eps[i].addrs);
+    }
+    free(eps);
+}
+
+/* ---- clusters ------------------------------------------------------------------------------- */
+
+/* Takes the config of cfg; DNS answers of endpoints that stay (same name and port) carry over. */
+static void mcluster_set(struct up_mcluster *c, const struct pl_cluster_cfg *cfg)
+{
+    struct up_ep *old = c->eps;
+    size_t n_old = c->n_eps;
+    c->cfg_hash = cfg->hash;
+    up_lb_params_from_cfg(cfg, &c->lb);
+    c->refresh_ms = cfg->dns_refresh_ms ? cfg->dns_refresh_ms : 5000;
+    c->family = cfg->dns_lookup_family;
+    c->respect_ttl = cfg->respect_dns_ttl;
+    c->eps = pl_calloc(cfg->n_endpoints + 1, sizeof(*c->eps));
+    c->n_eps = cfg->n_endpoints;
+    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+        const struct pl_endpoint_cfg *ec = &cfg->endpoints[i];
+        struct up_ep *e = &c->eps[i];
+        e->c = c;
+        e->addr = ec->addr;
+        e->addrlen = ec->addrlen;
+        e->hostname = ec->addrlen ? NULL : pl_strdup(ec->hostname ? ec->hostname : "");
+        e->port = ec->port;
+        e->weight = ec->weight ? ec->weight : 1;
+        e->healthy = ec->health_status <= ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+        e->locality = pl_strdup(ec->locality ? ec->locality : "");
+        ev_timer_init(&e->refresh, refresh_cb, 0., 0.);
+        for (size_t j = 0; e->hostname && j < n_old; j++) {
+            if (old[j].hostname && old[j].addrs && !strcmp(old[j].hostname, e->hostname) &&
+                old[j].port == e->port) {
+                e->addrs = old[j].addrs;
+                e->n_addrs = old[j].n_addrs;
+                old[j].addrs = NULL;
+                break;
+            }
+        }
+    }
+    eps_free(old, n_old);
+}
+
+static void mcluster_start_dns(struct up_mcluster *c)
+{
+    if (c->lb.type != CLUSTER(DISCOVERY_TYPE__STRICT_DNS) &&
+        c->lb.type != CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS))
+        return;
+    for (size_t i = 0; i < c->n_eps; i++)
+        if (c->eps[i].hostname)
+            resolve(&c->eps[i]);
+}
+
+static void mcluster_free(struct up_mcluster *c)
+{
+    eps_free(c->eps, c->n_eps);
+    atomic_store_explicit(&c->link->retired, true, memory_order_relaxed);
+    up_link_unref(c->link);
+    free(c->name);
+    free(c);
+}
+
+int pl_upstream_init(const struct pl_upstream_opts *o, struct pl_err *err)
+{
+    if (g.inited || !o || !o->loop || !o->stats)
+        return pl_err_add(err, NULL, 0, 0, NULL, "upstream: bad init options or already set up");
+    struct up_resolver *r;
+    if (up_resolver_new(o->loop, o->dns_servers, &r, err) < 0)
+        return PL_EINVAL;
+    g.loop = o->loop;
+    g.stats = o->stats;
+    g.res = r;
+    g.seed = o->seed;
+    if (!g.seed && getrandom(&g.seed, sizeof(g.seed), 0) != sizeof(g.seed))
+        g.seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+    g.inited = true;
+    return 0;
+}
+
+int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
+{
+    if (!g.inited)
+        return pl_err_add(err, NULL, 0, 0, NULL, "upstream: pl_upstream_init was not called");
+    for (struct up_mcluster *c = g.clusters; c; c = c->next)
+        c->seen = false;
+    for (size_t i = 0; i < s->n_clusters; i++) {
+        struct pl_cluster_cfg *cfg = &s->clusters[i];
+        struct up_mcluster *c = g.clusters;
+        while (c && strcmp(c->name, cfg->name))
+            c = c->next;
+        if (!c) {
+            c = pl_calloc(1, sizeof(*c));
+            c->name = pl_strdup(cfg->name);
+            mcluster_set(c, cfg);
+            c->link = up_link_new(cfg->name, g.stats, up_hostset_from_cfg(cfg));
+            c->next = g.clusters;
+            g.clusters = c;
+            publish(c); /* the same hosts; tells the hook */
+            mcluster_start_dns(c);
+        } else if (c->cfg_hash != cfg->hash) {
+            mcluster_set(c, cfg);
+            publish(c);
+            mcluster_start_dns(c);
+        }
+        c->seen = true;
+        if (cfg->link && cfg->link_release)
+            cfg->link_release(cfg->link);
+        up_link_ref(c->link);
+        cfg->link = c->link;
+        cfg->link_release = up_link_unref;
+    }
+    for (struct up_mcluster **pp = &g.clusters; *pp;) {
+        struct up_mcluster *c = *pp;
+        if (c->seen) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        pl_log_debug("upstream", "cluster '%s' removed", c->name);
+        mcluster_free(c);
+    }
+    return 0;
+}
+
+void pl_upstream_shutdown(void)
+{
+    if (!g.inited)
+        return;
+    while (g.clusters) {
+        struct up_mcluster *c = g.clusters;
+        g.clusters = c->next;
+        mcluster_free(c);
+    }
+    up_resolver_free(g.res);
+    while (atomic_load_explicit(&g.callbacks, memory_order_acquire))
+        usleep(1000);
+    g.inited = false;
+    g.res = NULL;
+    g.stats = NULL;
+    g.loop = NULL;
+}
+
+void pl_upstream_set_update_hook(pl_upstream_update_hook fn, void *arg)
+{
+    g.hook = fn;
+    g.hook_arg = arg;
+}
+
+const struct pl_cluster_stats *pl_upstream_main_stats(const char *cluster)
+{
+    for (struct up_mcluster *c = g.clusters; c; c = c->next)
+        if (!strcmp(c->name, cluster))
+            return &c->link->stats;
+    return NULL;
+}
