@@ -1,0 +1,615 @@
+/* RouteConfiguration -> struct pl_route_table: virtual hosts and their domain maps, routes with
+ * their matchers (PCRE2, JIT-compiled) and actions. All errors are collected with field paths. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define PL_ROUTER_COMPILE_C
+#include "router/router_internal.h"
+
+#define R(x) ENVOY__CONFIG__ROUTE__V3__##x
+
+int pl_router_fail(struct pl_router_cctx *c, int code, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pl_err_vadd(c->err, NULL, 0, 0, path, fmt, ap);
+    va_end(ap);
+    if (c->rc == 0 || code == PL_EINVAL)
+        c->rc = code;
+    return code;
+}
+
+char *pl_router_sub(const char *base, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *tail;
+    if (vasprintf(&tail, fmt, ap) < 0)
+        pl_die("out of memory");
+    va_end(ap);
+    char *r = *base ? pl_asprintf("%s.%s", base, tail) : pl_strdup(tail);
+    free(tail);
+    return r;
+}
+
+char *pl_router_dup_lower(const char *s, size_t *len)
+{
+    size_t n = strlen(s);
+    char *d = pl_strndup(s, n);
+    for (size_t i = 0; i < n; i++)
+        if (d[i] >= 'A' && d[i] <= 'Z')
+            d[i] = (char)(d[i] + 32);
+    if (len)
+        *len = n;
+    return d;
+}
+
+int64_t pl_router_duration_ms(const Google__Protobuf__Duration *d)
+{
+    return d->seconds * 1000 + d->nanos / 1000000;
+}
+
+/* ---- regexes and string matchers ---- */
+
+int pl_router_compile_re(struct pl_router_cctx *c, struct rt_regex *re, const char *pattern,
+                         bool full, const char *path)
+{
+    if (!*pattern)
+        return fail(c, PL_EINVAL, path, "a regex must not be empty");
+    uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY;
+    if (full)
+        opts |= PCRE2_ANCHORED | PCRE2_ENDANCHORED;
+    int ec;
+    PCRE2_SIZE off;
+    re->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &ec, &off, NULL);
+    if (!re->code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(ec, msg, sizeof(msg));
+        return fail(c, PL_EINVAL, path, "invalid regex '%s' at offset %zu: %s", pattern,
+                    (size_t)off, (char *)msg);
+    }
+    (void)pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE); /* interpreter if JIT is missing */
+    pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &re->ncap);
+    if (re->ncap > c->t->max_cap)
+        c->t->max_cap = re->ncap;
+    return 0;
+}
+
+int pl_router_compile_regex_matcher(struct pl_router_cctx *c, struct rt_regex *re,
+                                    const Envoy__Type__Matcher__V3__RegexMatcher *m, bool full,
+                                    const char *path)
+{
+    char *p = sub(path, "regex");
+    int rc = compile_re(c, re, m->regex, full, p);
+    free(p);
+    return rc;
+}
+
+int pl_router_compile_strmatch(struct pl_router_cctx *c, struct rt_strmatch *sm,
+                               const Envoy__Type__Matcher__V3__StringMatcher *m, const char *path)
+{
+    const char *s = NULL, *field = NULL;
+    sm->icase = m->ignore_case;
+    switch (m->match_pattern_case) {
+    case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT:
+        sm->kind = SM_EXACT, s = m->exact;
+        break;
+    case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX:
+        sm->kind = SM_PREFIX, s = m->prefix, field = "prefix";
+        break;
+    case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SUFFIX:
+        sm->kind = SM_SUFFIX, s = m->suffix, field = "suffix";
+        break;
+    case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_CONTAINS:
+        sm->kind = SM_CONTAINS, s = m->contains, field = "contains";
+        break;
+    case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX: {
+        sm->kind = SM_REGEX;
+        char *p = sub(path, "safe_regex");
+        int rc = compile_regex_matcher(c, &sm->re, m->safe_regex, true, p);
+        free(p);
+        return rc;
+    }
+    default:
+        return fail(c, PL_EINVAL, path,
+                    "a string matcher needs one of exact, prefix, suffix, contains, safe_regex");
+    }
+    if (field && !*s) {
+        char *p = sub(path, "%s", field);
+        fail(c, PL_EINVAL, p, "must not be empty");
+        free(p);
+        return PL_EINVAL;
+    }
+    sm->s = sm->icase ? dup_lower(s, &sm->len) : pl_strdup(s);
+    sm->len = strlen(s);
+    return 0;
+}
+
+static void legacy_sm(struct rt_strmatch *sm, int kind, const char *s)
+{
+    sm->kind = (uint8_t)kind;
+    sm->s = pl_strdup(s);
+    sm->len = strlen(s);
+}
+
+static int compile_hdrmatch(struct pl_router_cctx *c, struct rt_hdrmatch *h,
+                            const Envoy__Config__Route__V3__HeaderMatcher *m, const char *path)
+{
+    if (!*m->name) {
+        char *p = sub(path, "name");
+        fail(c, PL_EINVAL, p, "a header matcher needs a name");
+        free(p);
+        return PL_EINVAL;
+    }
+    h->name = dup_lower(m->name, &h->name_len);
+    h->pseudo = pl_router_pseudo(h->name, h->name_len);
+    h->invert = m->invert_match;
+    h->missing_as_empty = m->treat_missing_header_as_empty;
+    const char *legacy = NULL;
+    int kind = 0;
+    switch (m->header_match_specifier_case) {
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER__NOT_SET):
+        h->any_value = true;
+        return 0;
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_EXACT_MATCH):
+        if (!*m->exact_match) {
+            h->any_value = true;
+            return 0;
+        }
+        legacy = m->exact_match, kind = SM_EXACT;
+        break;
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PREFIX_MATCH):
+        legacy = m->prefix_match, kind = SM_PREFIX;
+        break;
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SUFFIX_MATCH):
+        legacy = m->suffix_match, kind = SM_SUFFIX;
+        break;
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_CONTAINS_MATCH):
+        legacy = m->contains_match, kind = SM_CONTAINS;
+        break;
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PRESENT_MATCH):
+        h->is_present = true;
+        h->present = m->present_match;
+        return 0;
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SAFE_REGEX_MATCH): {
+        h->sm.kind = SM_REGEX;
+        char *p = sub(path, "safe_regex_match");
+        int rc = compile_regex_matcher(c, &h->sm.re, m->safe_regex_match, true, p);
+        free(p);
+        return rc;
+    }
+    case R(HEADER_MATCHER__HEADER_MATCH_SPECIFIER_STRING_MATCH): {
+        char *p = sub(path, "string_match");
+        int rc = compile_strmatch(c, &h->sm, m->string_match, p);
+        free(p);
+        return rc;
+    }
+    default: {
+        char *p = sub(path, "range_match");
+        fail(c, PL_ENOTSUP, p, "range_match is not supported");
+        free(p);
+        return PL_ENOTSUP;
+    }
+    }
+    if (!*legacy)
+        return fail(c, PL_EINVAL, path, "the header match value must not be empty");
+    legacy_sm(&h->sm, kind, legacy);
+    return 0;
+}
+
+static int compile_qpmatch(struct pl_router_cctx *c, struct rt_qpmatch *q,
+                           const Envoy__Config__Route__V3__QueryParameterMatcher *m,
+                           const char *path)
+{
+    if (!*m->name) {
+        char *p = sub(path, "name");
+        fail(c, PL_EINVAL, p, "a query parameter matcher needs a name");
+        free(p);
+        return PL_EINVAL;
+    }
+    q->name = pl_strdup(m->name);
+    q->name_len = strlen(m->name);
+    switch (m->query_parameter_match_specifier_case) {
+    case R(QUERY_PARAMETER_MATCHER__QUERY_PARAMETER_MATCH_SPECIFIER_PRESENT_MATCH):
+        q->has_present = true;
+        q->present = m->present_match;
+        return 0;
+    case R(QUERY_PARAMETER_MATCHER__QUERY_PARAMETER_MATCH_SPECIFIER_STRING_MATCH): {
+        q->has_sm = true;
+        char *p = sub(path, "string_match");
+        int rc = compile_strmatch(c, &q->sm, m->string_match, p);
+        free(p);
+        return rc;
+    }
+    default:
+        return 0; /* presence check */
+    }
+}
+
+/* ---- routes ---- */
+
+static int compile_path(struct pl_router_cctx *c, struct pl_route *r,
+                        const Envoy__Config__Route__V3__RouteMatch *m, const char *path)
+{
+    r->case_sensitive = m->case_sensitive ? m->case_sensitive->value : true;
+    const char *s = NULL;
+    switch (m->path_specifier_case) {
+    case R(ROUTE_MATCH__PATH_SPECIFIER_PREFIX):
+        r->path_kind = PATH_PREFIX, s = m->prefix;
+        break;
+    case R(ROUTE_MATCH__PATH_SPECIFIER_PATH):
+        r->path_kind = PATH_EXACT, s = m->path;
+        break;
+    case R(ROUTE_MATCH__PATH_SPECIFIER_PATH_SEPARATED_PREFIX): {
+        r->path_kind = PATH_SEP_PREFIX, s = m->path_separated_prefix;
+        size_t n = strlen(s);
+        if (n < 2 || strpbrk(s, "?#") || s[n - 1] == '/') {
+            char *p = sub(path, "path_separated_prefix");
+            fail(c, PL_EINVAL, p,
+                 "'%s' must start with a path, contain no '?' or '#' and not end with '/'", s);
+            free(p);
+            return PL_EINVAL;
+        }
+        break;
+    }
+    case R(ROUTE_MATCH__PATH_SPECIFIER_SAFE_REGEX): {
+        r->path_kind = PATH_REGEX;
+        char *p = sub(path, "safe_regex");
+        int rc = compile_regex_matcher(c, &r->path_re, m->safe_regex, true, p);
+        free(p);
+        return rc;
+    }
+    case R(ROUTE_MATCH__PATH_SPECIFIER__NOT_SET):
+        return fail(c, PL_EINVAL, path,
+                    "a route match needs one of prefix, path, safe_regex, path_separated_prefix");
+    default:
+        return fail(c, PL_ENOTSUP, path,
+                    "only prefix, path, safe_regex and path_separated_prefix are supported");
+    }
+    r->path = pl_strdup(s);
+    r->path_len = strlen(s);
+    return 0;
+}
+
+static int compile_match(struct pl_router_cctx *c, struct pl_route *r,
+                         const Envoy__Config__Route__V3__RouteMatch *m, const char *path)
+{
+    int rc = compile_path(c, r, m, path);
+    if (m->runtime_fraction) {
+        char *p = sub(path, "runtime_fraction");
+        rc = fail(c, PL_ENOTSUP, p, "runtime_fraction is not supported");
+        free(p);
+    }
+    if (m->tls_context) {
+        char *p = sub(path, "tls_context");
+        rc = fail(c, PL_ENOTSUP, p, "tls_context is not supported");
+        free(p);
+    }
+    if (m->n_dynamic_metadata) {
+        char *p = sub(path, "dynamic_metadata");
+        rc = fail(c, PL_ENOTSUP, p, "dynamic_metadata is not supported");
+        free(p);
+    }
+    r->grpc = m->grpc != NULL;
+    r->hm = m->n_headers ? pl_calloc(m->n_headers, sizeof(*r->hm)) : NULL;
+    r->nhm = m->n_headers;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        char *p = sub(path, "headers[%zu]", i);
+        if (compile_hdrmatch(c, &r->hm[i], m->headers[i], p) < 0)
+            rc = PL_EINVAL;
+        free(p);
+    }
+    r->qm = m->n_query_parameters ? pl_calloc(m->n_query_parameters, sizeof(*r->qm)) : NULL;
+    r->nqm = m->n_query_parameters;
+    for (size_t i = 0; i < m->n_query_parameters; i++) {
+        char *p = sub(path, "query_parameters[%zu]", i);
+        if (compile_qpmatch(c, &r->qm[i], m->query_parameters[i], p) < 0)
+            rc = PL_EINVAL;
+        free(p);
+    }
+    return rc;
+}
+
+int pl_router_compile_mut(struct pl_router_cctx *c, struct rt_mut *m,
+                          Envoy__Config__Core__V3__HeaderValueOption *const *req_add,
+                          size_t n_req_add, char *const *req_rm, size_t n_req_rm,
+                          Envoy__Config__Core__V3__HeaderValueOption *const *resp_add,
+                          size_t n_resp_add, char *const *resp_rm, size_t n_resp_rm,
+                          const char *path)
+{
+    int rc = pl_router_compile_ops(&m->req, true, req_add, n_req_add, req_rm, n_req_rm, path,
+                                   "request_headers_to_add", "request_headers_to_remove", c->err);
+    rc |= pl_router_compile_ops(&m->resp, false, resp_add, n_resp_add, resp_rm, n_resp_rm, path,
+                                "response_headers_to_add", "response_headers_to_remove", c->err);
+    if (rc < 0 && c->rc == 0)
+        c->rc = PL_EINVAL;
+    return rc < 0 ? PL_EINVAL : 0;
+}
+
+static void compile_route(struct pl_router_cctx *c, struct pl_route *r,
+                          const Envoy__Config__Route__V3__Route *cfg, const char *path)
+{
+    r->info.name = pl_strdup(cfg->name);
+    if (!cfg->match) {
+        fail(c, PL_EINVAL, path, "a route needs a match");
+    } else {
+        char *p = sub(path, "match");
+        compile_match(c, r, cfg->match, p);
+        free(p);
+    }
+    pl_router_compile_action(c, r, cfg, path);
+    pl_router_compile_mut(c, &r->mut, cfg->request_headers_to_add, cfg->n_request_headers_to_add,
+                          cfg->request_headers_to_remove, cfg->n_request_headers_to_remove,
+                          cfg->response_headers_to_add, cfg->n_response_headers_to_add,
+                          cfg->response_headers_to_remove, cfg->n_response_headers_to_remove, path);
+}
+
+/* ---- domain maps ---- */
+
+static uint64_t dhash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch + 32);
+        h = (h ^ ch) * 1099511628211ull;
+    }
+    return h;
+}
+
+struct pl_route_vhost *pl_router_dmap_get(const struct rt_dmap *m, const char *s, size_t n)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = dhash(s, n) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const struct rt_dmap_slot *sl = &m->slots[i];
+        if (!sl->key)
+            return NULL;
+        if (sl->len == n && !strncasecmp(sl->key, s, n))
+            return sl->vh;
+    }
+}
+
+/* Inserts key (lower-case, owned by the map); returns false if it is already there. */
+static bool dmap_put(struct rt_dmap *m, char *key, size_t n, struct pl_route_vhost *vh)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        struct rt_dmap old = *m;
+        m->cap = m->cap ? m->cap * 2 : 16;
+        m->slots = pl_calloc(m->cap, sizeof(*m->slots));
+        m->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.slots[i].key)
+                dmap_put(m, old.slots[i].key, old.slots[i].len, old.slots[i].vh);
+        free(old.slots);
+    }
+    size_t i = dhash(key, n) & (m->cap - 1);
+    for (; m->slots[i].key; i = (i + 1) & (m->cap - 1))
+        if (m->slots[i].len == n && !memcmp(m->slots[i].key, key, n))
+            return false;
+    m->slots[i] = (struct rt_dmap_slot){key, n, vh};
+    m->n++;
+    for (size_t k = 0; k < m->nlens; k++)
+        if (m->lens[k] == n)
+            return true;
+    m->lens = pl_realloc(m->lens, (m->nlens + 1) * sizeof(*m->lens));
+    size_t k = m->nlens++;
+    for (; k > 0 && m->lens[k - 1] < n; k--) /* keep longest first */
+        m->lens[k] = m->lens[k - 1];
+    m->lens[k] = n;
+    return true;
+}
+
+static void dmap_free(struct rt_dmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->slots[i].key);
+    free(m->slots);
+    free(m->lens);
+}
+
+static void add_domain(struct pl_router_cctx *c, struct pl_route_vhost *vh, const char *d,
+                       const char *path)
+{
+    size_t n;
+    char *key = dup_lower(d, &n);
+    bool ok = true;
+    if (n == 0) {
+        free(key);
+        fail(c, PL_EINVAL, path, "a domain must not be empty");
+        return;
+    }
+    if (n == 1 && key[0] == '*') {
+        free(key);
+        if (c->t->any) {
+            fail(c, PL_EINVAL, path,
+                 "only a single wildcard domain '*' is permitted in a route configuration");
+            return;
+        }
+        c->t->any = vh;
+        return;
+    }
+    if (key[0] == '*') {
+        memmove(key, key + 1, n); /* keeps the NUL */
+        ok = dmap_put(&c->t->suffix, key, n - 1, vh);
+    } else if (key[n - 1] == '*') {
+        key[n - 1] = 0;
+        ok = dmap_put(&c->t->prefix, key, n - 1, vh);
+    } else {
+        ok = dmap_put(&c->t->exact, key, n, vh);
+    }
+    if (!ok) {
+        free(key);
+        fail(c, PL_EINVAL, path,
+             "only unique values for domains are permitted: duplicate entry of domain '%s'", d);
+    }
+}
+
+/* ---- table ---- */
+
+static void free_re(struct rt_regex *re)
+{
+    pcre2_code_free(re->code);
+}
+void pl_router_free_regex(struct rt_regex *re)
+{
+    free_re(re);
+}
+
+void pl_router_free_strmatch(struct rt_strmatch *sm)
+{
+    free(sm->s);
+    free_re(&sm->re);
+}
+
+void pl_router_free_mut(struct rt_mut *m)
+{
+    pl_router_free_ops(&m->req);
+    pl_router_free_ops(&m->resp);
+}
+
+static void free_route(struct pl_route *r)
+{
+    free((char *)r->info.name);
+    free((char *)r->info.body);
+    free(r->path);
+    free_re(&r->path_re);
+    for (size_t i = 0; i < r->nhm; i++) {
+        free(r->hm[i].name);
+        pl_router_free_strmatch(&r->hm[i].sm);
+    }
+    free(r->hm);
+    for (size_t i = 0; i < r->nqm; i++) {
+        free(r->qm[i].name);
+        pl_router_free_strmatch(&r->qm[i].sm);
+    }
+    free(r->qm);
+    free(r->cluster);
+    free(r->cluster_header);
+    for (size_t i = 0; i < r->nwcs; i++) {
+        free(r->wcs[i].name);
+        free(r->wcs[i].cluster_header);
+        free(r->wcs[i].host_rewrite);
+        pl_router_free_mut(&r->wcs[i].mut);
+    }
+    free(r->wcs);
+    for (size_t i = 0; i < r->nhp; i++)
+        free(r->hp[i].name);
+    free(r->hp);
+    free(r->host_rewrite);
+    free(r->prefix_rewrite);
+    free_re(&r->rewrite_re);
+    free(r->rewrite_sub);
+    free(r->scheme_redirect);
+    free(r->host_redirect);
+    free(r->port_redirect);
+    free(r->path_redirect);
+    pl_router_free_mut(&r->mut);
+}
+
+void pl_route_table_free(struct pl_route_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nvhosts; i++) {
+        struct pl_route_vhost *vh = &t->vhosts[i];
+        for (size_t j = 0; j < vh->nroutes; j++)
+            free_route(&vh->routes[j]);
+        free(vh->routes);
+        free(vh->name);
+        pl_router_free_mut(&vh->mut);
+    }
+    free(t->vhosts);
+    dmap_free(&t->exact);
+    dmap_free(&t->suffix);
+    dmap_free(&t->prefix);
+    pl_router_free_mut(&t->mut);
+    pcre2_match_context_free(t->mctx);
+    free(t->name);
+    free(t);
+}
+
+const char *pl_route_table_name(const struct pl_route_table *t)
+{
+    return t->name;
+}
+
+int pl_router_compile(const Envoy__Config__Route__V3__RouteConfiguration *cfg,
+                      const char *path_prefix, struct pl_route_table **out, struct pl_err *err)
+{
+    const char *base = path_prefix ? path_prefix : "";
+    struct pl_route_table *t = pl_calloc(1, sizeof(*t));
+    struct pl_router_cctx c = {.t = t, .err = err};
+    *out = NULL;
+    t->name = pl_strdup(cfg->name);
+    t->ignore_port = cfg->ignore_port_in_host_matching;
+    t->most_specific_wins = cfg->most_specific_header_mutations_wins;
+    t->max_body = cfg->max_direct_response_body_size_bytes
+                      ? cfg->max_direct_response_body_size_bytes->value
+                      : PL_ROUTER_MAX_DIRECT_BODY;
+    t->mctx = pcre2_match_context_create(NULL);
+    if (!t->mctx)
+        pl_die("out of memory");
+    pcre2_set_match_limit(t->mctx, PL_ROUTER_MATCH_LIMIT);
+    pcre2_set_depth_limit(t->mctx, PL_ROUTER_DEPTH_LIMIT);
+    if (gethostname(t->hostname, sizeof(t->hostname) - 1) < 0)
+        t->hostname[0] = 0;
+    if (cfg->ignore_path_parameters_in_path_matching) {
+        char *p = sub(base, "ignore_path_parameters_in_path_matching");
+        fail(&c, PL_ENOTSUP, p, "ignore_path_parameters_in_path_matching is not supported");
+        free(p);
+    }
+    pl_router_compile_mut(&c, &t->mut, cfg->request_headers_to_add, cfg->n_request_headers_to_add,
+                          cfg->request_headers_to_remove, cfg->n_request_headers_to_remove,
+                          cfg->response_headers_to_add, cfg->n_response_headers_to_add,
+                          cfg->response_headers_to_remove, cfg->n_response_headers_to_remove, base);
+    t->vhosts = cfg->n_virtual_hosts ? pl_calloc(cfg->n_virtual_hosts, sizeof(*t->vhosts)) : NULL;
+    t->nvhosts = cfg->n_virtual_hosts;
+    for (size_t i = 0; i < cfg->n_virtual_hosts; i++) {
+        const Envoy__Config__Route__V3__VirtualHost *v = cfg->virtual_hosts[i];
+        struct pl_route_vhost *vh = &t->vhosts[i];
+        char *vp = sub(base, "virtual_hosts[%zu]", i);
+        vh->name = pl_strdup(v->name);
+        if (v->n_domains == 0) {
+            char *p = sub(vp, "domains");
+            fail(&c, PL_EINVAL, p, "a virtual host needs at least one domain");
+            free(p);
+        }
+        for (size_t k = 0; k < v->n_domains; k++) {
+            char *p = sub(vp, "domains[%zu]", k);
+            add_domain(&c, vh, v->domains[k], p);
+            free(p);
+        }
+        if (v->require_tls) {
+            char *p = sub(vp, "require_tls");
+            fail(&c, PL_ENOTSUP, p, "require_tls is not supported");
+            free(p);
+        }
+        pl_router_compile_mut(&c, &vh->mut, v->request_headers_to_add, v->n_request_headers_to_add,
+                              v->request_headers_to_remove, v->n_request_headers_to_remove,
+                              v->response_headers_to_add, v->n_response_headers_to_add,
+                              v->response_headers_to_remove, v->n_response_headers_to_remove, vp);
+        vh->routes = v->n_routes ? pl_calloc(v->n_routes, sizeof(*vh->routes)) : NULL;
+        vh->nroutes = v->n_routes;
+        for (size_t j = 0; j < v->n_routes; j++) {
+            char *rp = sub(vp, "routes[%zu]", j);
+            vh->routes[j].vhost = vh;
+            vh->routes[j].info.vhost_name = vh->name;
+            compile_route(&c, &vh->routes[j], v->routes[j], rp);
+            free(rp);
+        }
+        free(vp);
+    }
+    if (c.rc < 0) {
+        pl_route_table_free(t);
+        return c.rc;
+    }
+    *out = t;
+    return 0;
+}
