@@ -93,6 +93,21 @@ const char *pl_tls_conn_peer_uri_san(const struct pl_tls_conn *t);
 /* The context the session started with (borrowed). */
 struct pl_tls_ctx *pl_tls_conn_ctx(const struct pl_tls_conn *t);
 
+/* ---- the transport socket for net/conn.h ---- */
+
+struct pl_transport;
+struct pl_transport_vtable;
+
+/* envoy.transport_sockets.tls for filter chains (DownstreamTlsContext) and for clusters
+ * (UpstreamTlsContext); their compiled config is a struct pl_tls_ctx (one reference). */
+extern const struct pl_transport_vtable pl_tls_transport_downstream;
+extern const struct pl_transport_vtable pl_tls_transport_upstream;
+/* Registers both with pl_transport_register (main thread, at start); idempotent. */
+void pl_tls_register_transports(void);
+/* The TLS session behind a connection's transport (c->transport), or NULL if it is not TLS:
+ * for SNI, ALPN and the peer's identity. Borrowed: lives as long as the connection. */
+struct pl_tls_conn *pl_tls_transport_session(const struct pl_transport *t);
+
 /* ---- ClientHello inspection (Envoy's tls_inspector) ---- */
 
 #define PL_TLS_HELLO_MAX_ALPN  16    /* protocols kept; more are counted in n_alpn_dropped */
