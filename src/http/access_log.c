@@ -23,6 +23,7 @@ struct pl_access_logs {
     size_t n;
 };
 
+/* Compiles one entry; with out NULL it only checks it (no file is opened). */
 static int compile_one(const Envoy__Config__Accesslog__V3__AccessLog *al, const char *path,
                        struct logger *out, struct pl_err *err)
 {
@@ -78,17 +79,19 @@ static int compile_one(const Envoy__Config__Accesslog__V3__AccessLog *al, const 
         if (so->access_log_format_case == STDOUT_C(LOG_FORMAT))
             sfs = so->log_format;
     }
+    struct pl_al_format *fmt = NULL;
+    char *pp = pl_asprintf("%s.path", p);
     if (rc == 0)
-        rc = pl_al_format_compile(sfs, fp, &out->fmt, err);
-    if (rc == 0) {
-        char *pp = pl_asprintf("%s.path", p);
+        rc = pl_al_format_compile(sfs, fp, &fmt, err);
+    if (!*file_path) /* reported with any format error: all errors, not just the first */
+        rc = pl_err_add(err, NULL, 0, 0, pp, "an access log path is required");
+    if (rc == 0 && out) {
         rc = pl_al_file_get(file_path, &out->file, pp, err);
-        free(pp);
-        if (rc < 0) {
-            pl_al_format_free(out->fmt);
-            out->fmt = NULL;
-        }
+        if (rc == 0)
+            out->fmt = fmt, fmt = NULL;
     }
+    pl_al_format_free(fmt);
+    free(pp);
     free(fp);
     free(p);
     if (owned)
@@ -143,6 +146,19 @@ void pl_access_logs_free(struct pl_access_logs *logs)
     }
     free(logs->v);
     free(logs);
+}
+
+int pl_access_log_check(const Envoy__Config__Accesslog__V3__AccessLog *const *logs, size_t n,
+                        const char *path, struct pl_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *p = pl_asprintf("%s[%zu]", path ? path : "access_log", i);
+        if (compile_one(logs[i], p, NULL, err) < 0)
+            rc = PL_EINVAL;
+        free(p);
+    }
+    return rc;
 }
 
 size_t pl_access_logs_count(const struct pl_access_logs *logs)

@@ -59,6 +59,10 @@ struct pl_access_logs;
  * On success *out is owned by the caller (pl_access_logs_free); with n == 0 *out is NULL. */
 int pl_access_log_compile(const Envoy__Config__Accesslog__V3__AccessLog *const *logs, size_t n,
                           const char *path, struct pl_access_logs **out, struct pl_err *err);
+/* Checks AccessLog entries as pl_access_log_compile does, without opening any file
+ * (--mode validate, xDS NACK decisions). */
+int pl_access_log_check(const Envoy__Config__Accesslog__V3__AccessLog *const *logs, size_t n,
+                        const char *path, struct pl_err *err);
 /* Formats si with every log of the list and queues the lines; any thread, no lock, never
  * blocks. logs may be NULL (nothing to do). */
 void pl_access_log_emit(const struct pl_access_logs *logs, const struct pl_stream_info *si);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,8 +301,16 @@ int pl_al_file_get(const char *path, struct pl_al_file **out, const char *err_pa
         pl_die("eventfd: %s", strerror(errno));
     pthread_mutex_init(&f->cmu, NULL);
     pthread_cond_init(&f->ccv, NULL);
+    /* signals belong to the main loop: the flusher starts with all of them blocked */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&f->thread, NULL, flusher, f) != 0)
         pl_die("cannot start the access log flusher thread");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    static bool at_exit;
+    if (!at_exit) /* lines queued in the last second still reach the file on a clean exit */
+        at_exit = atexit(pl_access_log_flush_all) == 0;
     f->next_file = files;
     files = f;
     pthread_mutex_unlock(&reg_mu);

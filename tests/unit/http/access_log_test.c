@@ -397,7 +397,7 @@ Test(access_log, json_omit_empty_values)
     free(line);
 }
 
-static const char *FILE_T =
+static const char FILE_T[] =
     "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
 
 Test(access_log, config_errors_name_the_field)
@@ -594,5 +594,35 @@ Test(access_log, stdout_sink)
                           "\"10.0.0.5:8080\"\n200\n");
     free(got);
     unlink(path);
+    free(path);
+}
+
+Test(access_log, check_opens_no_file)
+{
+    char *path = tmpname("check");
+    cr_assert_not_null(path);
+    char *yaml = pl_asprintf("name: a\ntyped_config:\n  '@type': %s\n  path: %s\n", FILE_T,
+                             path ? path : "");
+    Envoy__Config__Accesslog__V3__AccessLog *al = load_al(yaml);
+    const Envoy__Config__Accesslog__V3__AccessLog *const v[2] = {al, al};
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_access_log_check(v, 2, "x", &err), 0);
+    cr_assert_neq(access(path, F_OK), 0, "check created %s", path);
+    protobuf_c_message_free_unpacked(&al->base, NULL);
+    free(yaml);
+
+    yaml = pl_asprintf("name: a\ntyped_config:\n  '@type': %s\n  log_format: {json_format: "
+                       "{a: {b: '%%NOPE%%'}}}\n",
+                       FILE_T);
+    al = load_al(yaml);
+    const Envoy__Config__Accesslog__V3__AccessLog *const w[1] = {al};
+    cr_assert_eq(pl_access_log_check(w, 1, "x", &err), PL_EINVAL);
+    cr_assert_eq(err.n, 2, "%zu errors", err.n);
+    cr_assert_str_eq(err.v[0].path, "x[0].typed_config.log_format.json_format.a.b");
+    cr_assert(strstr(err.v[0].msg, "'%NOPE%'"));
+    cr_assert_str_eq(err.v[1].path, "x[0].typed_config.path");
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(&al->base, NULL);
+    free(yaml);
     free(path);
 }
