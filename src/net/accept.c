@@ -8,6 +8,7 @@
 #include "config/publish.h"
 #include "config/snapshot.h"
 #include "core/log.h"
+#include "http/conn_manager.h"
 #include "net/conn.h"
 #include "net/filter.h"
 #include "net/tcp_proxy.h"
@@ -62,6 +63,8 @@ void pl_netfilter_register_builtins(void)
 {
     if (!pl_netfilter_by_name(pl_tcp_proxy_netfilter.name))
         pl_netfilter_register(&pl_tcp_proxy_netfilter);
+    if (!pl_netfilter_by_name(pl_hcm_netfilter.name))
+        pl_netfilter_register(&pl_hcm_netfilter);
 }
 
 int pl_transport_register(const struct pl_transport_vtable *vt)
