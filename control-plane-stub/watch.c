@@ -35,6 +35,8 @@ static bool has_suffix(const char *s, const char *suf)
 
 static bool relevant(const struct pl_cp_watch *w, const char *name)
 {
+    if (!strcmp(name, "..data"))
+        return true; /* a Kubernetes ConfigMap volume swapped its files atomically */
     if (w->only)
         return !strcmp(name, w->only);
     return name[0] != '.' &&

@@ -362,15 +362,19 @@ void pl_cp_xds_pump(struct pl_cp_stream *s)
     for (int t = 0; set && t < PL_CP_NTYPES; t++)
         most = set->n[t] > most ? set->n[t] : most;
     const struct pl_cp_res **view = pl_calloc(most + 1, sizeof(*view));
-    bool cds_busy = false;
+    bool cds_due = false, cds_unacked = false;
     for (int t = 0; t < PL_CP_NTYPES; t++) {
         if (!s->ts[t].subscribed)
             continue;
-        /* endpoints, listeners and routes wait until the client has the current clusters */
-        bool hold = t != PL_CP_SDS && t != PL_CP_CDS && cds_busy;
+        /* endpoints follow the clusters they belong to; listeners and routes also wait for the
+         * clusters' ACK, so that no route names a cluster the client does not have yet */
+        bool hold = (t == PL_CP_EDS && cds_due) ||
+                    ((t == PL_CP_LDS || t == PL_CP_RDS) && (cds_due || cds_unacked));
         bool due = s->delta ? delta_pump(s, t, view, hold) : sotw_pump(s, t, view, hold);
-        if (t == PL_CP_CDS)
-            cds_busy = due || s->ts[t].outstanding;
+        if (t == PL_CP_CDS) {
+            cds_due = due;
+            cds_unacked = s->ts[t].outstanding;
+        }
     }
     free(view);
 }
