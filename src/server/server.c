@@ -15,6 +15,7 @@
 
 #include "config/publish.h"
 #include "core/log.h"
+#include "http/access_log.h"
 #include "net/filter.h"
 #include "pl_proto_all.h"
 #include "server/worker_internal.h"
@@ -29,7 +30,7 @@ struct pl_server {
     struct pl_worker **workers;
     struct pl_worker_env env;
     ev_async wake; /* a listener's last worker reference went away */
-    ev_signal sig_term, sig_int, sig_hup;
+    ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer drain_timer;
     ev_tstamp drain_deadline;
     struct pl_srv_listener *active;   /* in the order of the current snapshot */
@@ -300,6 +301,10 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         pl_log_info("server", "caught SIGINT: exiting");
         pl_server_quit(srv);
         break;
+    case SIGUSR1: /* Envoy's log rotation signal */
+        pl_log_info("server", "caught SIGUSR1: reopening access logs");
+        pl_access_log_reopen_all();
+        break;
     default:
         pl_log_info("server", "caught signal %d: ignored", w->signum);
         break;
@@ -344,8 +349,9 @@ struct pl_server *pl_server_new(const struct pl_server_opts *opts, struct pl_err
         ev_signal_init(&srv->sig_term, signal_cb, SIGTERM);
         ev_signal_init(&srv->sig_int, signal_cb, SIGINT);
         ev_signal_init(&srv->sig_hup, signal_cb, SIGHUP);
-        ev_signal *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup};
-        for (size_t i = 0; i < 3; i++) {
+        ev_signal_init(&srv->sig_usr1, signal_cb, SIGUSR1);
+        ev_signal *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup, &srv->sig_usr1};
+        for (size_t i = 0; i < 4; i++) {
             sigs[i]->data = srv;
             ev_signal_start(srv->loop, sigs[i]);
             ev_unref(srv->loop);
@@ -524,8 +530,8 @@ void pl_server_free(struct pl_server *srv)
     }
     ev_timer_stop(srv->loop, &srv->drain_timer);
     if (!srv->opts.no_signals) {
-        ev_signal *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup};
-        for (size_t i = 0; i < 3; i++) {
+        ev_signal *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup, &srv->sig_usr1};
+        for (size_t i = 0; i < 4; i++) {
             ev_ref(srv->loop);
             ev_signal_stop(srv->loop, sigs[i]);
         }
