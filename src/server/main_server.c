@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "server/server.h"
 #include "stats/stats.h"
+#include "upstream/upstream.h"
 
 #define PL_VERSION "0.1.0"
 
@@ -288,6 +289,10 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
     m.srv = pl_server_new(&so, err);
     if (!m.srv)
         goto out;
+    /* clusters' runtime (host sets, DNS on the main loop, stats) before workers see them */
+    struct pl_upstream_opts uo = {.loop = pl_server_loop(m.srv), .stats = m.stats};
+    if (pl_upstream_init(&uo, err) < 0 || pl_upstream_prepare(snap, err) < 0)
+        goto out;
     if (pl_server_apply(m.srv, snap, err) < 0)
         goto out;
     snap = NULL; /* published: owned by the publish machinery now */
@@ -304,6 +309,7 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
 out:
     if (m.admin)
         pl_admin_free(m.admin);
+    pl_upstream_shutdown(); /* workers have stopped: no grace period waits on them */
     if (m.srv)
         pl_server_free(m.srv);
     if (snap)
