@@ -392,7 +392,8 @@ static void check_listener(struct loader *L, const struct item *it, struct pl_vc
 /* Names present, unique per type and node scope; references between resources resolve. */
 static void check_items(struct loader *L)
 {
-    qsort(L->items, L->n, sizeof(*L->items), cmp_item);
+    if (L->n)
+        qsort(L->items, L->n, sizeof(*L->items), cmp_item);
     size_t nc = 0, nr = 0;
     const char **clusters = pl_calloc(L->n + 1, sizeof(char *));
     const char **routes = pl_calloc(L->n + 1, sizeof(char *));
