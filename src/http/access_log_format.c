@@ -1,5 +1,6 @@
 /* Envoy's command operators: parsing a format string at config time, evaluating at log time. */
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +86,9 @@ enum { T_STRF, T_SECS, T_FRAC, T_ESEC };
 struct pl_al_tpiece {
     uint8_t kind, digits;
     char *strf;
+    uint64_t id; /* unique per process: the key of the per-thread strftime cache */
 };
+static _Atomic uint64_t next_piece_id = 1;
 
 static const char *const flag_names[PL_RF_COUNT] = {
     "LH",   "UH",   "UT",   "LR",   "UR", "UF",  "UC", "UO", "NR",  "DI",
@@ -121,8 +124,20 @@ static void put_str(struct pl_al_buf *b, const char *s)
 static void put_u64(struct pl_al_buf *b, uint64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-    pl_al_buf_put(b, tmp, (size_t)n);
+    size_t i = sizeof(tmp);
+    do
+        tmp[--i] = (char)('0' + v % 10);
+    while (v /= 10);
+    pl_al_buf_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* Appends v as exactly digits digits (leading zeros). */
+static void put_fixed(struct pl_al_buf *b, uint64_t v, unsigned digits)
+{
+    char tmp[20];
+    for (unsigned i = digits; i > 0; i--, v /= 10)
+        tmp[i - 1] = (char)('0' + v % 10);
+    pl_al_buf_put(b, tmp, digits);
 }
 
 /* ---- compile ---- */
@@ -153,8 +168,10 @@ static void add_tpiece(struct pl_al_seg *g, uint8_t kind, uint8_t digits, const 
     if (kind == T_STRF && n == 0)
         return;
     g->tp = pl_realloc(g->tp, (g->n_tp + 1) * sizeof(*g->tp));
-    g->tp[g->n_tp++] =
-        (struct pl_al_tpiece){.kind = kind, .digits = digits, .strf = pl_strndup(s, n)};
+    g->tp[g->n_tp++] = (struct pl_al_tpiece){.kind = kind,
+                                             .digits = digits,
+                                             .strf = pl_strndup(s, n),
+                                             .id = atomic_fetch_add(&next_piece_id, 1)};
 }
 
 /* Splits a START_TIME format into strftime runs and Envoy's own specifiers. */
@@ -314,38 +331,55 @@ void pl_al_tmpl_free(struct pl_al_tmpl *t)
 
 /* ---- evaluate ---- */
 
+/* strftime results of the current second, per thread: one gmtime_r + strftime per second and
+ * piece instead of per line. */
+struct time_cache {
+    uint64_t id;
+    time_t sec;
+    uint16_t len;
+    char text[110];
+};
+static _Thread_local struct time_cache time_cache[8];
+
 static enum pl_al_val put_time(const struct pl_al_seg *g, const struct timespec *ts,
                                struct pl_al_buf *out)
 {
     struct tm tm;
+    bool have_tm = false;
     time_t sec = ts->tv_sec;
-    if (!gmtime_r(&sec, &tm))
-        return PL_AL_UNSET;
-    char tmp[256];
     for (size_t i = 0; i < g->n_tp; i++) {
         const struct pl_al_tpiece *p = &g->tp[i];
-        switch (p->kind) {
-        case T_STRF: {
+        if (p->kind == T_SECS) {
+            put_u64(out, (uint64_t)sec);
+            continue;
+        }
+        if (p->kind == T_STRF) {
+            struct time_cache *c = &time_cache[p->id % 8];
+            if (c->id == p->id && c->sec == sec) {
+                pl_al_buf_put(out, c->text, c->len);
+                continue;
+            }
+        }
+        if (!have_tm && !gmtime_r(&sec, &tm))
+            return PL_AL_UNSET;
+        have_tm = true;
+        if (p->kind == T_STRF) {
+            char tmp[256];
             size_t n = strftime(tmp, sizeof(tmp), p->strf, &tm);
             pl_al_buf_put(out, tmp, n);
-            break;
+            struct time_cache *c = &time_cache[p->id % 8];
+            if (n <= sizeof(c->text))
+                c->id = p->id, c->sec = sec, c->len = (uint16_t)n, memcpy(c->text, tmp, n);
+            continue;
         }
-        case T_SECS:
-            put_u64(out, (uint64_t)ts->tv_sec);
-            break;
-        case T_ESEC:
-        case T_FRAC: {
-            int n = 0;
-            if (p->kind == T_ESEC)
-                n = snprintf(tmp, sizeof(tmp), "%02d.", tm.tm_sec);
-            long frac = ts->tv_nsec;
-            for (int d = 9; d > p->digits; d--)
-                frac /= 10;
-            n += snprintf(tmp + n, sizeof(tmp) - (size_t)n, "%0*ld", p->digits, frac);
-            pl_al_buf_put(out, tmp, (size_t)n);
-            break;
+        if (p->kind == T_ESEC) {
+            put_fixed(out, (uint64_t)tm.tm_sec, 2);
+            pl_al_buf_put(out, ".", 1);
         }
-        }
+        uint64_t frac = (uint64_t)ts->tv_nsec;
+        for (int d = 9; d > p->digits; d--)
+            frac /= 10;
+        put_fixed(out, frac, p->digits);
     }
     return PL_AL_STR;
 }
