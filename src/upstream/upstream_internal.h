@@ -79,6 +79,7 @@ struct up_host {
     char *cluster_name;
     struct up_host *next; /* ORIGINAL_DST: the cluster's on-demand hosts */
     uint64_t last_used;   /* ORIGINAL_DST: coarse monotonic seconds */
+    bool taken;           /* scratch while a host set change is applied */
 };
 
 /* An EDF schedule entry (Envoy's EdfScheduler): the smallest deadline is picked next. */

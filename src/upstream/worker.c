@@ -129,27 +129,23 @@ static int cmp_host_key(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
-/* Finds (and takes out of old) the host with key; old is sorted by key when sorted. */
+/* Finds the host with key among old (sorted by key when sorted) and marks it taken. */
 static struct up_host *take_host(struct up_host **old, size_t n, bool sorted, const char *key)
 {
+    struct up_host *h = NULL;
     if (sorted) {
         struct up_host k = {.key = (char *)key}, *kp = &k;
         struct up_host **f = bsearch(&kp, old, n, sizeof(*old), cmp_host_key);
-        /* taken entries stay in place (marked by a NULL pub.cluster) so the order holds */
-        if (!f || !(*f)->pub.cluster)
-            return NULL;
-        struct up_host *h = *f;
-        h->pub.cluster = NULL;
-        return h;
+        h = f ? *f : NULL;
+    } else {
+        for (size_t i = 0; i < n && !h; i++)
+            if (!strcmp(old[i]->key, key))
+                h = old[i];
     }
-    for (size_t i = 0; i < n; i++) {
-        if (old[i] && !strcmp(old[i]->key, key)) {
-            struct up_host *h = old[i];
-            old[i] = NULL;
-            return h;
-        }
-    }
-    return NULL;
+    if (!h || h->taken)
+        return NULL;
+    h->taken = true;
+    return h;
 }
 
 /* True when the LB state built for a still fits b: same config, same hosts in the same slots. */
@@ -184,7 +180,6 @@ void up_refresh(struct up_cluster *c)
         const struct up_host_info *hi = &cur->hosts[i];
         struct up_host *h = take_host(prev, n_old, sorted, hi->key);
         if (h) {
-            h->pub.cluster = h->cluster_name;
             host_set_addr(h, (const struct sockaddr *)&hi->addr, hi->addrlen);
         } else {
             h = up_host_new(c->pub.name, (const struct sockaddr *)&hi->addr, hi->addrlen, hi->key);
@@ -193,9 +188,12 @@ void up_refresh(struct up_cluster *c)
         h->pub.healthy = hi->healthy;
         c->hosts[i] = h;
     }
-    for (size_t i = 0; i < n_old; i++) /* what is left has gone */
-        if (prev[i] && (!sorted || prev[i]->pub.cluster))
+    for (size_t i = 0; i < n_old; i++) { /* what was not taken has gone */
+        if (prev[i]->taken)
+            prev[i]->taken = false;
+        else
             up_host_retire(prev[i]);
+    }
     free(prev);
     bool keep = same_lb_input(old, cur);
     c->hs = cur;

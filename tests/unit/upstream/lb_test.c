@@ -556,3 +556,41 @@ Test(lb, compiled_options)
     cr_assert_eq(h1->per_connection_buffer_limit_bytes, 1048576);
     pl_snapshot_free(s);
 }
+
+Test(lb, large_cluster_change_keeps_hosts)
+{
+    enum { N = 200 };
+    struct ep eps[N];
+    for (int i = 0; i < N; i++)
+        eps[i] = (struct ep){2000 + i, 0, NULL};
+    struct pl_snapshot *s1 = snap_of("ROUND_ROBIN", NULL, eps, N);
+    struct pl_cluster_rt *c = pl_upstream_cluster(&s1->clusters[0]);
+    struct up_cluster *uc = (struct up_cluster *)c;
+    struct pl_host_rt *before[N];
+    for (int i = 0; i < N; i++) {
+        before[i] = &uc->hosts[i]->pub;
+        before[i]->active_rq = (uint32_t)i + 1;
+    }
+    /* drop every fourth host, add a new one */
+    struct ep next[N];
+    size_t n = 0;
+    for (int i = 0; i < N; i++)
+        if (i % 4)
+            next[n++] = eps[i];
+    next[n++] = (struct ep){3000, 0, NULL};
+    struct pl_snapshot *s2 = snap_of("ROUND_ROBIN", NULL, next, n);
+    pl_upstream_cluster(&s2->clusters[0]);
+    cr_assert_eq(uc->hs->n_hosts, n);
+    for (size_t i = 0; i < n; i++) {
+        struct pl_host_rt *h = &uc->hosts[i]->pub;
+        unsigned p = port_of(h);
+        if (p == 3000) {
+            cr_assert_eq(h->active_rq, 0);
+            continue;
+        }
+        cr_assert_eq(h, before[p - 2000], "host %u kept", p);
+        cr_assert_eq(h->active_rq, p - 2000 + 1);
+    }
+    pl_snapshot_free(s1);
+    pl_snapshot_free(s2);
+}
