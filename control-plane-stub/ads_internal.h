@@ -23,6 +23,7 @@ struct pl_cp_tstate {
     size_t sent_count;      /* resources in the last response */
     char acked_version[24]; /* last version the client accepted */
     unsigned long n_sent, n_ack, n_nack;
+    bool last_nacked;      /* the last settled response was NACKed */
     char *nack_msg;        /* last NACK's error_detail.message (NULL: none yet) */
     char nack_version[24]; /* the version it rejected */
     char nack_nonce[24];

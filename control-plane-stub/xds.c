@@ -48,6 +48,7 @@ static void ack_or_nack(struct pl_cp_stream *s, int t, const char *version,
 {
     struct pl_cp_tstate *ts = &s->ts[t];
     ts->outstanding = false;
+    ts->last_nacked = error != NULL;
     if (error) {
         ts->n_nack++;
         free(ts->nack_msg);
@@ -427,7 +428,12 @@ void pl_cp_xds_status(struct pl_cp_stream *s, FILE *f)
         fprintf(f, "%s\"%s\": {\"type_url\": ", first ? "" : ", ", pl_cp_type_name(t));
         first = false;
         pl_cp_json_str(f, pl_cp_type_url(t));
-        fputs(", \"subscribed\": ", f);
+        /* istioctl proxy-status' words */
+        const char *state = !ts->n_sent       ? "NOT SENT"
+                            : ts->outstanding ? "STALE"
+                            : ts->last_nacked ? "NACKED"
+                                              : "SYNCED";
+        fprintf(f, ", \"state\": \"%s\", \"subscribed\": ", state);
         subscription_json(f, ts);
         fputs(", \"sent_version\": ", f);
         pl_cp_json_str(f, ts->n_sent ? ts->sent_version : NULL);

@@ -355,6 +355,7 @@ def test_sotw_serves_every_type_with_versions_and_nonces(cp, ads, pb, resdir):
         assert n["types"][t]["sent_version"] == "1", n
         assert n["types"][t]["acked_version"] == "1", n
         assert n["types"][t]["last_nack"] is None
+        assert n["types"][t]["state"] == "SYNCED"
     assert n["types"]["cds"]["subscribed"] == ["*"]
     assert n["types"]["eds"]["subscribed"] == ["demo_upstream"]
     a.quiet()
@@ -373,6 +374,7 @@ def test_nack_is_recorded_and_not_resent(cp, ads, resdir):
     assert nack["version"] == "1" and nack["nonce"] == r.nonce
     assert n["types"]["cds"]["acked_version"] is None
     assert n["types"]["cds"]["nacks"] == 1
+    assert n["types"]["cds"]["state"] == "NACKED"
     a.quiet()  # a NACK of the current version does not make it send the same thing again
 
 
@@ -477,7 +479,8 @@ def test_clusters_are_sent_and_acked_before_routes_that_use_them(cp, ads, pb, re
     assert "v2" in [x.name for x in unpack(pb, first)]
     a.quiet(0.7)  # the route waits for the clusters' ACK
     n = c.node("sidecar-1")
-    assert n["types"]["cds"]["awaiting_ack"]
+    assert n["types"]["cds"]["awaiting_ack"] and n["types"]["cds"]["state"] == "STALE"
+    assert n["types"]["rds"]["sent_version"] == "1"
     a.ack(first)
     rr = a.recv()
     assert rr.type_url == RDS and unpack(pb, rr)[0].virtual_hosts[0].routes[0].route.cluster == "v2"
