@@ -474,7 +474,7 @@ Test(access_log, text_format_source_and_reopen)
 }
 
 #define THREADS 4
-#define LINES   20000
+#define LINES   10000
 
 struct emitter {
     pthread_t t;
