@@ -610,7 +610,14 @@ def test_unknown_method_and_clean_exit(cp, resdir):
     with pytest.raises(grpc.RpcError) as ei:
         m(b"", timeout=5)
     assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # bytes that are no DiscoveryRequest end that stream only
+    garbage = ch.stream_stream(SOTW)
+    with pytest.raises(grpc.RpcError) as ei:
+        list(garbage(iter([b"\xff\xff\xff"]), timeout=5))
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "undecodable" in ei.value.details()
     ch.close()
+    assert c.status()["resources"]["cds"]["count"] == 1
     assert c.stop(signal.SIGTERM) == 0
 
 
