@@ -175,20 +175,27 @@ static void h_clusters(const struct pl_admin_request *req, struct pl_admin_respo
             pl_admin_resp_printf(r, "%s::observability_name::%s\n", c->name, c->name);
             pl_admin_resp_printf(r, "%s::added_via_api::false\n", c->name);
         }
-        for (size_t j = 0; j < c->n_endpoints; j++) {
-            const struct pl_endpoint_cfg *e = &c->endpoints[j];
+        /* the resolved host set (DNS clusters), not the configured endpoints */
+        size_t n = pl_upstream_main_hosts(c->name, NULL, 0);
+        struct pl_upstream_host_info *hosts = pl_calloc(n + 1, sizeof(*hosts));
+        n = pl_upstream_main_hosts(c->name, hosts, n);
+        for (size_t j = 0; j < n; j++) {
+            const struct pl_upstream_host_info *e = &hosts[j];
+            const char *health = e->healthy ? "HEALTHY" : "UNHEALTHY";
             if (json) {
                 pl_admin_resp_printf(r, "%s{\"address\": ", j ? ", " : "");
                 addr_json(r, e->addr_str);
                 pl_admin_resp_printf(r,
                                      ", \"health_status\": {\"eds_health_status\": "
-                                     "\"HEALTHY\"}, \"weight\": %u}",
-                                     e->weight);
+                                     "\"%s\"}, \"weight\": %u}",
+                                     health, e->weight);
             } else {
                 pl_admin_resp_printf(r, "%s::%s::weight::%u\n", c->name, e->addr_str, e->weight);
-                pl_admin_resp_printf(r, "%s::%s::health_flags::healthy\n", c->name, e->addr_str);
+                pl_admin_resp_printf(r, "%s::%s::health_flags::%s\n", c->name, e->addr_str,
+                                     e->healthy ? "healthy" : "/failed_eds_health");
             }
         }
+        free(hosts);
         if (json)
             pl_admin_resp_printf(r, "]}");
     }

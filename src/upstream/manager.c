@@ -434,3 +434,19 @@ const struct pl_cluster_stats *pl_upstream_main_stats(const char *cluster)
             return &c->link->stats;
     return NULL;
 }
+
+size_t pl_upstream_main_hosts(const char *cluster, struct pl_upstream_host_info *out, size_t cap)
+{
+    const struct up_mcluster *c = g.clusters;
+    while (c && strcmp(c->name, cluster))
+        c = c->next;
+    if (!c)
+        return 0;
+    const struct up_hostset *hs = atomic_load_explicit(&c->link->hosts, memory_order_relaxed);
+    for (size_t i = 0; i < hs->n_hosts && i < cap; i++) {
+        memcpy(out[i].addr_str, hs->hosts[i].addr_str, sizeof(out[i].addr_str));
+        out[i].weight = hs->hosts[i].weight;
+        out[i].healthy = hs->hosts[i].healthy;
+    }
+    return hs->n_hosts;
+}

@@ -68,6 +68,15 @@ void pl_upstream_shutdown(void);
 /* Called on main after a cluster's new host set was published (tests, logs); NULL to clear. */
 typedef void (*pl_upstream_update_hook)(const char *cluster, size_t n_hosts, void *arg);
 void pl_upstream_set_update_hook(pl_upstream_update_hook fn, void *arg);
+/* One host of a cluster's current host set as main sees it (admin /clusters). */
+struct pl_upstream_host_info {
+    char addr_str[64];
+    uint32_t weight;
+    bool healthy;
+};
+/* Fills up to cap hosts of the named cluster's current host set and returns how many it has
+ * (0 for an unknown cluster); main thread. */
+size_t pl_upstream_main_hosts(const char *cluster, struct pl_upstream_host_info *out, size_t cap);
 /* Returns the stats handles of a configured cluster (main thread), or NULL. */
 const struct pl_cluster_stats *pl_upstream_main_stats(const char *cluster);
 
