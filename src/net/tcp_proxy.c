@@ -421,6 +421,8 @@ static void up_connect(struct tp_session *s)
     struct pl_conn_opts o = {
         .cb = &up_cb,
         .arg = s,
+        .transport = s->cl->cfg->transport, /* the cluster's transport_socket (TLS) */
+        .transport_cfg = s->cl->cfg->transport_cfg,
         .buffer_limit = s->cl->cfg->per_connection_buffer_limit_bytes,
     };
     struct pl_err err = PL_ERR_INIT;
