@@ -59,7 +59,7 @@ struct pl_cp_map_ent *pl_cp_map_put(struct pl_cp_map *m, const char *key, const 
 bool pl_cp_map_del(struct pl_cp_map *m, const char *key);
 /* Frees every entry; the map is empty and reusable. */
 void pl_cp_map_clear(struct pl_cp_map *m);
-/* Calls fn for every entry (the map must not change during the walk). */
+/* Calls fn for every entry; fn may delete its own entry, nothing else may change. */
 void pl_cp_map_each(const struct pl_cp_map *m, void (*fn)(struct pl_cp_map_ent *e, void *ud),
                     void *ud);
 
@@ -129,8 +129,8 @@ int pl_cp_server_new(const char *addr, struct pl_cp_set *set, struct pl_cp_serve
                      struct pl_err *err);
 /* Replaces the served set (the server takes ownership) and pushes changes to every stream. */
 void pl_cp_server_set_resources(struct pl_cp_server *srv, struct pl_cp_set *set);
-/* Writes the status document's "resources" and "nodes" members (JSON, with a leading
- * comma-free member list) to f, under the server's lock. */
+/* Writes the status document's "resources", "streams_total" and "nodes" members (JSON object
+ * members, no braces) to f, under the server's lock. */
 void pl_cp_server_status(struct pl_cp_server *srv, FILE *f);
 /* Stops accepting, cancels every stream, drains the queue, joins the thread, frees. */
 void pl_cp_server_free(struct pl_cp_server *srv);
