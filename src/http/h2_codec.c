@@ -28,14 +28,6 @@ static struct h2_stream *get_stream(struct h2_codec *c, int32_t id)
     return nghttp2_session_get_stream_user_data(c->ng, id);
 }
 
-/* Fails the connection: GOAWAY(code) goes out with the next output, feed() returns an error. */
-void pl_h2_conn_error(struct h2_codec *c, uint32_t code, const char *why)
-{
-    if (!c->err_reason)
-        c->err_reason = why;
-    nghttp2_session_terminate_session(c->ng, code);
-}
-
 /* Allocates a stream object and links it into the codec's list. */
 static struct h2_stream *stream_new(struct h2_codec *c, void *user)
 {
@@ -63,6 +55,11 @@ static void stream_free(struct h2_stream *s)
  * comes back to the codec, as with the HTTP/1 codec. */
 static void stream_retire(struct h2_codec *c, struct h2_stream *s)
 {
+    if (s->retired)
+        return;
+    s->retired = true;
+    if (s->base.id)
+        nghttp2_session_set_stream_user_data(c->ng, (int32_t)s->base.id, NULL);
     if (s->unconsumed) /* the user will not call consumed() for a dead stream */
         nghttp2_session_consume_connection(c->ng, s->unconsumed);
     s->unconsumed = 0;
@@ -179,60 +176,11 @@ static void deliver_data(struct h2_codec *c, struct h2_stream *s, bool end)
         user_stop(c, c->base.cb->on_data(c->base.ctx, &s->base, s->base.user, &s->rx, end));
 }
 
-static bool is_premature(struct h2_codec *c, struct h2_stream *s)
-{
-    return !s->final_head_sent &&
-           c->now() - s->created_ms <= c->set.premature_reset_min_stream_lifetime_ms;
-}
-
-/* Envoy's rule: once enough streams have closed, more than half of them reset prematurely by
- * the peer means a rapid-reset attack; before that, half of the threshold is enough. */
-static void check_premature(struct h2_codec *c)
-{
-    uint64_t limit = c->set.premature_reset_total_stream_count;
-    uint64_t closed = c->closed_streams, premature = c->premature_resets;
-    if (closed == 0 || c->err_reason)
-        return;
-    if (closed < limit ? premature * 2 < limit : premature * 2 < closed)
-        return;
-    c->stats.too_many_premature_resets++;
-    pl_h2_conn_error(c, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_premature_resets");
-}
-
-/* Counts control frames against what we sent and received (Envoy's flood mitigations). */
-static void check_floods(struct h2_codec *c, const nghttp2_frame *f)
-{
-    if (f->hd.type == NGHTTP2_DATA) {
-        if (f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-            if (++c->empty_frames > 1) { /* max_consecutive_inbound_frames_with_empty_payload */
-                c->stats.inbound_empty_frames_flood++;
-                pl_h2_conn_error(c, NGHTTP2_ENHANCE_YOUR_CALM, "inbound_empty_frames_flood");
-            }
-        } else {
-            c->empty_frames = 0;
-        }
-    } else if (f->hd.type == NGHTTP2_HEADERS) {
-        c->empty_frames = 0;
-    } else if (f->hd.type == NGHTTP2_PRIORITY) {
-        /* max_inbound_priority_frames_per_stream = 100 */
-        if (++c->priority_frames > 100 * (1 + c->peer_streams)) {
-            c->stats.inbound_priority_frames_flood++;
-            pl_h2_conn_error(c, NGHTTP2_ENHANCE_YOUR_CALM, "inbound_priority_frames_flood");
-        }
-    } else if (f->hd.type == NGHTTP2_WINDOW_UPDATE) {
-        /* max_inbound_window_update_frames_per_data_frame_sent = 10 */
-        if (++c->window_updates > 5 + 2 * (c->peer_streams + 10 * c->data_frames_sent)) {
-            c->stats.inbound_window_update_frames_flood++;
-            pl_h2_conn_error(c, NGHTTP2_ENHANCE_YOUR_CALM, "inbound_window_update_frames_flood");
-        }
-    }
-}
-
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     struct h2_codec *c = ud;
     (void)ng;
-    check_floods(c, f);
+    pl_h2_check_floods(c, f);
     struct h2_stream *s = f->hd.stream_id ? get_stream(c, f->hd.stream_id) : NULL;
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
     switch (f->hd.type) {
@@ -248,7 +196,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         c->stats.rx_reset++;
         if (s) {
             s->peer_rst = true;
-            if (c->server && is_premature(c, s))
+            if (c->server && pl_h2_is_premature(c, s))
                 c->premature_resets++;
         }
         break;
@@ -301,7 +249,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     nghttp2_session_set_stream_user_data(ng, id, NULL);
     if (c->server) {
         c->closed_streams++;
-        check_premature(c);
+        pl_h2_check_premature(c);
     }
     enum pl_reset_reason why;
     bool normal =
@@ -470,6 +418,8 @@ static int h2_feed(struct pl_codec *cc, struct pl_buf *in)
             break;
         }
         pl_buf_drain(in, (size_t)n);
+        if (n == 0)
+            break;
     }
     flush(c);
     if (c->err_reason) {
@@ -509,6 +459,8 @@ static int h2_encode_head(struct pl_codec *cc, struct pl_codec_stream *ps,
     const nghttp2_data_provider *pdp = end_stream ? NULL : &dp;
     int rv;
     if (c->server) {
+        if (head->status == 101) /* no Upgrade in HTTP/2 (RFC 9113 8.6) */
+            return PL_EINVAL;
         if (head->status >= 100 && head->status < 200)
             return nghttp2_submit_headers(c->ng, NGHTTP2_FLAG_NONE, (int32_t)s->base.id, NULL,
                                           c->nv, n, NULL)

@@ -12,7 +12,13 @@
  * reset_stream (no on_reset follows a reset_stream). Its memory, with the heads and trailers
  * delivered, stays valid until control comes back to the codec: the next feed() or destroy(),
  * as with the HTTP/1 codec. Bytes the user still holds unconsumed when a stream ends are given
- * back to the connection window by the codec.
+ * back to the connection window by the codec. A server may end a stream with RST_STREAM(NO_ERROR)
+ * after a complete response (RFC 9113 8.1): a client user then gets on_reset(PL_RESET_REMOTE)
+ * after end_stream, and stops sending.
+ *
+ * goaway(): a server sends GOAWAY(2^31-1) and a PING, then the final GOAWAY naming the last
+ * stream it took once the PING comes back; calling goaway() again (a drain timer) sends the
+ * final one at once. A client stops taking new streams and tells the server.
  *
  * Protections: header list size and count limits (an oversized request head gets a local 431 and
  * RST_STREAM(NO_ERROR), the HCM never sees it; an oversized response head resets the stream with

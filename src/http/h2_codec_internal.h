@@ -36,6 +36,7 @@ struct h2_stream {
     bool user_reset;      /* the user reset it: no more events */
     bool notified;        /* on_reset delivered */
     bool rst_after_head;  /* RST_STREAM(NO_ERROR) once the response head is sent */
+    bool retired;         /* ended: on the codec's dead list */
     bool peer_rst, local_rst, proto_err;
 };
 
@@ -64,6 +65,12 @@ struct h2_codec {
 
 /* Fails the connection with GOAWAY(code); why names it for pl_h2_codec_error. */
 void pl_h2_conn_error(struct h2_codec *c, uint32_t code, const char *why);
+/* True if a peer reset of s now counts as premature (young stream, no response head sent). */
+bool pl_h2_is_premature(struct h2_codec *c, struct h2_stream *s);
+/* Applies Envoy's premature-reset rule after a stream closed. */
+void pl_h2_check_premature(struct h2_codec *c);
+/* Counts a received frame against the flood limits. */
+void pl_h2_check_floods(struct h2_codec *c, const nghttp2_frame *f);
 /* Starts receiving a header block (a head or trailers) on s. */
 void pl_h2_begin_block(struct h2_codec *c, struct h2_stream *s, const nghttp2_frame *f);
 /* Adds one received field to the block being received (copied into the stream's arena). */

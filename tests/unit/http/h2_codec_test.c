@@ -921,3 +921,94 @@ Test(h2_codec, pause_stops_delivery)
     stop_after_head = false;
     unpair();
 }
+
+Test(h2_codec, window_returned_for_unconsumed_bytes)
+{
+    struct pl_h2_settings set = {.initial_stream_window_size = 65535,
+                                 .initial_connection_window_size = 65535};
+    pair(&set, &set);
+    srv.hold = true;
+    struct ts *a = client_stream();
+    struct pl_http_head h = req("POST", "/a");
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, a->s, &h, false), 0);
+    struct pl_buf b = PL_BUF_INIT;
+    fill(&b, 0, 60000);
+    cr_assert_eq(cli.c->vt->encode_data(cli.c, a->s, &b, false), 0);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(srv.st[0].held, 60000);
+    /* the server's user drops the stream without consuming: the codec gives the window back */
+    srv.c->vt->reset_stream(srv.c, srv.st[0].s, PL_RESET_LOCAL);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(a->reset, 1 + PL_RESET_REMOTE);
+    srv.hold = false;
+    struct ts *c = client_stream();
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, c->s, &h, false), 0);
+    fill(&b, 0, 60000);
+    cr_assert_eq(cli.c->vt->encode_data(cli.c, c->s, &b, true), 0);
+    cr_assert_eq(pump(), 0);
+    cr_assert(srv.st[1].data_end);
+    check_pattern(&srv.st[1].body, 60000);
+    unpair();
+}
+
+Test(h2_codec, goaway_twice_is_immediate_and_101_is_refused)
+{
+    pair(NULL, NULL);
+    struct ts *c = client_stream();
+    struct pl_http_head h = req("GET", "/");
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, c->s, &h, true), 0);
+    cr_assert_eq(pump(), 0);
+    struct pl_http_head sw = {.status = 101, .content_length = -1};
+    cr_assert_eq(srv.c->vt->encode_head(srv.c, srv.st[0].s, &sw, false), PL_EINVAL);
+    srv.c->vt->goaway(srv.c);
+    srv.c->vt->goaway(srv.c); /* the drain timer fired before the PING came back */
+    step(&srv, &cli, NULL);
+    cr_assert_eq(cli.goaways, 2);
+    cr_assert_eq(cli.goaway_last, 1);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(cli.goaways, 2);
+    unpair();
+}
+
+Test(h2_codec, client_reset_before_headers_left)
+{
+    pair(NULL, NULL);
+    struct ts *c = client_stream();
+    struct pl_http_head h = req("GET", "/");
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, c->s, &h, true), 0);
+    cli.c->vt->reset_stream(cli.c, c->s, PL_RESET_LOCAL); /* HEADERS still queued */
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(srv.n, 0);
+    cr_assert_eq(cli.c->vt->active_streams(cli.c), 0);
+    cr_assert_eq(c->reset, 0);
+    struct ts *d = client_stream();
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, d->s, &h, true), 0);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(srv.n, 1);
+    unpair();
+}
+
+Test(h2_codec, client_streams_refused_by_goaway)
+{
+    pair(NULL, NULL);
+    cr_assert_eq(pump(), 0);
+    struct ts *a = client_stream();
+    struct pl_http_head h = req("GET", "/");
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, a->s, &h, true), 0);
+    cr_assert_eq(pump(), 0);
+    srv.c->vt->goaway(srv.c);
+    srv.c->vt->goaway(srv.c); /* final GOAWAY: last stream 1 */
+    struct pl_buf *out = srv.c->vt->output(srv.c);
+    struct pl_buf wire = PL_BUF_INIT; /* sent, not yet arrived */
+    pl_buf_move(&wire, out, out->len);
+    struct ts *b = client_stream(); /* the client does not know yet */
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, b->s, &h, true), 0);
+    step(&cli, &srv, NULL);
+    pl_buf_move(&cli.in, &wire, wire.len);
+    cr_assert_eq(cli.c->vt->feed(cli.c, &cli.in), 0);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(srv.n, 1); /* stream 3 came after the GOAWAY: ignored */
+    cr_assert_eq(b->reset, 1 + PL_RESET_REMOTE);
+    cr_assert_eq(a->reset, 0);
+    unpair();
+}
