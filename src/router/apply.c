@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "router/router_internal.h"
@@ -300,21 +301,28 @@ static bool streq(const char *a, size_t an, const char *b)
     return an == strlen(b) && !memcmp(a, b, an);
 }
 
+static bool streq_ci(const char *a, size_t an, const char *b)
+{
+    return an == strlen(b) && !strncasecmp(a, b, an);
+}
+
 void pl_router_redirect_location(const struct pl_route_match *m, const struct pl_http_head *head,
                                  const struct pl_route_ctx *ctx, struct pl_arena *arena,
                                  const char **loc, size_t *len)
 {
     const struct pl_route *r = m->route;
-    /* the request's scheme as Envoy sees it: x-forwarded-proto (set by the connection manager),
-     * else :scheme, else the connection's */
+    /* Envoy: the Location keeps the request's :scheme; the default port is stripped by
+     * x-forwarded-proto (both set by the connection manager; the connection's TLS otherwise) */
     const struct pl_header *xfp = pl_headers_get_lit(&head->headers, "x-forwarded-proto");
-    const char *proto = xfp            ? xfp->value
-                        : head->scheme ? head->scheme
-                        : ctx->tls     ? "https"
-                                       : "http";
-    size_t proto_len = xfp ? xfp->value_len : head->scheme ? head->scheme_len : strlen(proto);
-    const char *scheme = r->scheme_redirect ? r->scheme_redirect : proto;
-    size_t scheme_len = r->scheme_redirect ? strlen(scheme) : proto_len;
+    const char *conn = ctx->tls ? "https" : "http";
+    const char *proto = xfp ? xfp->value : head->scheme ? head->scheme : conn;
+    size_t proto_len = xfp ? xfp->value_len : head->scheme ? head->scheme_len : strlen(conn);
+    const char *scheme = r->scheme_redirect ? r->scheme_redirect
+                         : head->scheme     ? head->scheme
+                                            : proto;
+    size_t scheme_len = r->scheme_redirect ? strlen(scheme)
+                        : head->scheme     ? head->scheme_len
+                                           : proto_len;
     const char *port = r->port_redirect ? r->port_redirect : "";
 
     const char *host = r->host_redirect;
@@ -341,8 +349,8 @@ void pl_router_redirect_location(const struct pl_route_match *m, const struct pl
             size_t rpl = host_len - ps;
             bool remove = *port != 0;
             if (!(scheme_len == proto_len && !memcmp(scheme, proto, proto_len))) {
-                remove |= streq(proto, proto_len, "https") && streq(rp, rpl, ":443");
-                remove |= streq(proto, proto_len, "http") && streq(rp, rpl, ":80");
+                remove |= streq_ci(proto, proto_len, "https") && streq(rp, rpl, ":443");
+                remove |= streq_ci(proto, proto_len, "http") && streq(rp, rpl, ":80");
             }
             if (remove)
                 host_len = ps;

@@ -303,6 +303,41 @@ Test(router_action, redirect_locations)
                     "http://a/", 308);
 }
 
+Test(router_action, redirect_scheme_sources)
+{
+    struct pl_route_table *t =
+        rt_compile("virtual_hosts: [{name: vh, domains: ['*'], routes: [\n"
+                   "  {match: {prefix: /s}, redirect: {https_redirect: true}},\n"
+                   "  {match: {prefix: /h}, redirect: {host_redirect: b.com}}]}]\n");
+    struct {
+        const char *path, *scheme, *xfp, *want;
+    } cases[] = {
+        /* :scheme http but x-forwarded-proto https: the port is judged by x-forwarded-proto */
+        {"/s", "http", "https", "https://a.com:80/s"},
+        {"/s", "http", "http", "https://a.com/s"},
+        {"/h", "https", "http", "https://b.com/h"}, /* the Location keeps :scheme */
+        {"/h", "HTTP", NULL, "HTTP://b.com/h"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rt_req r;
+        if (cases[i].xfp)
+            rt_req_init(&r, "GET", "a.com:80", cases[i].path, "x-forwarded-proto", cases[i].xfp,
+                        NULL);
+        else
+            rt_req_init(&r, "GET", "a.com:80", cases[i].path, NULL);
+        r.h.scheme = cases[i].scheme, r.h.scheme_len = (uint32_t)strlen(cases[i].scheme);
+        struct pl_route_ctx ctx = {.request = &r.h};
+        struct pl_route_match m;
+        cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), 0);
+        const char *loc;
+        size_t len;
+        pl_router_redirect_location(&m, &r.h, &ctx, &r.a, &loc, &len);
+        cr_assert_str_eq(loc, cases[i].want);
+        rt_req_free(&r);
+    }
+    pl_route_table_free(t);
+}
+
 Test(router_action, hash_policies)
 {
     cr_assert_eq(pl_router_xxh64_for_test("", 0), 0xEF46DB3751D8E999ull);
