@@ -32,7 +32,7 @@ void pool_h2_settle(struct pool_conn *pc)
 const struct pl_transport_vtable *pool_cluster_transport(const struct pl_cluster_cfg *cfg,
                                                          void **transport_cfg)
 {
-    (void)cfg;
-    *transport_cfg = NULL;
-    return NULL;
+    /* compiled by config/compile.c from the cluster's transport_socket (TLS); NULL: raw */
+    *transport_cfg = cfg->transport_cfg;
+    return cfg->transport;
 }

@@ -310,3 +310,17 @@ def test_tls_config_errors_are_reported(certs, tmp_path):
     r = run_pillion("--config-path", str(cfg), "--admin-address-path", str(tmp_path / "a"))
     assert r.returncode != 0
     assert "private_key.filename: cannot read" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_http_route_to_upstream_tls_cluster(pillion, tls_upstream, certs):
+    up = tls_upstream("secure-http")
+    port = free_port()
+    p = pillion(bootstrap(port, HCM.format(name="to_tls_http", cluster="backend"), up.port,
+                          cluster_tls=upstream_tls(certs)),
+                args=["--log-level", "debug"])
+    wait_port(port)
+    rc, out, err = run_curl(["--http1.1", f"http://127.0.0.1:{port}/pooled"])
+    skip_if_hcm_missing(p)
+    assert rc == 0, f"curl: {err}\n{p.output()}"
+    assert json.loads(out)["upstream"] == "secure-http"
+    assert "backend.test" in up.snis
