@@ -5,6 +5,7 @@
 
 #include "config/address.h"
 #include "config/support.h"
+#include "http/access_log.h"
 #include "core/log.h"
 
 #define E(obj, field, ...) pl_err_at(c->err, c->map, (obj), (field), __VA_ARGS__)
@@ -68,6 +69,26 @@ static void free_ext(ProtobufCMessage *m, bool owned)
 {
     if (m && owned)
         protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Checks access_log entries (formats, sinks) as compiling them would, without opening files;
+ * errors get the position of the holder's access_log field. */
+static int check_access_logs(struct pl_vctx *c, const void *holder,
+                             Envoy__Config__Accesslog__V3__AccessLog *const *logs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    struct pl_srcloc loc;
+    bool have = c->map && pl_srcmap_lookup(c->map, holder, "access_log", &loc) == 0;
+    struct pl_err sub = PL_ERR_INIT;
+    if (pl_access_log_check((const Envoy__Config__Accesslog__V3__AccessLog *const *)logs, n,
+                            have ? loc.path : "access_log", &sub) == 0)
+        return 0;
+    for (size_t i = 0; i < sub.n; i++)
+        pl_err_add(c->err, have ? loc.file : NULL, have ? loc.line : 0, have ? loc.col : 0,
+                   sub.v[i].path, "%s", sub.v[i].msg);
+    pl_err_free(&sub);
+    return PL_EINVAL;
 }
 
 static bool cluster_known(const struct pl_vctx *c, const char *name)
@@ -176,6 +197,7 @@ static int check_hcm(struct pl_vctx *c, const HCM_T *h)
     int rc = 0;
     if (!*h->stat_prefix)
         rc |= E(h, "stat_prefix", "stat_prefix is required");
+    rc |= check_access_logs(c, h, h->access_log, h->n_access_log);
     switch (h->route_specifier_case) {
     case HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG):
         rc |= pl_validate_route_config(c, h->route_config);
@@ -226,6 +248,7 @@ static int check_tcp_proxy(struct pl_vctx *c, const TCP_T *t)
     int rc = 0;
     if (!*t->stat_prefix)
         rc |= E(t, "stat_prefix", "stat_prefix is required");
+    rc |= check_access_logs(c, t, t->access_log, t->n_access_log);
     switch (t->cluster_specifier_case) {
     case TCP(TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER):
         if (!cluster_known(c, t->cluster))
@@ -390,6 +413,10 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
                 cl->name);
     }
     rc |= check_cluster_lb_config(c, cl);
+    if (cl->dns_refresh_rate &&
+        (cl->dns_refresh_rate->seconds < 0 ||
+         (cl->dns_refresh_rate->seconds == 0 && cl->dns_refresh_rate->nanos <= 1000000)))
+        rc |= E(cl, "dns_refresh_rate", "dns_refresh_rate must be greater than 1ms");
     if (cl->connect_timeout &&
         (cl->connect_timeout->seconds < 0 ||
          (cl->connect_timeout->seconds == 0 && cl->connect_timeout->nanos <= 0)))
@@ -416,6 +443,8 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
         rc |= E(cl, "load_assignment", "ORIGINAL_DST clusters must not have endpoints");
     for (size_t i = 0; la && i < la->n_endpoints; i++) {
         const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *le = la->endpoints[i];
+        if (le->load_balancing_weight && le->load_balancing_weight->value == 0)
+            rc |= E(le, "load_balancing_weight", "load_balancing_weight must be at least 1");
         if (le->priority != 0)
             rc |= E(le, "priority",
                     "cluster '%s': priority %u is not supported by pillion (only priority 0)",
@@ -423,6 +452,8 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
         for (size_t j = 0; j < le->n_lb_endpoints; j++) {
             const Envoy__Config__Endpoint__V3__LbEndpoint *ep = le->lb_endpoints[j];
             n_eps++;
+            if (ep->load_balancing_weight && ep->load_balancing_weight->value == 0)
+                rc |= E(ep, "load_balancing_weight", "load_balancing_weight must be at least 1");
             if (ep->host_identifier_case !=
                 ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT) {
                 rc |= E(ep, NULL, "an lb_endpoint needs an endpoint");

@@ -202,3 +202,27 @@ def test_bad_flags():
     assert r.returncode == 1 and "--log-level" in r.stderr
     r = run_pillion("--mode", "validate")
     assert r.returncode == 1 and "--config-path" in r.stderr
+
+
+def test_access_log_format_errors_are_reported(tmp_path):
+    text = MINIMAL + """\
+  listeners:
+  - name: l1
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: tcp
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: t
+          cluster: web
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format: {text_format_source: {inline_string: "%NOT_AN_OPERATOR% %RESPONSE_CODE%\\n"}}
+"""
+    r, path = validate(tmp_path, text)
+    assert r.returncode == 1
+    assert "NOT_AN_OPERATOR" in r.stderr, r.stderr
+    assert f"{path}:22:11:" in r.stderr, r.stderr
