@@ -481,10 +481,11 @@ Test(lb, validation_rejects_what_is_not_supported)
         "    maglev_lb_config: {table_size: 100}\n",
         "    ring_hash_lb_config: {minimum_ring_size: 4096, maximum_ring_size: 1024}\n",
         "    least_request_lb_config: {choice_count: 1}\n",
+        "    dns_refresh_rate: 0.001s\n",
     };
-    const char *why[] = {"prime", "must not exceed", "at least 2"};
+    const char *why[] = {"prime", "must not exceed", "at least 2", "greater than 1ms"};
     static const struct ep eps[] = {{1000, 0, NULL}};
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         char *y = cluster_yaml("v", "ROUND_ROBIN", bad[i], eps, 1);
         char *errs = NULL;
         cr_assert_null(yaml_snap2(y, true, &errs));
@@ -506,6 +507,15 @@ Test(lb, validation_rejects_what_is_not_supported)
                               true, &errs));
     cr_assert(errs && strstr(errs, "priority 1 is not supported"), "%s", errs ? errs : "");
     free(errs);
+    static const struct ep zero[] = {{1000, 0, NULL}};
+    char *y = cluster_yaml("z", "ROUND_ROBIN", NULL, zero, 1);
+    char *y0 = pl_asprintf("%s          load_balancing_weight: 0\n", y);
+    errs = NULL;
+    cr_assert_null(yaml_snap2(y0, true, &errs));
+    cr_assert(errs && strstr(errs, "at least 1"), "%s", errs ? errs : "");
+    free(errs);
+    free(y0);
+    free(y);
     struct pl_snapshot *s = yaml_snap("static_resources:\n"
                                       "  clusters:\n"
                                       "  - name: p\n"
