@@ -70,6 +70,8 @@ static void stream_retire(struct h2_codec *c, struct h2_stream *s)
     if (s->next)
         s->next->prev = s->prev;
     c->n_streams--;
+    if (s->base.id == 0)
+        c->unsubmitted--;
     pl_buf_free(&s->rx);
     pl_buf_free(&s->pending);
     s->prev = NULL;
@@ -444,6 +446,7 @@ static struct pl_codec_stream *h2_new_stream(struct pl_codec *cc, void *user)
     struct h2_codec *c = (struct h2_codec *)cc;
     if (c->server || pl_h2_codec_capacity(cc) == 0)
         return NULL;
+    c->unsubmitted++;
     return &stream_new(c, user)->base;
 }
 
@@ -469,8 +472,10 @@ static int h2_encode_head(struct pl_codec *cc, struct pl_codec_stream *ps,
         rv = nghttp2_submit_response(c->ng, (int32_t)s->base.id, c->nv, n, pdp);
     } else {
         int32_t id = nghttp2_submit_request(c->ng, NULL, c->nv, n, pdp, s);
-        if (id > 0)
+        if (id > 0) {
             s->base.id = (uint32_t)id;
+            c->unsubmitted--;
+        }
         rv = id > 0 ? 0 : id;
     }
     if (rv)
@@ -744,12 +749,9 @@ uint32_t pl_h2_codec_capacity(const struct pl_codec *cc)
         max = c->set.max_concurrent_streams;
     uint32_t next = nghttp2_session_get_next_stream_id(c->ng);
     uint32_t ids = next > 0x7fffffffu ? 0 : (0x7fffffffu - next) / 2 + 1;
-    /* streams made by new_stream but not submitted yet take no id; count them against ids */
+    /* streams made by new_stream but not submitted yet have no id: count them against ids */
     uint32_t left = max > c->n_streams ? max - c->n_streams : 0;
-    uint32_t unsubmitted = 0;
-    for (const struct h2_stream *s = c->streams; s; s = s->next)
-        unsubmitted += s->base.id == 0;
-    ids = ids > unsubmitted ? ids - unsubmitted : 0;
+    ids = ids > c->unsubmitted ? ids - c->unsubmitted : 0;
     return left < ids ? left : ids;
 }
 

@@ -52,10 +52,10 @@ struct h2_codec {
     bool goaway_notice, goaway_final, goaway_received;
     const char *err_reason; /* set once the connection failed */
     struct pl_buf out;
-    struct h2_stream *streams; /* live */
-    struct h2_stream *dead;    /* ended; freed when control comes back (next feed, destroy) */
-    uint32_t n_streams;
-    nghttp2_nv *nv; /* scratch for outgoing header blocks (nghttp2 copies them) */
+    struct h2_stream *streams;       /* live */
+    struct h2_stream *dead;          /* ended; freed when control comes back (next feed, destroy) */
+    uint32_t n_streams, unsubmitted; /* live; client streams without an id yet */
+    nghttp2_nv *nv;                  /* scratch for outgoing header blocks (nghttp2 copies them) */
     size_t nv_cap;
     /* abuse accounting */
     uint64_t peer_streams, closed_streams, premature_resets;
