@@ -127,6 +127,7 @@ struct pending {
     const struct rt_hdr_add *a;
     const char *v;
     size_t n;
+    bool over; /* overwrite rather than append */
 };
 
 /* Envoy's HeaderParser::evaluateHeaders: removals, then every value formatted against the
@@ -142,7 +143,6 @@ static void eval_ops(const struct rt_hdr_ops *ops, struct pl_headers *hdrs,
     struct pending stack[16];
     struct pending *pend =
         ops->nadd <= 16 ? stack : pl_arena_alloc(arena, ops->nadd * sizeof(*pend));
-    bool *over = pl_arena_alloc(arena, ops->nadd); /* tiny; keeps the order of both lists */
     size_t np = 0;
     for (size_t i = 0; i < ops->nadd; i++) {
         const struct rt_hdr_add *a = &ops->add[i];
@@ -150,34 +150,33 @@ static void eval_ops(const struct rt_hdr_ops *ops, struct pl_headers *hdrs,
         size_t n = pl_router_format(a, req, ctx, t, arena, &v);
         if (n == 0 && !a->keep_empty)
             continue;
-        bool exists = pl_headers_get(hdrs, a->name, a->name_len) != NULL;
+        bool exists = pl_headers_get(hdrs, a->name, a->name_len) != NULL, over = false;
         switch (a->action) {
         case ACT_ADD_IF_ABSENT:
             if (exists)
                 continue;
-            over[np] = false;
             break;
         case ACT_OVERWRITE_IF_EXISTS:
             if (!exists)
                 continue;
-            over[np] = true;
+            over = true;
             break;
         case ACT_OVERWRITE_OR_ADD:
-            over[np] = true;
+            over = true;
             break;
         default:
-            over[np] = false;
+            break;
         }
-        pend[np++] = (struct pending){a, v, n};
+        pend[np++] = (struct pending){a, v, n, over};
     }
     for (size_t i = 0; i < np; i++)
-        if (over[i]) {
+        if (pend[i].over) {
             pl_headers_remove(hdrs, pend[i].a->name, pend[i].a->name_len);
             pl_headers_add_ref(hdrs, arena, pend[i].a->name, pend[i].a->name_len, pend[i].v,
                                pend[i].n);
         }
     for (size_t i = 0; i < np; i++)
-        if (!over[i])
+        if (!pend[i].over)
             pl_headers_add_ref(hdrs, arena, pend[i].a->name, pend[i].a->name_len, pend[i].v,
                                pend[i].n);
 }

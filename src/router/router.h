@@ -110,7 +110,12 @@ const char *pl_route_table_name(const struct pl_route_table *t);
 
 /* Matches a request: virtual host by :authority, then the first matching route; for weighted
  * clusters picks one with `random`. Returns 0 and fills *m, or PL_ENOENT (no virtual host or no
- * route: Envoy answers 404 with response flag NR). Allocates nothing. */
+ * route: Envoy answers 404 with response flag NR). Allocates nothing.
+ * Virtual hosts follow Envoy exactly: the whole :authority, port included, is matched
+ * case-insensitively against exact domains, then the longest "*suffix", then the longest
+ * "prefix*", then "*"; the port is ignored only with ignore_port_in_host_matching (the HCM's
+ * strip_*_host_port options rewrite :authority before matching). Header matchers may name
+ * :method, :authority, :path, :scheme; "host" falls back to :authority. */
 int pl_router_match(const struct pl_route_table *t, const struct pl_http_head *head,
                     const struct pl_route_ctx *ctx, uint64_t random, struct pl_route_match *m);
 
