@@ -146,7 +146,8 @@ struct pl_lb_ctx {
  * until pl_upstream_cluster_unref when the caller took a reference. Never NULL. */
 struct pl_cluster_rt *pl_upstream_cluster(const struct pl_cluster_cfg *cfg);
 /* Picks a host; NULL when the cluster has no usable host (Envoy's "no healthy upstream"). The
- * host_rt is valid until the worker's next loop iteration unless referenced. */
+ * host_rt stays valid until the next upstream call on this worker (a host set change may free a
+ * removed host): take a reference (pl_upstream_host_ref) before keeping it longer. */
 struct pl_host_rt *pl_upstream_pick(struct pl_cluster_rt *c, const struct pl_lb_ctx *ctx);
 /* Keeps c alive across loop iterations (a request in flight); worker thread only. */
 void pl_upstream_cluster_ref(struct pl_cluster_rt *c);
