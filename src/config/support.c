@@ -34,7 +34,7 @@ static struct rule rules[] = {
     {"envoy.config.cluster.v3.Cluster.RingHashLbConfig",
      "minimum_ring_size maximum_ring_size hash_function", ""},
     {CORE "Address", "socket_address pipe", ""},
-    {CORE "DataSource", "filename inline_bytes inline_string", ""},
+    {CORE "DataSource", "filename inline_bytes inline_string environment_variable", ""},
     {CORE "Http1ProtocolOptions", "", ""},
     {CORE "Http2ProtocolOptions",
      "max_concurrent_streams initial_stream_window_size initial_connection_window_size", ""},
@@ -69,7 +69,7 @@ static struct rule rules[] = {
     {ROUTE "DirectResponseAction", "status body", ""},
     {ROUTE "HeaderMatcher",
      "name exact_match safe_regex_match present_match prefix_match suffix_match contains_match "
-     "string_match invert_match",
+     "string_match invert_match treat_missing_header_as_empty",
      ""},
     {ROUTE "QueryParameterMatcher", "name string_match present_match", ""},
     {ROUTE "RedirectAction",
@@ -82,15 +82,19 @@ static struct rule rules[] = {
      "name metadata"},
     {ROUTE "RouteAction",
      "cluster cluster_header weighted_clusters prefix_rewrite regex_rewrite "
-     "host_rewrite_literal auto_host_rewrite timeout idle_timeout hash_policy",
+     "host_rewrite_literal auto_host_rewrite timeout idle_timeout hash_policy "
+     "cluster_not_found_response_code",
      ""},
-    {ROUTE "RouteAction.HashPolicy", "header cookie connection_properties terminal", ""},
+    {ROUTE "RouteAction.HashPolicy", "header cookie connection_properties query_parameter terminal",
+     ""},
+    {ROUTE "RouteAction.HashPolicy.QueryParameter", "name", ""},
     {ROUTE "RouteAction.HashPolicy.ConnectionProperties", "source_ip", ""},
     {ROUTE "RouteAction.HashPolicy.Cookie", "name ttl path", ""},
     {ROUTE "RouteAction.HashPolicy.Header", "header_name", ""},
     {ROUTE "RouteConfiguration",
      "name virtual_hosts request_headers_to_add request_headers_to_remove "
-     "response_headers_to_add response_headers_to_remove",
+     "response_headers_to_add response_headers_to_remove most_specific_header_mutations_wins "
+     "ignore_port_in_host_matching max_direct_response_body_size_bytes",
      ""},
     {ROUTE "RouteMatch",
      "prefix path safe_regex path_separated_prefix case_sensitive headers query_parameters "
@@ -103,8 +107,8 @@ static struct rule rules[] = {
      ""},
     {ROUTE "WeightedCluster", "clusters total_weight", ""},
     {ROUTE "WeightedCluster.ClusterWeight",
-     "name weight request_headers_to_add request_headers_to_remove response_headers_to_add "
-     "response_headers_to_remove",
+     "name weight cluster_header host_rewrite_literal request_headers_to_add "
+     "request_headers_to_remove response_headers_to_add response_headers_to_remove",
      ""},
     {"envoy.extensions.access_loggers.file.v3.FileAccessLog", "path log_format", ""},
     {"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", "log_format", ""},
