@@ -152,8 +152,15 @@ def test_listeners_bind_and_accept(pillion):
     for _ in range(20):
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
-    stats = p.admin("/stats")[2]
-    assert "listener.127.0.0.1_%d.downstream_cx_total: 20" % port in stats, stats
+    # workers count accepts on their own threads: wait (bounded) for all 20 to be counted
+    want = "listener.127.0.0.1_%d.downstream_cx_total: 20" % port
+    deadline = time.monotonic() + 10
+    while True:
+        stats = p.admin("/stats")[2]
+        if want in stats or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert want in stats, stats
 
 
 def test_clusters_endpoint(pillion):
