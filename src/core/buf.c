@@ -125,6 +125,21 @@ static size_t tail_room(const struct pl_buf *b)
     return b->tail ? b->tail->cap - b->tail->end : 0;
 }
 
+struct pl_buf_slice *pl_buf_slice_new(void)
+{
+    return slice_new();
+}
+
+void pl_buf_append_slice(struct pl_buf *b, struct pl_buf_slice *s)
+{
+    if (s->end <= s->start) {
+        slice_put(s);
+        return;
+    }
+    b->len += s->end - s->start;
+    link_tail(b, s);
+}
+
 void pl_buf_append(struct pl_buf *b, const void *data, size_t len)
 {
     const char *p = data;

@@ -52,6 +52,13 @@ ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
 /* Writes as much as fd takes and drains it; returns bytes written or -1 with errno. */
 ssize_t pl_buf_write_fd(struct pl_buf *b, int fd);
 
+/* Returns an empty pooled slice for a producer that writes in place (TLS decryption): fill
+ * data[end..cap), advance end, then hand it to pl_buf_append_slice. */
+struct pl_buf_slice *pl_buf_slice_new(void);
+/* Appends slice s (its bytes [start, end)) to b, taking ownership; an empty s goes back to the
+ * pool. */
+void pl_buf_append_slice(struct pl_buf *b, struct pl_buf_slice *s);
+
 /* Returns the calling thread's pooled slices to the allocator (thread exit, tests). */
 void pl_buf_pool_trim(void);
 
