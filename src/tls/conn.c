@@ -19,6 +19,7 @@ struct pl_tls_conn {
     bool san_mismatch;
     bool shutdown_sent;
     bool peer_verified;
+    bool eof;       /* close_notify or EOF seen: reads return 0 from now on */
     char alpn[256]; /* NUL-terminated copy of the negotiated protocol */
     char *sni;
     char *peer_uri;
@@ -153,59 +154,50 @@ bool pl_tls_conn_established(const struct pl_tls_conn *t)
     return t->established;
 }
 
-/* The free space at the end of b's last slice, or NULL if there is none. */
-static char *tail_room(struct pl_buf *b, size_t *room)
-{
-    struct pl_buf_slice *s = b->tail;
-    if (!s || s->end >= s->cap)
-        return NULL;
-    *room = s->cap - s->end;
-    return s->data + s->end;
-}
-
 ssize_t pl_tls_conn_read(struct pl_tls_conn *t, struct pl_buf *b, size_t max)
 {
     int rc = pl_tls_conn_handshake(t);
     if (rc)
         return rc;
+    if (t->eof)
+        return 0;
     size_t total = 0;
     while (total < max) {
-        size_t room, got = 0;
-        char *dst = tail_room(b, &room);
-        char stack[PL_BUF_SLICE_SIZE];
-        bool direct = dst != NULL;
-        if (!direct) { /* no slice with room: the first record goes through a copy */
-            dst = stack;
-            room = sizeof(stack);
-        }
+        /* decrypt straight into b: the free end of its last slice, else a fresh slice */
+        struct pl_buf_slice *s = b->tail, *fresh = NULL;
+        if (!s || s->end >= s->cap)
+            s = fresh = pl_buf_slice_new();
+        size_t room = s->cap - s->end, got = 0;
         if (room > max - total)
             room = max - total;
         ERR_clear_error();
-        int ret = SSL_read_ex(t->ssl, dst, room, &got);
-        if (ret != 1) {
-            int e = SSL_get_error(t->ssl, ret);
-            if (e == SSL_ERROR_ZERO_RETURN)
-                return total ? (ssize_t)total : 0;
-            /* EOF without close_notify: OpenSSL 3 reports it as an SSL error */
-            if (e == SSL_ERROR_SSL &&
-                ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-                ERR_clear_error();
-                return total ? (ssize_t)total : 0;
-            }
-            if (total && (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)) {
-                t->want_write = e == SSL_ERROR_WANT_WRITE;
-                return (ssize_t)total;
-            }
-            int r = io_error(t, ret);
-            return total && r == PL_EIO ? (ssize_t)total : r;
+        int ret = SSL_read_ex(t->ssl, s->data + s->end, room, &got);
+        if (ret == 1) {
+            s->end += (uint32_t)got;
+            if (fresh)
+                pl_buf_append_slice(b, fresh);
+            else
+                b->len += got;
+            total += got;
+            continue;
         }
-        if (direct) {
-            b->tail->end += (uint32_t)got;
-            b->len += got;
-        } else {
-            pl_buf_append(b, stack, got);
+        if (fresh)
+            pl_buf_append_slice(b, fresh); /* empty: back to the pool */
+        int e = SSL_get_error(t->ssl, ret);
+        /* close_notify, or EOF without it (OpenSSL 3 reports that as an SSL error) */
+        if (e == SSL_ERROR_ZERO_RETURN ||
+            (e == SSL_ERROR_SSL &&
+             ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+            ERR_clear_error();
+            t->eof = true;
+            return (ssize_t)total;
         }
-        total += got;
+        if (total && (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)) {
+            t->want_write = e == SSL_ERROR_WANT_WRITE;
+            return (ssize_t)total;
+        }
+        int r = io_error(t, ret);
+        return total && r == PL_EIO ? (ssize_t)total : r;
     }
     return (ssize_t)total;
 }
