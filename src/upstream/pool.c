@@ -161,6 +161,8 @@ static void conn_maybe_free(struct pool_conn *pc)
     if (pc->host)
         pl_upstream_host_unref(pc->host);
     free(pc);
+    if (p->pend_head && !p->released)
+        pool_schedule(p); /* waiting requests may need a new connection */
     pool_maybe_free(p);
 }
 
@@ -347,12 +349,13 @@ static void on_conn_data(struct pl_conn *c, struct pl_buf *in, bool end, void *a
         pl_buf_drain(in, in->len);
         return;
     }
+    struct pl_pool *p = pc->pool;
+    p->depth++;
     pc->depth++;
     int rc = pc->codec->vt->feed(pc->codec, in);
     if (end && pc->codec)
         pc->codec->vt->feed_eof(pc->codec);
     conn_flush(pc);
-    pc->depth--;
     if (rc < 0 && !pc->closed) {
         pc->reset_reason = "protocol error";
         conn_close(pc, false);
@@ -364,7 +367,10 @@ static void on_conn_data(struct pl_conn *c, struct pl_buf *in, bool end, void *a
         else
             pool_h2_settle(pc);
     }
+    pc->depth--;
     conn_maybe_free(pc);
+    p->depth--;
+    pool_maybe_free(p);
 }
 
 /* Fails every pending request (Envoy purges them when a connection attempt fails). */
@@ -424,12 +430,12 @@ static void on_conn_event(struct pl_conn *c, enum pl_conn_event ev, void *arg)
     }
     case PL_CONN_EV_CLOSED:
         pc->conn = NULL;
-        pc->depth++;
+        p->depth++;
         conn_close(pc, false);
-        pc->depth--;
-        conn_maybe_free(pc);
         if (p->pend_head)
             process_pending(p);
+        p->depth--;
+        pool_maybe_free(p);
         return;
     case PL_CONN_EV_IDLE_TIMEOUT:
         if (pc->codec && pc->codec->vt->active_streams(pc->codec) == 0 && pc->n_streams == 0)
@@ -609,10 +615,14 @@ static void host_release(struct pl_host_rt *h)
 {
     struct pl_pool *a = h->pool_h1, *b = h->pool_h2;
     h->pool_h1 = h->pool_h2 = NULL;
+    /* closing connections drop their host references; the caller (upstream) still uses h
+     * after this returns and frees it itself when no reference is left */
+    h->refs++;
     if (a)
         pool_release(a);
     if (b)
         pool_release(b);
+    h->refs--;
 }
 
 void pl_pool_init(void)
