@@ -108,25 +108,11 @@ int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct p
         struct pl_filter_chains *fc = l->chains;
         if (!fc)
             continue;
-        /* Envoy: listener.<stat_prefix or address with ':' -> '_'>.no_filter_chain_match */
-        const char *sp = NULL;
-        if (l->proto && l->proto->descriptor == &envoy__config__listener__v3__listener__descriptor)
-            sp = ((const Envoy__Config__Listener__V3__Listener *)l->proto)->stat_prefix;
-        char *name = sp && *sp ? pl_asprintf("listener.%s.no_filter_chain_match", sp)
-                               : pl_asprintf("listener.%s.no_filter_chain_match",
-                                             l->addr_str ? l->addr_str : l->name);
-        if (!(sp && *sp))
-            for (char *p = name + 9; *p; p++)
-                if (*p == ':')
-                    *p = '_';
-        fc->no_match = pl_stats_counter(stats, name);
-        free(name);
         for (size_t j = 0; j < fc->n; j++)
             if (prepare_chain(&fc->v[j], s, stats, err) < 0)
                 rc = PL_EINVAL;
         if (fc->dflt && prepare_chain(fc->dflt, s, stats, err) < 0)
             rc = PL_EINVAL;
-        fc->prepared = true;
     }
     return rc;
 }
@@ -179,8 +165,7 @@ static int chain_accept(struct pl_worker *w, struct pl_worker_listener *l, int f
     const struct pl_filter_chain *c =
         pl_filter_chain_select(cfg->chains, port_of(&info.local), NULL, "raw_buffer", NULL, 0);
     if (!c) {
-        if (cfg->chains->prepared)
-            pl_counter_inc(cfg->chains->no_match);
+        pl_worker_listener_no_filter_chain_match(l);
         pl_log_debug("net", "listener '%s': no filter chain matches: closing", lname);
         return PL_ENOENT;
     }

@@ -101,8 +101,6 @@ struct pl_filter_chains {
     struct pl_filter_chain *v;
     size_t n;
     struct pl_filter_chain *dflt; /* default_filter_chain, or NULL */
-    struct pl_counter no_match;   /* listener.<addr>.no_filter_chain_match (after prepare) */
-    bool prepared;
 };
 
 /* What a connection needs to give back at its end. Filters embed it in their connection. */

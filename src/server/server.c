@@ -231,6 +231,10 @@ static void listener_stats_init(struct pl_server *srv, struct pl_srv_listener *l
         l->st[i].cx_total = pl_stats_counter(srv->stats, name);
         snprintf(name, sizeof(name), "%s.downstream_cx_active", scope);
         l->st[i].cx_active = pl_stats_gauge(srv->stats, name);
+        if (i == 0) {
+            snprintf(name, sizeof(name), "%s.no_filter_chain_match", scope);
+            l->st[i].no_filter_chain_match = pl_stats_counter(srv->stats, name);
+        }
     }
 }
 

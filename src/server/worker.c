@@ -566,6 +566,11 @@ uint64_t pl_worker_listener_hash(const struct pl_worker_listener *l)
     return l->shared->hash;
 }
 
+void pl_worker_listener_no_filter_chain_match(struct pl_worker_listener *l)
+{
+    pl_counter_inc(l->shared->st[0].no_filter_chain_match);
+}
+
 void pl_worker_listener_stats(const struct pl_worker_listener *l, struct pl_listener_stats *out)
 {
     const struct pl_srv_lstats *s = &l->shared->st[1 + l->worker->id];

@@ -80,6 +80,8 @@ struct pl_worker *pl_worker_listener_worker(struct pl_worker_listener *l);
 const char *pl_worker_listener_name(const struct pl_worker_listener *l);
 /* Returns the listener's configuration hash (to find its compiled config in a snapshot). */
 uint64_t pl_worker_listener_hash(const struct pl_worker_listener *l);
+/* Counts a connection no filter chain matched (listener.<addr>.no_filter_chain_match). */
+void pl_worker_listener_no_filter_chain_match(struct pl_worker_listener *l);
 /* Returns the listener's counters on this worker. */
 void pl_worker_listener_stats(const struct pl_worker_listener *l, struct pl_listener_stats *out);
 

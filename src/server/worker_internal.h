@@ -13,6 +13,7 @@
 struct pl_srv_lstats {
     struct pl_counter cx_total;
     struct pl_gauge cx_active;
+    struct pl_counter no_filter_chain_match; /* [0] only: Envoy keeps it per listener */
 };
 
 /* A listener as the main thread owns it. Workers read the constant fields and their stats slot;
