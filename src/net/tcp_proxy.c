@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/access_log.h"
 #include "net/conn.h"
+#include "upstream/upstream.h"
 #include "pl_proto_all.h"
 
 #define TP_T  Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy
@@ -178,7 +179,6 @@ static int tp_prepare(void *p, const struct pl_snapshot *snap, struct pl_stats *
 /* ---- picking ---- */
 
 static __thread uint64_t rng_state;
-static __thread uint64_t rr_cursor;
 
 static uint64_t rng(void)
 {
@@ -207,24 +207,22 @@ static struct tp_cluster *pick_cluster(const struct tp_cfg *c)
     return &c->clusters[c->n_clusters - 1];
 }
 
-/* The host for the next connection attempt: round robin over the cluster's endpoints that have
- * an address. Returns false when there is none. */
-static bool pick_host(const struct tp_cluster *cl, struct sockaddr_storage *addr, socklen_t *len,
+/* The host for the next connection attempt, from the cluster's load balancer on this worker.
+ * Returns false when the cluster has no usable host. */
+static bool pick_host(const struct tp_cluster *cl, const struct sockaddr_storage *local,
+                      socklen_t local_len, struct sockaddr_storage *addr, socklen_t *len,
                       char *addr_str, size_t cap)
 {
-    const struct pl_cluster_cfg *cfg = cl->cfg;
-    if (!cfg || cfg->n_endpoints == 0)
+    if (!cl->cfg)
         return false;
-    for (size_t tries = 0; tries < cfg->n_endpoints; tries++) {
-        const struct pl_endpoint_cfg *e = &cfg->endpoints[rr_cursor++ % cfg->n_endpoints];
-        if (e->addrlen == 0)
-            continue;
-        memcpy(addr, &e->addr, e->addrlen);
-        *len = e->addrlen;
-        snprintf(addr_str, cap, "%s", e->addr_str);
-        return true;
-    }
-    return false;
+    struct pl_lb_ctx ctx = {.orig_dst = (const struct sockaddr *)local, .orig_dst_len = local_len};
+    struct pl_host_rt *h = pl_upstream_pick(pl_upstream_cluster(cl->cfg), &ctx);
+    if (!h || h->addrlen == 0)
+        return false;
+    memcpy(addr, &h->addr, h->addrlen); /* h is only valid in this loop iteration */
+    *len = h->addrlen;
+    snprintf(addr_str, cap, "%s", h->addr_str);
+    return true;
 }
 
 /* ---- session ---- */
@@ -409,7 +407,8 @@ static void up_connect(struct tp_session *s)
     s->attempts++;
     struct sockaddr_storage addr;
     socklen_t len;
-    if (!pick_host(s->cl, &addr, &len, s->upstream_host, sizeof(s->upstream_host))) {
+    if (!pick_host(s->cl, &s->local, s->local_len, &addr, &len, s->upstream_host,
+                   sizeof(s->upstream_host))) {
         pl_counter_inc(s->cl->st.none_healthy);
         s->si.response_flags |= PL_RF_UH;
         pl_log_debug("tcp", "tcp_proxy '%s': cluster '%s' has no host", s->cfg->stat_prefix,

@@ -418,3 +418,49 @@ def test_many_concurrent_connections(pillion, free_port_fixture, tcp_server):
         s.close()
     assert wait_for(lambda: stats(p).get("cluster.up.upstream_cx_active") == 0)
     assert stats(p)["tcp.many.downstream_cx_total"] == 50
+
+
+def two_endpoints(name, port_a, port_b):
+    return f"""
+  - name: {name}
+    connect_timeout: 1s
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port_a}}}}}}}
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port_b}}}}}}}
+"""
+
+
+def test_round_robin_over_endpoints(pillion, free_port_fixture, tcp_server):
+    a = tcp_server(named("A"))
+    b = tcp_server(named("B"))
+    port = free_port_fixture
+    pillion(config(port, "          stat_prefix: rr\n          cluster: ab\n",
+                   two_endpoints("ab", a.port, b.port)))
+    seen = {"A": 0, "B": 0}
+    for _ in range(40):
+        s = connect(port)
+        seen[recv_all(s, timeout=5).decode()] += 1
+        s.close()
+    assert seen["A"] >= 10 and seen["B"] >= 10, seen
+
+
+def test_connect_retry_reaches_another_host(pillion, free_port_fixture, tcp_server):
+    with socket.socket() as tmp:
+        tmp.bind(("127.0.0.1", 0))
+        dead = tmp.getsockname()[1]
+    alive = tcp_server(named("ALIVE"))
+    port = free_port_fixture
+    p = pillion(config(port, "          stat_prefix: retry\n          cluster: mixed\n"
+                       "          max_connect_attempts: 2\n",
+                       two_endpoints("mixed", dead, alive.port)))
+    for _ in range(20):
+        s = connect(port)
+        assert recv_all(s, timeout=5) == b"ALIVE"
+        s.close()
+    st = stats(p)
+    assert st["cluster.mixed.upstream_cx_connect_fail"] >= 1
+    assert st["cluster.mixed.upstream_cx_total"] == 20 + st["cluster.mixed.upstream_cx_connect_fail"]
