@@ -6,6 +6,10 @@
  * picks the listener's filter chain (FilterChainMatch) and calls the chain's terminal filter's
  * on_accept with that compiled config. A connection pins the snapshot it was accepted under, so
  * its compiled config stays valid for the connection's whole life.
+ *
+ * Order on the main thread: compile (config/compile.c, per listener) -> prepare (pl_net_prepare
+ * from pl_server_apply: the snapshot is complete and the stats store known) -> publish.
+ * Transport sockets (raw TCP, TLS) are registered in the same way in net/conn.h.
  */
 #ifndef PL_NET_FILTER_H
 #define PL_NET_FILTER_H
@@ -29,9 +33,10 @@ struct pl_transport_vtable;
 
 /* What a filter's compile step may look at besides its own config. */
 struct pl_compile_ctx {
-    const struct pl_snapshot *snap; /* the snapshot being built: clusters are already compiled */
+    const struct pl_snapshot *snap; /* NULL: listeners compile before clusters; resolve cluster
+                                       names and create stats in the vtable's prepare step */
     const char *listener_name;
-    const char *stat_prefix_hint; /* the listener's stat name part ("127.0.0.1_10000") */
+    const char *stat_prefix_hint; /* unused (NULL): listener stats are named by the server */
 };
 
 /* What an accepted connection comes with. */
