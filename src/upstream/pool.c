@@ -121,7 +121,7 @@ static void conn_flush(struct pool_conn *pc)
 }
 
 /* Closes the connection now; its streams are reset (codec destroy) and it is freed. */
-static void conn_close(struct pool_conn *pc, bool flush)
+void pool_conn_close(struct pool_conn *pc, bool flush)
 {
     if (pc->closed)
         return;
@@ -174,7 +174,7 @@ static void conn_settle(struct pool_conn *pc)
     if (pl_h1_codec_closing(pc->codec)) {
         if (pc->codec->vt->active_streams(pc->codec) == 0) {
             conn_flush(pc);
-            conn_close(pc, true);
+            pool_conn_close(pc, true);
         }
         return;
     }
@@ -358,9 +358,9 @@ static void on_conn_data(struct pl_conn *c, struct pl_buf *in, bool end, void *a
     conn_flush(pc);
     if (rc < 0 && !pc->closed) {
         pc->reset_reason = "protocol error";
-        conn_close(pc, false);
+        pool_conn_close(pc, false);
     } else if (end && !pc->closed) {
-        conn_close(pc, false);
+        pool_conn_close(pc, false);
     } else if (!pc->closed) {
         if (pl_codec_is_h1(pc->codec))
             conn_settle(pc);
@@ -421,7 +421,7 @@ static void on_conn_event(struct pl_conn *c, enum pl_conn_event ev, void *arg)
                      timeout ? "timeout" : c->err_text);
         pc->depth++;
         pc->reset_reason = "connection failure";
-        conn_close(pc, false);
+        pool_conn_close(pc, false);
         purge_pending(p, timeout ? PL_POOL_CONNECT_TIMEOUT : PL_POOL_CONNECT_FAILED,
                       "connection failure");
         pc->depth--;
@@ -431,7 +431,7 @@ static void on_conn_event(struct pl_conn *c, enum pl_conn_event ev, void *arg)
     case PL_CONN_EV_CLOSED:
         pc->conn = NULL;
         p->depth++;
-        conn_close(pc, false);
+        pool_conn_close(pc, false);
         if (p->pend_head)
             process_pending(p);
         p->depth--;
@@ -439,7 +439,7 @@ static void on_conn_event(struct pl_conn *c, enum pl_conn_event ev, void *arg)
         return;
     case PL_CONN_EV_IDLE_TIMEOUT:
         if (pc->codec && pc->codec->vt->active_streams(pc->codec) == 0 && pc->n_streams == 0)
-            conn_close(pc, false);
+            pool_conn_close(pc, false);
         return;
     }
 }
@@ -593,7 +593,7 @@ static void pool_release(struct pl_pool *p)
         n = pc->next;
         if (pc->n_streams == 0 && (!pc->codec || pc->codec->vt->active_streams(pc->codec) == 0) &&
             pc->state == PC_READY)
-            conn_close(pc, false);
+            pool_conn_close(pc, false);
     }
     p->depth--;
     pool_maybe_free(p);
@@ -605,7 +605,7 @@ void pl_pool_free(struct pl_pool *p)
     purge_pending(p, PL_POOL_CONNECT_FAILED, "pool closed");
     for (struct pool_conn *pc = p->conns, *n; pc; pc = n) {
         n = pc->next;
-        conn_close(pc, false);
+        pool_conn_close(pc, false);
     }
     p->depth--;
     pool_release(p);
@@ -792,7 +792,8 @@ void pl_pool_stream_release(struct pl_pool_stream *s)
             pc->codec->vt->reset_stream(pc->codec, cs, PL_RESET_LOCAL);
             conn_flush(pc);
             if (pl_codec_is_h1(pc->codec))
-                conn_close(pc, false); /* HTTP/1: a half-done exchange poisons the connection */
+                pool_conn_close(pc,
+                                false); /* HTTP/1: a half-done exchange poisons the connection */
         }
         pc->depth--;
         conn_maybe_free(pc);

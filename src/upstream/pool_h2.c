@@ -2,37 +2,66 @@
 #include <stdint.h>
 
 #include "core/log.h"
-#include "http/h1_codec.h"
+#include "http/h2_codec.h"
+#include "net/filter.h"
 #include "upstream/pool_internal.h"
+
+/* Expected streams of a connection still being made (before the peer's SETTINGS). */
+#define CONNECTING_CAPACITY 100
+
+/* A stream's pending request bytes went above / below the codec's stream watermark. */
+static void stream_watermark(void *ctx, struct pl_codec_stream *cs, void *user, bool above)
+{
+    (void)ctx, (void)cs;
+    struct pl_pool_stream *s = user;
+    if (s && !s->released && !s->reset && s->cb->on_watermark)
+        s->cb->on_watermark(s->user, above);
+}
 
 struct pl_codec *pool_h2_codec_new(struct pool_conn *pc, const struct pl_codec_callbacks *cb)
 {
-    /* until the HTTP/2 codec is in: speak HTTP/1.1 */
-    pl_log_warn("pool", "HTTP/2 upstream not available yet; using HTTP/1.1 to %s",
-                pc->pool->addr_str);
-    return pl_h1_codec_new(false, NULL, cb, pc);
+    const struct pl_pool_opts *o = &pc->pool->o;
+    struct pl_h2_settings s = {
+        .max_concurrent_streams = o->h2_max_concurrent_streams,
+        .initial_stream_window_size = o->h2_initial_stream_window_size,
+        .initial_connection_window_size = o->h2_initial_connection_window_size,
+        .max_headers_count = o->max_headers_count,
+        .stream_buffer_high = o->buffer_limit,
+        .on_stream_watermark = stream_watermark,
+    };
+    return pl_h2_codec_new(false, &s, cb, pc);
 }
 
 uint32_t pool_h2_capacity(struct pool_conn *pc)
 {
-    return pl_h1_codec_idle(pc->codec) && pc->n_streams == 0 ? 1 : 0;
+    return pc->codec ? pl_h2_codec_capacity(pc->codec) : 0;
 }
 
 size_t pool_h2_connecting_capacity(const struct pl_pool *p)
 {
-    (void)p;
-    return 1;
+    uint32_t m = p->o.h2_max_concurrent_streams;
+    return m && m < CONNECTING_CAPACITY ? m : CONNECTING_CAPACITY;
 }
 
 void pool_h2_settle(struct pool_conn *pc)
 {
-    (void)pc;
+    if (pc->closed || pc->state != PC_READY || !pc->codec)
+        return;
+    bool idle = pc->codec->vt->active_streams(pc->codec) == 0 && pc->n_streams == 0;
+    if (pl_h2_codec_done(pc->codec) || ((pc->goaway || pool_h2_capacity(pc) == 0) && idle)) {
+        if (idle || pl_h2_codec_done(pc->codec)) {
+            pc->reset_reason = "connection termination";
+            pool_conn_close(pc, true);
+        }
+        return;
+    }
+    if (pool_h2_capacity(pc) > 0 && pc->pool->pend_head)
+        pool_schedule(pc->pool);
 }
 
 const struct pl_transport_vtable *pool_cluster_transport(const struct pl_cluster_cfg *cfg,
                                                          void **transport_cfg)
 {
-    /* compiled by config/compile.c from the cluster's transport_socket (TLS); NULL: raw */
     *transport_cfg = cfg->transport_cfg;
     return cfg->transport;
 }

@@ -68,6 +68,8 @@ struct pl_pool {
     bool released, freed, in_process, connect_error;
 };
 
+/* Closes a connection (flush: write what is queued first); its streams are reset. */
+void pool_conn_close(struct pool_conn *pc, bool flush);
 /* Schedules deferred work (failing requests, binding pending ones) on the next loop turn. */
 void pool_schedule(struct pl_pool *p);
 
