@@ -1,6 +1,8 @@
 /* The router filter (envoy.filters.http.router): route match, local redirect/direct responses,
  * cluster and host choice, the upstream request through the host's connection pool, route
  * timeout, header mutations, and streaming both ways with watermarks. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +351,32 @@ static void header_timeout(struct router_state *rs, struct pl_http_head *h)
     pl_headers_remove(&h->headers, "x-envoy-upstream-rq-timeout-ms", 30);
 }
 
+/* auto_host_rewrite: Host becomes the chosen host's DNS name (STRICT_DNS / LOGICAL_DNS
+ * clusters); the name is the endpoint's whose port matches, when that is unambiguous. */
+static void auto_host(struct router_state *rs, struct pl_http_head *h)
+{
+    const struct pl_cluster_cfg *c = rs->cluster;
+    uint16_t port = 0;
+    const struct sockaddr *sa = (const struct sockaddr *)&rs->host->addr;
+    if (sa->sa_family == AF_INET)
+        port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    else if (sa->sa_family == AF_INET6)
+        port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    const char *name = NULL;
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        const struct pl_endpoint_cfg *e = &c->endpoints[i];
+        if (!e->hostname || e->port != port)
+            continue;
+        if (name && strcmp(name, e->hostname))
+            return; /* ambiguous */
+        name = e->hostname;
+    }
+    if (name) {
+        h->authority = name;
+        h->authority_len = (uint32_t)strlen(name);
+    }
+}
+
 static enum pl_filter_status route_to_cluster(struct router_state *rs, struct pl_http_head *h,
                                               bool end)
 {
@@ -388,6 +416,8 @@ static enum pl_filter_status route_to_cluster(struct router_state *rs, struct pl
     if (ri->idle_timeout_ms >= 0)
         fs->ops->set_idle_timeout(fs, (uint64_t)ri->idle_timeout_ms);
     pl_router_apply_request(&rs->m, h, &rs->rctx, fs->arena);
+    if (ri->auto_host_rewrite)
+        auto_host(rs, h);
     if (rs->timeout_ms) {
         char v[24];
         int n = snprintf(v, sizeof(v), "%llu", (unsigned long long)rs->timeout_ms);

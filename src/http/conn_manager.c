@@ -134,6 +134,7 @@ static void teardown(struct hcm_conn *hc)
         return;
     hc->closing = true;
     ev_timer_stop(hc->loop, &hc->defer);
+    ev_timer_stop(hc->loop, &hc->drain_timer);
     if (hc->conn) {
         pl_conn_close(hc->conn, PL_CONN_CLOSE_NOW);
         hc->conn = NULL;
@@ -325,6 +326,14 @@ static const struct pl_conn_callbacks conn_cbs = {
 
 /* ---- the worker's handle: drain and close ---- */
 
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct hcm_conn *hc = w->data;
+    pl_counter_inc(hc->cfg->st.cx_drain_close);
+    hc_close(hc, true); /* drain_timeout passed since GOAWAY: streams left are reset */
+}
+
 static void drain_conn(struct pl_worker_conn *wc)
 {
     struct hcm_conn *hc = HCM_CONN(wc);
@@ -334,6 +343,10 @@ static void drain_conn(struct pl_worker_conn *wc)
     if (hc->codec) {
         hc->codec->vt->goaway(hc->codec);
         hcm_conn_flush(hc);
+    }
+    if (hc->http2 && hc->cfg->drain_timeout_ms && !hc->closing) {
+        ev_timer_set(&hc->drain_timer, (double)hc->cfg->drain_timeout_ms / 1000.0, 0.);
+        ev_timer_start(hc->loop, &hc->drain_timer);
     }
     if (!hc->closing && hc->n_streams == 0) {
         pl_counter_inc(hc->cfg->st.cx_drain_close);
@@ -370,6 +383,8 @@ int hcm_on_accept(const struct pl_accept_info *info, void *cfgp)
         hc->sni = pl_strdup(info->server_name);
     ev_timer_init(&hc->defer, defer_cb, 0., 0.);
     hc->defer.data = hc;
+    ev_init(&hc->drain_timer, drain_timer_cb);
+    hc->drain_timer.data = hc;
     pl_net_accepted_keep(&hc->acc, info, &hcm_handler);
     struct pl_conn_opts o = {
         .cb = &conn_cbs,

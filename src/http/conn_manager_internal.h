@@ -97,6 +97,7 @@ struct hcm_stream {
     bool remote_complete, local_complete, response_started, finished, codec_gone;
     bool grpc, head_req, upgrade, h2_above;
     char request_id[40];
+    struct sockaddr_storage client_addr; /* from x-forwarded-for, when used */
 };
 
 struct hcm_conn {
@@ -113,6 +114,7 @@ struct hcm_conn {
     uint32_t n_streams;
     struct hcm_stream *dead; /* finished streams to free on the next loop turn */
     ev_timer defer;
+    ev_timer drain_timer;   /* HTTP/2: drain_timeout after GOAWAY */
     uint32_t read_disabled; /* HTTP/1: decoder watermark holds on reading */
     uint64_t id;
     bool closing, torn_down, draining, above_high, refeed, remote_closed;
@@ -149,5 +151,10 @@ int hcm_grpc_status(int http_status);
 bool hcm_addr_internal(const struct sockaddr *sa);
 /* Writes the IP of sa (no port) into buf. */
 void hcm_addr_ip(const struct sockaddr *sa, char *buf, size_t cap);
+/* Copies the address skip entries left of the rightmost one of an x-forwarded-for list into
+ * out; false when the list is shorter. */
+bool hcm_xff_pick(const char *v, size_t len, uint32_t skip, char *out, size_t cap);
+/* Parses an IPv4 or IPv6 literal into ss (port 0); false if it is not one. */
+bool hcm_parse_ip(const char *s, struct sockaddr_storage *ss);
 
 #endif

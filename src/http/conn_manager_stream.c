@@ -234,9 +234,25 @@ static int sanitize_request(struct hcm_stream *st, struct pl_http_head *h)
     bool internal = false;
     char ip[64];
     hcm_addr_ip((const struct sockaddr *)&hc->peer, ip, sizeof(ip));
+    const struct pl_header *xff = pl_headers_get_lit(&h->headers, "x-forwarded-for");
+    /* the client: the peer (edge) or an address from x-forwarded-for (Envoy's
+     * use_remote_address / xff_num_trusted_hops) */
+    char client[64];
+    uint32_t skip = edge ? (cfg->xff_num_trusted_hops ? cfg->xff_num_trusted_hops - 1 : 0)
+                         : cfg->xff_num_trusted_hops;
+    bool from_xff = (!edge || cfg->xff_num_trusted_hops) && xff &&
+                    hcm_xff_pick(xff->value, xff->value_len, skip, client, sizeof(client)) &&
+                    hcm_parse_ip(client, &st->client_addr);
+    if (from_xff) {
+        st->info.downstream_remote_addr = (const struct sockaddr *)&st->client_addr;
+        st->info.downstream_remote_addr_len = sizeof(st->client_addr);
+    } else {
+        snprintf(client, sizeof(client), "%s", ip);
+    }
     if (edge) {
-        internal = hcm_addr_internal((const struct sockaddr *)&hc->peer);
-        const struct pl_header *xff = pl_headers_get_lit(&h->headers, "x-forwarded-for");
+        internal = cfg->xff_num_trusted_hops
+                       ? from_xff && hcm_addr_internal((const struct sockaddr *)&st->client_addr)
+                       : hcm_addr_internal((const struct sockaddr *)&hc->peer);
         if (ip[0]) {
             if (xff) {
                 size_t n = xff->value_len + 2 + strlen(ip);
@@ -250,8 +266,8 @@ static int sanitize_request(struct hcm_stream *st, struct pl_http_head *h)
         if (!internal) {
             for (size_t i = 0; i < sizeof(internal_headers) / sizeof(internal_headers[0]); i++)
                 pl_headers_remove(&h->headers, internal_headers[i], strlen(internal_headers[i]));
-            if (ip[0])
-                set(st, &h->headers, "x-envoy-external-address", ip, strlen(ip));
+            if (client[0])
+                set(st, &h->headers, "x-envoy-external-address", client, strlen(client));
         } else {
             set(st, &h->headers, "x-envoy-internal", "true", 4);
         }

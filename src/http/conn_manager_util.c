@@ -138,3 +138,45 @@ void hcm_addr_ip(const struct sockaddr *sa, char *buf, size_t cap)
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
 }
+
+bool hcm_xff_pick(const char *v, size_t len, uint32_t skip, char *out, size_t cap)
+{
+    size_t end = len;
+    for (;;) {
+        size_t start = end;
+        while (start > 0 && v[start - 1] != ',')
+            start--;
+        if (skip == 0) {
+            size_t a = start, b = end;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            if (b == a || b - a >= cap)
+                return false;
+            memcpy(out, v + a, b - a);
+            out[b - a] = '\0';
+            return true;
+        }
+        if (start == 0)
+            return false;
+        skip--;
+        end = start - 1;
+    }
+}
+
+bool hcm_parse_ip(const char *s, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        return true;
+    }
+    return false;
+}

@@ -62,6 +62,17 @@ class RecordingUpstream:
                     headers.append((k.strip().lower(), v.strip()))
                 hd = dict(headers)
                 body = b""
+                if path.startswith("/sink"):  # a slow reader that discards the body
+                    n = self._sink(f, hd)
+                    with self.lock:
+                        self.requests.append({"method": method, "path": path,
+                                              "headers": headers, "body": b"", "sunk": n})
+                    out = str(n).encode()
+                    c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(out) + out)
+                    continue
+                if hd.get("upgrade", "").lower() == "websocket":
+                    self._websocket(c, f, headers)
+                    return
                 if hd.get("transfer-encoding", "").lower() == "chunked":
                     parts = []
                     while True:
@@ -87,6 +98,46 @@ class RecordingUpstream:
                 c.close()
             except OSError:
                 pass
+
+    def _sink(self, f, hd):
+        """Reads a content-length or chunked body slowly for 1.5 s, then fast; returns its size."""
+        start = time.monotonic()
+
+        def take(n):
+            got = 0
+            while got < n:
+                slow = time.monotonic() < start + 1.5
+                if slow:
+                    time.sleep(0.05)
+                k = len(f.read(min(n - got, 16384 if slow else 1 << 20)))
+                if k == 0:
+                    raise OSError("eof")
+                got += k
+            return got
+
+        if hd.get("transfer-encoding", "").lower() == "chunked":
+            total = 0
+            while True:
+                size = int(f.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while f.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return total
+                total += take(size)
+                f.readline()
+        return take(int(hd.get("content-length", "0")))
+
+    def _websocket(self, c, f, headers):
+        """Answers an Upgrade: websocket with 101, then echoes raw bytes upper-cased."""
+        with self.lock:
+            self.requests.append({"method": "GET", "path": "ws", "headers": headers, "body": b""})
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                  b"connection: upgrade\r\n\r\n")
+        while True:
+            data = c.recv(65536)
+            if not data:
+                return
+            c.sendall(data.upper())
 
     def _respond(self, c, method, path, hd, headers, body):
         keep = hd.get("connection", "").lower() != "close"

@@ -388,3 +388,79 @@ def test_big_streamed_body_bounded_memory(pillion, rec):
     s.close()
     assert got == size
     assert peak < 64 * 1024, f"RSS peak {peak} kB"
+
+
+def test_big_upload_slow_upstream_bounded_memory(pillion, rec):
+    """256 MiB upload to an upstream that reads slowly at first: the proxy stops reading the
+    downstream while the upstream connection is full."""
+    up = rec()
+    port = free_port()
+    routes = """
+              - match: { prefix: "/" }
+                route: { cluster: c1, timeout: 0s }"""
+    p = start(pillion, hcm_config(port, {"c1": [up.port]}, routes=routes), port)
+    size = 256 << 20
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(f"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n".encode())
+    block = b"u" * (1 << 20)
+    peak = 0
+    for i in range(size // len(block)):
+        s.sendall(block)
+        if i % 8 == 0:
+            peak = max(peak, rss_kb(p.proc.pid))
+    f = s.makefile("rb")
+    status, _, body = read_response(f)
+    s.close()
+    assert status == 200 and int(body) == size
+    assert peak < 64 * 1024, f"RSS peak {peak} kB"
+
+
+def test_websocket_upgrade(pillion, rec):
+    up = rec()
+    port = free_port()
+    cfg = hcm_config(port, {"c1": [up.port]},
+                     hcm_extra="\n          upgrade_configs: [{ upgrade_type: websocket }]")
+    start(pillion, cfg, port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+              b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert b"upgrade: websocket" in head.lower()
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    s.sendall(b"hello tunnel")
+    while len(rest) < 12:
+        rest += s.recv(4096)
+    assert rest == b"HELLO TUNNEL"
+    s.close()
+    hdrs = dict(up.requests[0]["headers"])
+    assert hdrs["upgrade"] == "websocket" and hdrs["connection"].lower() == "upgrade"
+
+
+def test_websocket_refused_without_upgrade_config(pillion, rec):
+    up = rec()
+    port = free_port()
+    start(pillion, hcm_config(port, {"c1": [up.port]}), port)
+    out = raw_exchange(port, b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                             b"Upgrade: websocket\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 403"), out
+    assert up.requests == []
+
+
+def test_expect_100_continue(pillion, rec):
+    up = rec()
+    port = free_port()
+    start(pillion, hcm_config(port, {"c1": [up.port]}), port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"HTTP/1.1 100")
+    assert f.readline() == b"\r\n"
+    s.sendall(b"body")
+    status, _, body = read_response(f)
+    s.close()
+    assert status == 200
+    got = json.loads(body)
+    assert got["body_len"] == 4 and "expect" not in got["headers"]
