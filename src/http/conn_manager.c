@@ -80,7 +80,9 @@ static void check_done(struct hcm_conn *hc)
     if (hc->closing || !hc->codec || hc->n_streams)
         return;
     if (pl_codec_is_h1(hc->codec)) {
-        if (pl_h1_codec_closing(hc->codec) || hc->draining) {
+        /* the peer finished sending: close once no request is left in the input */
+        bool eof_done = hc->remote_closed && (!hc->refeed || !hc->conn || !hc->conn->in.len);
+        if (pl_h1_codec_closing(hc->codec) || hc->draining || eof_done) {
             if (hc->draining)
                 pl_counter_inc(hc->cfg->st.cx_drain_close);
             hc_close(hc, true);
@@ -262,7 +264,7 @@ static void on_data(struct pl_conn *c, struct pl_buf *in, bool end, void *arg)
     if (end)
         hc->remote_closed = true;
     hcm_conn_flush(hc);
-    if (end && !hc->closing && hc->n_streams == 0)
+    if (end && !hc->closing && hc->n_streams == 0 && (!hc->refeed || !in->len))
         hc_close(hc, true);
 }
 

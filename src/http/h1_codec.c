@@ -551,10 +551,14 @@ static void h1_feed_eof(struct pl_codec *base)
 {
     struct h1_codec *c = C(base);
     struct h1_stream *s = c->cur;
-    c->closing = true;
+    /* server: complete requests still in the input are answered (the connection layer closes
+     * once none is left); client: nothing more comes */
+    if (!c->server || (s && !s->rx_done && !c->tunnel))
+        c->closing = true;
     if (!s)
         return;
     if (c->tunnel) {
+        c->closing = true;
         struct pl_buf empty = PL_BUF_INIT;
         s->rx_done = true;
         c->base.cb->on_data(c->base.ctx, &s->base, s->base.user, &empty, true);

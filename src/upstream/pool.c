@@ -591,8 +591,10 @@ static void pool_release(struct pl_pool *p)
     p->depth++;
     for (struct pool_conn *pc = p->conns, *n; pc; pc = n) {
         n = pc->next;
-        if (pc->n_streams == 0 && (!pc->codec || pc->codec->vt->active_streams(pc->codec) == 0) &&
-            pc->state == PC_READY)
+        bool unused = pc->n_streams == 0 &&
+                      (!pc->codec || pc->codec->vt->active_streams(pc->codec) == 0);
+        /* a connection still being made is kept only for requests waiting for it */
+        if (unused && (pc->state == PC_READY || !p->pend_head))
             pool_conn_close(pc, false);
     }
     p->depth--;

@@ -464,3 +464,47 @@ def test_expect_100_continue(pillion, rec):
     assert status == 200
     got = json.loads(body)
     assert got["body_len"] == 4 and "expect" not in got["headers"]
+
+
+def test_access_log(pillion, rec, tmp_path):
+    up = rec()
+    port = free_port()
+    log = tmp_path / "access.log"
+    extra = f"""
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}"""
+    p = start(pillion, hcm_config(port, {"c1": [up.port]}, hcm_extra=extra), port)
+    curl("-A", "agent/1", f"http://127.0.0.1:{port}/logged?a=b")
+    curl(f"http://127.0.0.1:{port}/status/503")
+    p.stop(signal.SIGINT)
+    lines = sorted(log.read_text().splitlines(), key=lambda x: "/status" in x)  # two workers
+    assert len(lines) == 2, lines
+    assert '"GET /logged?a=b HTTP/1.1" 200 - 0 ' in lines[0], lines
+    assert '"agent/1"' in lines[0] and f'"127.0.0.1:{up.port}"' in lines[0]
+    assert '"GET /status/503 HTTP/1.1" 503 ' in lines[1], lines
+
+
+def test_pipelined_then_half_close(pillion, rec):
+    """A client that writes two requests and shuts its side (printf ... | nc) gets both
+    answers, then the proxy closes."""
+    up = rec()
+    port = free_port()
+    routes = """
+              - match: { prefix: "/direct" }
+                direct_response: { status: 200, body: { inline_string: "d" } }
+              - match: { prefix: "/" }
+                route: { cluster: c1 }"""
+    start(pillion, hcm_config(port, {"c1": [up.port]}, routes=routes), port)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /direct HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+              b"GET /direct HTTP/1.1\r\nHost: a\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    f = s.makefile("rb")
+    got = [read_response(f) for _ in range(3)]
+    assert [g[0] for g in got] == [200, 200, 200]
+    assert json.loads(got[1][2])["path"] == "/b"
+    assert f.read() == b""
+    s.close()
