@@ -261,9 +261,14 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
   the client completed.
 - **Memory** is PSS summed over the proxy's processes (`/proc/<pid>/smaps_rollup`; PSS does not
   count a master's and a worker's shared pages twice), RSS in brackets. Idle: after start and
-  one request. Per 1,000 idle connections: the growth after opening N keep-alive connections
-  and sending one request on each, one at a time. Under load: the peak sampled every 200 ms
-  during the HTTP/1.1 throughput runs.
+  one request. Per 1,000 idle connections: on a freshly started proxy, the growth after opening
+  1,000 keep-alive connections and sending one request on each, one at a time (so the upstream
+  pool stays small), measured 1 s later with all of them still open. Under load: the peak
+  sampled every 200 ms during the HTTP/1.1 throughput runs.
+- **gRPC unary** is gRPC framing without a gRPC library at either end (a real gRPC server would
+  be the bottleneck): h2load POSTs a 15-byte length-prefixed message with
+  `content-type: application/grpc` and `te: trailers`; nghttpd answers with a message and the
+  `grpc-status` trailer. The proxies see exactly the frames a unary call produces.
 - **Config scale**: each proxy started with N clusters and N routes (path prefix `/cI/` to
   cluster `cI`, all at the same upstream; HAProxy uses its idiomatic `map_beg` map); apply time
   is from exec until the last route answers 200; memory once it does.
