@@ -520,10 +520,14 @@ static void conn_new(struct pl_pool *p)
         conn_maybe_free(pc);
         return;
     }
-    if (p->o.http2)
+    if (p->o.http2) {
         pc->codec = pool_h2_codec_new(pc, &codec_cbs);
-    else
-        pc->codec = pl_h1_codec_new(false, NULL, &codec_cbs, pc);
+    } else {
+        struct pl_h1_codec_opts ho = pl_h1_codec_opts_default();
+        if (p->o.max_headers_count)
+            ho.limits.max_headers = p->o.max_headers_count;
+        pc->codec = pl_h1_codec_new(false, &ho, &codec_cbs, pc);
+    }
 }
 
 /* ---- deferred work ---- */
@@ -591,8 +595,8 @@ static void pool_release(struct pl_pool *p)
     p->depth++;
     for (struct pool_conn *pc = p->conns, *n; pc; pc = n) {
         n = pc->next;
-        bool unused = pc->n_streams == 0 &&
-                      (!pc->codec || pc->codec->vt->active_streams(pc->codec) == 0);
+        bool unused =
+            pc->n_streams == 0 && (!pc->codec || pc->codec->vt->active_streams(pc->codec) == 0);
         /* a connection still being made is kept only for requests waiting for it */
         if (unused && (pc->state == PC_READY || !p->pend_head))
             pool_conn_close(pc, false);
