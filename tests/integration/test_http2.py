@@ -180,3 +180,26 @@ def test_grpc_local_reply_unavailable(pillion):
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "upstream connect error" in e.value.details()
     ch.close()
+
+
+def test_h2_drain_finishes_inflight_stream(pillion, rec):
+    import signal
+    up = rec()
+    port = free_port()
+    p = pillion(hcm_config(port, {"c1": [up.port]}), args=["--drain-time-s", "5"])
+    wait_port(port)
+    result = {}
+
+    def slow():
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "--http2-prior-knowledge", f"http://127.0.0.1:{port}/slow/1000"],
+                           capture_output=True, timeout=20)
+        result["code"] = r.stdout.decode()
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    p.proc.send_signal(signal.SIGTERM)
+    t.join(15)
+    assert result.get("code") == "200", result
+    assert p.proc.wait(10) == 0
