@@ -5,6 +5,7 @@
 
 #include "config/address.h"
 #include "config/bootstrap.h"
+#include "config/compile_resources.h"
 #include "core/err.h"
 #include "net/conn.h"
 #include "net/filter.h"
@@ -38,9 +39,10 @@ static uint64_t duration_ms(const Google__Protobuf__Duration *d, uint64_t dflt)
     return (uint64_t)d->seconds * 1000 + (uint64_t)d->nanos / 1000000;
 }
 
-static int compile_listener(const Envoy__Config__Listener__V3__Listener *l,
-                            struct pl_listener_cfg *out, const struct timespec *now,
-                            struct pl_err *err)
+int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
+                        const Envoy__Config__Listener__V3__Listener *effective,
+                        const struct timespec *now, struct pl_listener_cfg *out,
+                        struct pl_err *err)
 {
     struct pl_addr a;
     const char *why;
@@ -55,7 +57,8 @@ static int compile_listener(const Envoy__Config__Listener__V3__Listener *l,
     out->version_info = pl_strdup("");
     out->last_updated = *now;
     /* on error the caller does not count out as compiled: free what it owns here */
-    if (pl_filter_chains_compile(out->proto, out->name, &out->chains, err) < 0) {
+    const ProtobufCMessage *chains_from = effective ? &effective->base : out->proto;
+    if (pl_filter_chains_compile(chains_from, out->name, &out->chains, err) < 0) {
         free(out->name);
         free(out->addr_str);
         free(out->version_info);
@@ -184,8 +187,9 @@ static int compile_cluster_transport(const Envoy__Config__Cluster__V3__Cluster *
     return rc;
 }
 
-static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
-                            struct pl_cluster_cfg *out, const struct timespec *now)
+int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
+                       const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                       const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err)
 {
     out->name = pl_strdup(cl->name);
     out->type = cl->cluster_discovery_type_case == CLUSTER(CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE)
@@ -198,7 +202,12 @@ static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
     out->last_updated = *now;
     compile_cluster_lb(cl, out);
     compile_cluster_http(cl, out);
-    const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = cl->load_assignment;
+    const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = eds ? eds : cl->load_assignment;
+    if (eds) { /* the host set follows the assignment: a changed one is a changed cluster */
+        uint64_t h;
+        protobuf_c_message_free_unpacked(clone_msg(&eds->base, &h), NULL);
+        out->hash = (out->hash ^ h) * 0x100000001b3ULL;
+    }
     size_t n = 0;
     for (size_t i = 0; la && i < la->n_endpoints; i++)
         n += la->endpoints[i]->n_lb_endpoints;
@@ -227,6 +236,7 @@ static void compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
             e->locality_weight = u32_or(le->load_balancing_weight, 0);
         }
     }
+    return compile_cluster_transport(cl, out, err);
 }
 
 int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, struct pl_err *err)
@@ -242,15 +252,16 @@ int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, stru
     if (sr) {
         s->listeners = pl_calloc(sr->n_listeners, sizeof(*s->listeners));
         for (size_t i = 0; i < sr->n_listeners; i++) {
-            if (compile_listener(sr->listeners[i], &s->listeners[s->n_listeners], &now, err) < 0)
+            if (pl_compile_listener(sr->listeners[i], NULL, &now, &s->listeners[s->n_listeners],
+                                    err) < 0)
                 rc = PL_EINVAL;
             else
                 s->n_listeners++;
         }
         s->clusters = pl_calloc(sr->n_clusters, sizeof(*s->clusters));
         for (size_t i = 0; i < sr->n_clusters; i++) {
-            compile_cluster(sr->clusters[i], &s->clusters[s->n_clusters], &now);
-            if (compile_cluster_transport(sr->clusters[i], &s->clusters[s->n_clusters++], err))
+            if (pl_compile_cluster(sr->clusters[i], NULL, &now, &s->clusters[s->n_clusters++],
+                                   err) < 0)
                 rc = PL_EINVAL;
         }
     }

@@ -59,12 +59,37 @@ static ProtobufCMessage *bootstrap_dump(const struct pl_snapshot *s)
     return &b->base;
 }
 
+static Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *
+dyn_cluster(const ProtobufCMessage *proto, const char *version, const struct timespec *when)
+{
+    Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *dc = pl_malloc(sizeof(*dc));
+    envoy__admin__v3__clusters_config_dump__dynamic_cluster__init(dc);
+    dc->version_info = pl_strdup(version ? version : "");
+    dc->cluster = pack_any(proto);
+    dc->last_updated = timestamp(when);
+    return dc;
+}
+
 static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
 {
     Envoy__Admin__V3__ClustersConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__clusters_config_dump__init(d);
+    if (s->cds_version)
+        d->version_info = pl_strdup(s->cds_version);
+    for (size_t i = 0; i < s->n_warming_clusters; i++) {
+        const struct pl_dyn_resource *w = &s->warming_clusters[i];
+        GROW(d->dynamic_warming_clusters, d->n_dynamic_warming_clusters);
+        d->dynamic_warming_clusters[d->n_dynamic_warming_clusters++] =
+            dyn_cluster(w->proto, w->version_info, &w->last_updated);
+    }
     for (size_t i = 0; i < s->n_clusters; i++) {
         const struct pl_cluster_cfg *c = &s->clusters[i];
+        if (c->dynamic) { /* from CDS */
+            GROW(d->dynamic_active_clusters, d->n_dynamic_active_clusters);
+            d->dynamic_active_clusters[d->n_dynamic_active_clusters++] =
+                dyn_cluster(c->proto, c->version_info, &c->last_updated);
+            continue;
+        }
         Envoy__Admin__V3__ClustersConfigDump__StaticCluster *sc = pl_malloc(sizeof(*sc));
         envoy__admin__v3__clusters_config_dump__static_cluster__init(sc);
         sc->cluster = pack_any(c->proto);
@@ -75,18 +100,56 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
     return &d->base;
 }
 
+static Envoy__Admin__V3__ListenersConfigDump__DynamicListenerState *
+listener_state(const ProtobufCMessage *proto, const char *version, const struct timespec *when)
+{
+    Envoy__Admin__V3__ListenersConfigDump__DynamicListenerState *st = pl_malloc(sizeof(*st));
+    envoy__admin__v3__listeners_config_dump__dynamic_listener_state__init(st);
+    st->version_info = pl_strdup(version ? version : "");
+    st->listener = pack_any(proto);
+    st->last_updated = timestamp(when);
+    return st;
+}
+
+/* Returns the dynamic listener entry named name, adding it if needed. */
+static Envoy__Admin__V3__ListenersConfigDump__DynamicListener *
+dyn_listener(Envoy__Admin__V3__ListenersConfigDump *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_dynamic_listeners; i++)
+        if (!strcmp(d->dynamic_listeners[i]->name, name))
+            return d->dynamic_listeners[i];
+    Envoy__Admin__V3__ListenersConfigDump__DynamicListener *dl = pl_malloc(sizeof(*dl));
+    envoy__admin__v3__listeners_config_dump__dynamic_listener__init(dl);
+    dl->name = pl_strdup(name);
+    GROW(d->dynamic_listeners, d->n_dynamic_listeners);
+    d->dynamic_listeners[d->n_dynamic_listeners++] = dl;
+    return dl;
+}
+
 static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s)
 {
     Envoy__Admin__V3__ListenersConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__listeners_config_dump__init(d);
+    if (s->lds_version)
+        d->version_info = pl_strdup(s->lds_version);
     for (size_t i = 0; i < s->n_listeners; i++) {
         const struct pl_listener_cfg *l = &s->listeners[i];
+        if (l->dynamic) { /* from LDS */
+            dyn_listener(d, l->name)->active_state =
+                listener_state(l->proto, l->version_info, &l->last_updated);
+            continue;
+        }
         Envoy__Admin__V3__ListenersConfigDump__StaticListener *sl = pl_malloc(sizeof(*sl));
         envoy__admin__v3__listeners_config_dump__static_listener__init(sl);
         sl->listener = pack_any(l->proto);
         sl->last_updated = timestamp(&l->last_updated);
         GROW(d->static_listeners, d->n_static_listeners);
         d->static_listeners[d->n_static_listeners++] = sl;
+    }
+    for (size_t i = 0; i < s->n_warming_listeners; i++) {
+        const struct pl_dyn_resource *w = &s->warming_listeners[i];
+        dyn_listener(d, w->name)->warming_state =
+            listener_state(w->proto, w->version_info, &w->last_updated);
     }
     return &d->base;
 }
@@ -128,6 +191,33 @@ static ProtobufCMessage *routes_dump(const struct pl_snapshot *s)
             add_inline_routes(d, l->filter_chains[j], &s->listeners[i].last_updated);
         add_inline_routes(d, l->default_filter_chain, &s->listeners[i].last_updated);
     }
+    for (size_t i = 0; i < s->n_routes; i++) { /* RDS */
+        const struct pl_dyn_resource *r = &s->routes[i];
+        Envoy__Admin__V3__RoutesConfigDump__DynamicRouteConfig *dr = pl_malloc(sizeof(*dr));
+        envoy__admin__v3__routes_config_dump__dynamic_route_config__init(dr);
+        dr->version_info = pl_strdup(r->version_info);
+        dr->route_config = pack_any(r->proto);
+        dr->last_updated = timestamp(&r->last_updated);
+        GROW(d->dynamic_route_configs, d->n_dynamic_route_configs);
+        d->dynamic_route_configs[d->n_dynamic_route_configs++] = dr;
+    }
+    return &d->base;
+}
+
+static ProtobufCMessage *endpoints_dump(const struct pl_snapshot *s)
+{
+    Envoy__Admin__V3__EndpointsConfigDump *d = pl_malloc(sizeof(*d));
+    envoy__admin__v3__endpoints_config_dump__init(d);
+    for (size_t i = 0; i < s->n_endpoints; i++) { /* EDS */
+        const struct pl_dyn_resource *r = &s->endpoints[i];
+        Envoy__Admin__V3__EndpointsConfigDump__DynamicEndpointConfig *de = pl_malloc(sizeof(*de));
+        envoy__admin__v3__endpoints_config_dump__dynamic_endpoint_config__init(de);
+        de->version_info = pl_strdup(r->version_info);
+        de->endpoint_config = pack_any(r->proto);
+        de->last_updated = timestamp(&r->last_updated);
+        GROW(d->dynamic_endpoint_configs, d->n_dynamic_endpoint_configs);
+        d->dynamic_endpoint_configs[d->n_dynamic_endpoint_configs++] = de;
+    }
     return &d->base;
 }
 
@@ -137,7 +227,8 @@ char *pl_config_dump_json(const struct pl_snapshot *s, const char *resource)
     envoy__admin__v3__config_dump__init(&d);
     if (resource) {
         /* Envoy's ?resource=: the named repeated field of the matching sub-dump, flattened */
-        ProtobufCMessage *subs[] = {clusters_dump(s), listeners_dump(s), routes_dump(s)};
+        ProtobufCMessage *subs[] = {clusters_dump(s), listeners_dump(s), routes_dump(s),
+                                    endpoints_dump(s)};
         for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
             const ProtobufCFieldDescriptor *f =
                 protobuf_c_message_descriptor_get_field_by_name(subs[i]->descriptor, resource);
@@ -156,6 +247,8 @@ char *pl_config_dump_json(const struct pl_snapshot *s, const char *resource)
         add_config(&d, clusters_dump(s));
         add_config(&d, listeners_dump(s));
         add_config(&d, routes_dump(s));
+        if (s->n_endpoints) /* Envoy dumps endpoints only with ?include_eds; EDS is ours */
+            add_config(&d, endpoints_dump(s));
     }
     char *json = pl_pbjson_print(&d.base, PL_PBJSON_PRETTY | PL_PBJSON_PROTO_NAMES);
     for (size_t i = 0; i < d.n_configs; i++)

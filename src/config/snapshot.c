@@ -12,6 +12,17 @@ struct pl_snapshot *pl_snapshot_new(void)
     return pl_calloc(1, sizeof(struct pl_snapshot));
 }
 
+void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].version_info);
+        if (v[i].proto)
+            protobuf_c_message_free_unpacked(v[i].proto, NULL);
+    }
+    free(v);
+}
+
 void pl_snapshot_free(struct pl_snapshot *s)
 {
     if (!s)
@@ -46,6 +57,12 @@ void pl_snapshot_free(struct pl_snapshot *s)
     free(s->clusters);
     if (s->bootstrap)
         protobuf_c_message_free_unpacked(s->bootstrap, NULL);
+    pl_dyn_resources_free(s->routes, s->n_routes);
+    pl_dyn_resources_free(s->endpoints, s->n_endpoints);
+    pl_dyn_resources_free(s->warming_listeners, s->n_warming_listeners);
+    pl_dyn_resources_free(s->warming_clusters, s->n_warming_clusters);
+    free(s->lds_version);
+    free(s->cds_version);
     free(s);
 }
 

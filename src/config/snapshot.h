@@ -25,6 +25,7 @@ struct pl_listener_cfg {
     struct timespec last_updated;
     struct pl_filter_chains *chains; /* compiled filter chains (net/filter.h), owned; NULL if
                                         the listener has none (tests) */
+    bool dynamic; /* added over xDS (LDS): /config_dump's dynamic_listeners */
 };
 
 /* An endpoint of a cluster. */
@@ -86,6 +87,17 @@ struct pl_cluster_cfg {
      * reference, dropped through link_release when the snapshot is freed */
     struct pl_cluster_link *link;
     void (*link_release)(struct pl_cluster_link *link);
+
+    bool dynamic; /* added over xDS (CDS): /config_dump's dynamic_active_clusters */
+};
+
+/* A resource from xDS kept in the snapshot as received (for /config_dump): an RDS route
+ * configuration, an EDS ClusterLoadAssignment, or a listener or cluster still warming. */
+struct pl_dyn_resource {
+    char *name;
+    ProtobufCMessage *proto; /* owned */
+    char *version_info;
+    struct timespec last_updated;
 };
 
 struct pl_snapshot_pins; /* private to config/publish.c */
@@ -99,6 +111,19 @@ struct pl_snapshot {
     ProtobufCMessage *bootstrap; /* the bootstrap as loaded, owned; for /config_dump */
     struct timespec bootstrap_loaded;
 
+    /* xDS (all empty without dynamic_resources); the compiled route tables of RDS routes live
+     * inside the listeners that name them */
+    struct pl_dyn_resource *routes; /* RDS RouteConfigurations, by name */
+    size_t n_routes;
+    struct pl_dyn_resource *endpoints; /* EDS ClusterLoadAssignments, by cluster_name */
+    size_t n_endpoints;
+    struct pl_dyn_resource *warming_listeners; /* accepted, waiting for their RDS */
+    size_t n_warming_listeners;
+    struct pl_dyn_resource *warming_clusters; /* accepted, waiting for their EDS */
+    size_t n_warming_clusters;
+    char *lds_version; /* version_info of the last accepted LDS / CDS response, or NULL */
+    char *cds_version;
+
     /* RCU and pin bookkeeping, owned by config/publish.c */
     struct pl_snapshot_pins *pins;
 };
@@ -107,6 +132,8 @@ struct pl_snapshot {
 struct pl_snapshot *pl_snapshot_new(void);
 /* Frees a snapshot and everything it owns. Only publish.c calls this on a published snapshot. */
 void pl_snapshot_free(struct pl_snapshot *s);
+/* Frees n dynamic resources and the array (NULL is fine). */
+void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n);
 /* Returns the listener named name, or NULL. */
 const struct pl_listener_cfg *pl_snapshot_listener(const struct pl_snapshot *s, const char *name);
 /* Returns the cluster named name, or NULL. */

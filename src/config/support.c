@@ -21,19 +21,28 @@ struct rule {
 static struct rule rules[] = {
     {"envoy.config.accesslog.v3.AccessLog", "name typed_config", ""},
     {"envoy.config.bootstrap.v3.Admin", "address", ""},
-    {"envoy.config.bootstrap.v3.Bootstrap", "node static_resources admin", ""},
+    {"envoy.config.bootstrap.v3.Bootstrap", "node static_resources admin dynamic_resources", ""},
+    {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", "lds_config cds_config ads_config",
+     ""},
     {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", "listeners clusters", ""},
     {"envoy.config.cluster.v3.Cluster",
      "name type lb_policy load_assignment connect_timeout transport_socket "
      "typed_extension_protocol_options dns_lookup_family dns_refresh_rate respect_dns_ttl "
      "per_connection_buffer_limit_bytes ring_hash_lb_config maglev_lb_config "
-     "least_request_lb_config",
+     "least_request_lb_config eds_cluster_config",
      "alt_stat_name metadata"},
+    {"envoy.config.cluster.v3.Cluster.EdsClusterConfig", "eds_config service_name", ""},
     {"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", "choice_count", ""},
     {"envoy.config.cluster.v3.Cluster.MaglevLbConfig", "table_size", ""},
     {"envoy.config.cluster.v3.Cluster.RingHashLbConfig",
      "minimum_ring_size maximum_ring_size hash_function", ""},
     {CORE "Address", "socket_address pipe", ""},
+    {CORE "ApiConfigSource",
+     "api_type transport_api_version grpc_services set_node_on_first_message_only", ""},
+    {CORE "ConfigSource", "ads api_config_source resource_api_version initial_fetch_timeout", ""},
+    {CORE "GrpcService", "envoy_grpc google_grpc timeout", ""},
+    {CORE "GrpcService.EnvoyGrpc", "cluster_name", ""},
+    {CORE "GrpcService.GoogleGrpc", "target_uri stat_prefix", ""},
     {CORE "DataSource", "filename inline_bytes inline_string environment_variable", ""},
     {CORE "Http1ProtocolOptions", "", ""},
     {CORE "Http2ProtocolOptions",
@@ -58,14 +67,18 @@ static struct rule rules[] = {
     {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints load_balancing_weight priority",
      "locality"},
     {"envoy.config.listener.v3.Filter", "name typed_config", ""},
+    {"envoy.config.listener.v3.ListenerFilter", "name typed_config", ""},
     {"envoy.config.listener.v3.FilterChain", "filter_chain_match filters transport_socket",
      "name metadata"},
     {"envoy.config.listener.v3.FilterChainMatch",
      "destination_port server_names transport_protocol application_protocols", ""},
     {"envoy.config.listener.v3.Listener",
      "name address filter_chains default_filter_chain per_connection_buffer_limit_bytes "
-     "stat_prefix",
+     "stat_prefix listener_filters listener_filters_timeout continue_on_listener_filters_timeout",
      "metadata traffic_direction"},
+    {"envoy.extensions.filters.listener.original_dst.v3.OriginalDst", "", ""},
+    {"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", "initial_read_buffer_size",
+     ""},
     {ROUTE "DirectResponseAction", "status body", ""},
     {ROUTE "HeaderMatcher",
      "name exact_match safe_regex_match present_match prefix_match suffix_match contains_match "
@@ -117,8 +130,9 @@ static struct rule rules[] = {
      "codec_type stat_prefix route_config http_filters access_log http_protocol_options "
      "http2_protocol_options common_http_protocol_options max_request_headers_kb "
      "stream_idle_timeout request_timeout drain_timeout generate_request_id "
-     "use_remote_address xff_num_trusted_hops upgrade_configs server_name",
+     "use_remote_address xff_num_trusted_hops upgrade_configs server_name rds",
      ""},
+    {HCM "Rds", "config_source route_config_name", ""},
     {HCM "HttpConnectionManager.UpgradeConfig", "upgrade_type enabled", ""},
     {HCM "HttpFilter", "name typed_config is_optional", ""},
     {"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
@@ -201,6 +215,8 @@ static const char *const ext_lists[] = {
     [PL_EXT_ACCESS_LOG] = ("envoy.extensions.access_loggers.file.v3.FileAccessLog "
                            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
     [PL_EXT_PROTOCOL_OPTIONS] = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    [PL_EXT_LISTENER_FILTER] = ("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector "
+                                "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"),
 };
 
 bool pl_support_extension(enum pl_ext_point p, const char *type_url)

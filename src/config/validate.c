@@ -192,6 +192,22 @@ int pl_validate_route_config(struct pl_vctx *c,
     return rc ? PL_EINVAL : 0;
 }
 
+#define CS(x) ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__##x
+
+/* RDS and EDS come over the ADS stream only (config_source `ads: {}`). */
+static int check_ads_source(struct pl_vctx *c, const void *holder, const char *field,
+                            const Envoy__Config__Core__V3__ConfigSource *cs, const char *what)
+{
+    if (!cs)
+        return E(holder, field, "%s: a config_source is required", what);
+    if (cs->config_source_specifier_case != CS(CONFIG_SOURCE_SPECIFIER_ADS))
+        return E(cs, NULL, "%s: only config_source `ads: {}` is supported by pillion", what);
+    if (!c->ads)
+        return E(cs, "ads",
+                 "%s over ADS needs dynamic_resources.ads_config in the bootstrap", what);
+    return 0;
+}
+
 static int check_hcm(struct pl_vctx *c, const HCM_T *h)
 {
     int rc = 0;
@@ -203,9 +219,9 @@ static int check_hcm(struct pl_vctx *c, const HCM_T *h)
         rc |= pl_validate_route_config(c, h->route_config);
         break;
     case HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS):
-        rc |= E(h, "rds",
-                "rds needs dynamic_resources (xDS), which this build does not "
-                "support yet; use route_config");
+        if (!*h->rds->route_config_name)
+            rc |= E(h->rds, "route_config_name", "route_config_name is required");
+        rc |= check_ads_source(c, h->rds, "config_source", h->rds->config_source, "rds");
         break;
     default:
         rc |= E(h, NULL, "one of route_config or rds is required");
@@ -306,6 +322,49 @@ static int check_filter_chain(struct pl_vctx *c, const Envoy__Config__Listener__
     return rc ? PL_EINVAL : 0;
 }
 
+#define LFILTER_T Envoy__Config__Listener__V3__ListenerFilter
+#define TLSI_T    Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector
+
+/* Listener.listener_filters: tls_inspector and original_dst (by type URL, or by Envoy's name
+ * when typed_config is absent). ListenerFilter has no is_optional: an unknown one is an error. */
+static int check_listener_filters(struct pl_vctx *c, const Envoy__Config__Listener__V3__Listener *l)
+{
+    int rc = 0;
+    for (size_t i = 0; i < l->n_listener_filters; i++) {
+        const LFILTER_T *f = l->listener_filters[i];
+        if (!*f->name)
+            rc |= E(f, "name", "a listener filter needs a name");
+        if (f->config_type_case != LISTENER(LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG)) {
+            if (strcmp(f->name, "envoy.filters.listener.tls_inspector") &&
+                strcmp(f->name, "envoy.filters.listener.original_dst"))
+                rc |= E(f, NULL,
+                        "listener filter '%s': not supported by pillion without a typed_config "
+                        "(supported here: %s)",
+                        f->name, pl_support_extension_list(PL_EXT_LISTENER_FILTER));
+            continue;
+        }
+        ProtobufCMessage *m;
+        bool owned;
+        if (unpack_ext(c, PL_EXT_LISTENER_FILTER, f, "typed_config", f->typed_config, f->name, &m,
+                       &owned) < 0) {
+            rc |= PL_EINVAL;
+            continue;
+        }
+        if (m->descriptor ==
+            &envoy__extensions__filters__listener__tls_inspector__v3__tls_inspector__descriptor) {
+            const TLSI_T *t = (const TLSI_T *)m;
+            if (t->initial_read_buffer_size && (t->initial_read_buffer_size->value < 256 ||
+                                                t->initial_read_buffer_size->value > 65536))
+                rc |= E(t, "initial_read_buffer_size",
+                        "'%s': initial_read_buffer_size must be greater than 255 and less than "
+                        "65537",
+                        f->name);
+        }
+        free_ext(m, owned);
+    }
+    return rc ? PL_EINVAL : 0;
+}
+
 int pl_validate_listener(struct pl_vctx *c, const Envoy__Config__Listener__V3__Listener *l)
 {
     int rc = 0;
@@ -321,6 +380,7 @@ int pl_validate_listener(struct pl_vctx *c, const Envoy__Config__Listener__V3__L
         rc |= check_filter_chain(c, l->filter_chains[i]);
     if (l->default_filter_chain)
         rc |= check_filter_chain(c, l->default_filter_chain);
+    rc |= check_listener_filters(c, l);
     return rc ? PL_EINVAL : 0;
 }
 
@@ -381,10 +441,17 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
     case CLUSTER(CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST):
         break;
     case CLUSTER(CLUSTER__DISCOVERY_TYPE__EDS):
-        rc |= E(cl, "type",
-                "cluster '%s': type EDS needs dynamic_resources (xDS), which this "
-                "build does not support yet",
-                cl->name);
+        if (!cl->eds_cluster_config)
+            rc |= E(cl, "eds_cluster_config", "cluster '%s': EDS needs eds_cluster_config",
+                    cl->name);
+        else
+            rc |= check_ads_source(c, cl->eds_cluster_config, "eds_config",
+                                   cl->eds_cluster_config->eds_config, "eds_cluster_config");
+        if (cl->load_assignment)
+            rc |= E(cl, "load_assignment",
+                    "cluster '%s': EDS clusters take their endpoints from EDS, not "
+                    "load_assignment",
+                    cl->name);
         break;
     default:
         rc |= E(cl, "type", "cluster '%s': unknown discovery type %d", cl->name, type);
@@ -486,9 +553,59 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
     return rc ? PL_EINVAL : 0;
 }
 
+#define API(x) ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__##x
+#define GRPC(x) ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__##x
+
+/* dynamic_resources: one ADS stream (gRPC) that LDS and CDS point at. */
+static int check_dynamic(struct pl_vctx *c, const Envoy__Config__Bootstrap__V3__Bootstrap *b)
+{
+    const Envoy__Config__Bootstrap__V3__Bootstrap__DynamicResources *d = b->dynamic_resources;
+    int rc = 0;
+    const Envoy__Config__Core__V3__ApiConfigSource *a = d->ads_config;
+    if (!a) {
+        rc |= E(d, NULL, "dynamic_resources needs ads_config (pillion speaks ADS only)");
+    } else {
+        if (a->api_type != API(GRPC) && a->api_type != API(DELTA_GRPC))
+            rc |= E(a, "api_type", "ads_config.api_type must be GRPC or DELTA_GRPC");
+        if (a->transport_api_version != ENVOY__CONFIG__CORE__V3__API_VERSION__V3 &&
+            a->transport_api_version != ENVOY__CONFIG__CORE__V3__API_VERSION__AUTO)
+            rc |= E(a, "transport_api_version", "only transport_api_version V3 is supported");
+        if (a->n_grpc_services != 1)
+            rc |= E(a, "grpc_services", "ads_config needs exactly one grpc_services entry");
+        for (size_t i = 0; i < a->n_grpc_services; i++) {
+            const Envoy__Config__Core__V3__GrpcService *g = a->grpc_services[i];
+            if (g->target_specifier_case == GRPC(TARGET_SPECIFIER_ENVOY_GRPC)) {
+                const char *cn = g->envoy_grpc->cluster_name;
+                bool found = false;
+                for (size_t j = 0; b->static_resources && j < b->static_resources->n_clusters; j++)
+                    found |= !strcmp(b->static_resources->clusters[j]->name, cn);
+                if (!found)
+                    rc |= E(g->envoy_grpc, "cluster_name",
+                            "envoy_grpc cluster '%s' must be a static cluster", cn);
+            } else if (g->target_specifier_case == GRPC(TARGET_SPECIFIER_GOOGLE_GRPC)) {
+                if (!*g->google_grpc->target_uri)
+                    rc |= E(g->google_grpc, "target_uri", "target_uri is required");
+            } else {
+                rc |= E(g, NULL, "a grpc_service needs envoy_grpc or google_grpc");
+            }
+        }
+    }
+    if (d->lds_config &&
+        d->lds_config->config_source_specifier_case != CS(CONFIG_SOURCE_SPECIFIER_ADS))
+        rc |= E(d->lds_config, NULL, "lds_config: only `ads: {}` is supported by pillion");
+    if (d->cds_config &&
+        d->cds_config->config_source_specifier_case != CS(CONFIG_SOURCE_SPECIFIER_ADS))
+        rc |= E(d->cds_config, NULL, "cds_config: only `ads: {}` is supported by pillion");
+    return rc;
+}
+
 int pl_validate_bootstrap(struct pl_vctx *c, const Envoy__Config__Bootstrap__V3__Bootstrap *b)
 {
     int rc = 0;
+    if (b->dynamic_resources) {
+        rc |= check_dynamic(c, b);
+        c->ads = b->dynamic_resources->ads_config != NULL;
+    }
     if (b->admin && b->admin->address) {
         struct pl_addr a;
         const char *why;

@@ -17,6 +17,9 @@ struct pl_vctx {
     /* cluster names that routes may reference; NULL disables the reference check */
     const char *const *clusters;
     size_t n_clusters;
+    /* an ADS stream is configured (bootstrap dynamic_resources.ads_config, or validating xDS
+     * resources): RDS and EDS over `ads: {}` are accepted */
+    bool ads;
 };
 
 /* The JSON-mapping hook that rejects fields Pillion does not implement (support.h), by name. */

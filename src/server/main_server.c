@@ -18,6 +18,7 @@
 #include "server/server.h"
 #include "stats/stats.h"
 #include "upstream/upstream.h"
+#include "xds/xds.h"
 
 #define PL_VERSION "0.1.0"
 
@@ -26,12 +27,15 @@ struct main_ctx {
     struct pl_server *srv;
     struct pl_admin *admin;
     struct pl_stats *stats;
+    struct pl_xds *xds; /* NULL without dynamic_resources */
     struct timespec started;
 };
 
 static const char *server_state(struct main_ctx *m)
 {
-    return pl_admin_health_failed(m->admin) ? "DRAINING" : "LIVE";
+    if (pl_admin_health_failed(m->admin))
+        return "DRAINING";
+    return pl_xds_init_state(m->xds); /* LIVE once the initial xDS configuration is in */
 }
 
 static void h_ready(const struct pl_admin_request *req, struct pl_admin_response *r, void *ctx)
@@ -95,6 +99,11 @@ static void h_server_info(const struct pl_admin_request *req, struct pl_admin_re
         free(node);
     } else {
         pl_admin_resp_append(r, "{}", 2);
+    }
+    if (m->xds) { /* the ADS connection: target, connected, per-type versions and NACKs */
+        char *x = pl_xds_status_json(m->xds);
+        pl_admin_resp_printf(r, ",\n \"xds\": %s", x);
+        free(x);
     }
     pl_admin_resp_append(r, "\n}\n", 3);
 }
@@ -170,10 +179,12 @@ static void h_clusters(const struct pl_admin_request *req, struct pl_admin_respo
         if (json) {
             pl_admin_resp_printf(r, "%s{\"name\": ", i ? ", " : "");
             json_str(r, c->name);
-            pl_admin_resp_printf(r, ", \"added_via_api\": false, \"host_statuses\": [");
+            pl_admin_resp_printf(r, ", \"added_via_api\": %s, \"host_statuses\": [",
+                                 c->dynamic ? "true" : "false");
         } else {
             pl_admin_resp_printf(r, "%s::observability_name::%s\n", c->name, c->name);
-            pl_admin_resp_printf(r, "%s::added_via_api::false\n", c->name);
+            pl_admin_resp_printf(r, "%s::added_via_api::%s\n", c->name,
+                                 c->dynamic ? "true" : "false");
         }
         /* the resolved host set (DNS clusters), not the configured endpoints */
         size_t n = pl_upstream_main_hosts(c->name, NULL, 0);
@@ -288,7 +299,8 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
     clock_gettime(CLOCK_MONOTONIC, &m.started);
     struct pl_snapshot *snap = NULL;
     int code = 1;
-    if (pl_bootstrap_compile(boot, &snap, err) < 0)
+    bool dynamic = boot->dynamic_resources != NULL;
+    if (!dynamic && pl_bootstrap_compile(boot, &snap, err) < 0)
         goto out;
     m.stats = pl_stats_new();
     struct pl_server_opts so = {
@@ -298,11 +310,20 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
         goto out;
     /* clusters' runtime (host sets, DNS on the main loop, stats) before workers see them */
     struct pl_upstream_opts uo = {.loop = pl_server_loop(m.srv), .stats = m.stats};
-    if (pl_upstream_init(&uo, err) < 0 || pl_upstream_prepare(snap, err) < 0)
+    if (pl_upstream_init(&uo, err) < 0)
         goto out;
-    if (pl_server_apply(m.srv, snap, err) < 0)
-        goto out;
-    snap = NULL; /* published: owned by the publish machinery now */
+    if (dynamic) { /* xDS compiles, prepares and applies every snapshot, the first included */
+        struct pl_xds_opts xo = {
+            .loop = pl_server_loop(m.srv), .srv = m.srv, .stats = m.stats, .bootstrap = boot};
+        if (pl_xds_start(&xo, &m.xds, err) < 0)
+            goto out;
+    } else {
+        if (pl_upstream_prepare(snap, err) < 0)
+            goto out;
+        if (pl_server_apply(m.srv, snap, err) < 0)
+            goto out;
+        snap = NULL; /* published: owned by the publish machinery now */
+    }
     if (start_admin(&m, boot, err) < 0)
         goto out;
     if (o->init_only) {
@@ -314,6 +335,7 @@ int pl_main_server_run(const struct pl_main_opts *o, pl_bootstrap_t *boot, struc
     code = pl_server_run(m.srv);
     pl_log_info("main", "exiting");
 out:
+    pl_xds_free(m.xds); /* before the server: its thread hands events to the main loop */
     if (m.admin)
         pl_admin_free(m.admin);
     pl_upstream_shutdown(); /* workers have stopped: no grace period waits on them */

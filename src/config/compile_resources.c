@@ -1,0 +1,244 @@
+/* A resource set (bootstrap static resources + xDS resources) -> one snapshot. */
+#include "config/compile_resources.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "tls/tls.h"
+
+#define HCM_T  Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
+#define HCM(x) ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__##x
+#define HCM_DESC                                                                                   \
+    envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor
+#define LISTENER_T Envoy__Config__Listener__V3__Listener
+#define ROUTE_T    Envoy__Config__Route__V3__RouteConfiguration
+#define CLA_T      Envoy__Config__Endpoint__V3__ClusterLoadAssignment
+#define CLUSTER_T  Envoy__Config__Cluster__V3__Cluster
+
+static ProtobufCMessage *clone(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = pl_malloc(n ? n : 1);
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    if (!c)
+        pl_die("re-decoding %s failed", m->descriptor->name);
+    return c;
+}
+
+static bool is_hcm(const Google__Protobuf__Any *tc)
+{
+    const char *slash = tc ? strrchr(tc->type_url, '/') : NULL;
+    return slash && !strcmp(slash + 1, HCM_DESC.name);
+}
+
+static HCM_T *unpack_hcm(const Google__Protobuf__Any *tc)
+{
+    return (HCM_T *)protobuf_c_message_unpack(&HCM_DESC, NULL, tc->value.len, tc->value.data);
+}
+
+static void chain_rds_names(const Envoy__Config__Listener__V3__FilterChain *fc, char ***names,
+                            size_t *n)
+{
+    for (size_t i = 0; fc && i < fc->n_filters; i++) {
+        const Google__Protobuf__Any *tc = fc->filters[i]->typed_config;
+        if (!is_hcm(tc))
+            continue;
+        HCM_T *h = unpack_hcm(tc);
+        if (!h)
+            continue;
+        if (h->route_specifier_case == HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) &&
+            h->rds && *h->rds->route_config_name) {
+            bool dup = false;
+            for (size_t k = 0; k < *n && names; k++)
+                dup |= !strcmp((*names)[k], h->rds->route_config_name);
+            if (!dup && names) {
+                *names = pl_realloc(*names, (*n + 1) * sizeof(**names));
+                (*names)[*n] = pl_strdup(h->rds->route_config_name);
+            }
+            if (!dup)
+                (*n)++;
+        }
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+    }
+}
+
+size_t pl_listener_rds_names(const LISTENER_T *l, char ***names)
+{
+    size_t n = 0;
+    if (names)
+        *names = NULL;
+    for (size_t i = 0; i < l->n_filter_chains; i++)
+        chain_rds_names(l->filter_chains[i], names, &n);
+    chain_rds_names(l->default_filter_chain, names, &n);
+    return n;
+}
+
+static const struct pl_res *find_res(const struct pl_res *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i].name, name))
+            return &v[i];
+    return NULL;
+}
+
+/* Writes the named route configurations inline into every RDS HCM of fc; true if any. */
+static bool inline_chain(Envoy__Config__Listener__V3__FilterChain *fc,
+                         const struct pl_resource_set *rs)
+{
+    bool any = false;
+    for (size_t i = 0; fc && i < fc->n_filters; i++) {
+        Google__Protobuf__Any *tc = fc->filters[i]->typed_config;
+        if (!is_hcm(tc))
+            continue;
+        HCM_T *h = unpack_hcm(tc);
+        if (!h)
+            continue;
+        if (h->route_specifier_case != HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS)) {
+            protobuf_c_message_free_unpacked(&h->base, NULL);
+            continue;
+        }
+        const char *name = h->rds ? h->rds->route_config_name : "";
+        const struct pl_res *r = find_res(rs->routes, rs->n_routes, name);
+        ROUTE_T *rc;
+        if (r) {
+            rc = (ROUTE_T *)clone(r->msg);
+        } else { /* not delivered (initial_fetch_timeout): an empty table, 404 for all */
+            rc = pl_malloc(sizeof(*rc));
+            envoy__config__route__v3__route_configuration__init(rc);
+            rc->name = pl_strdup(name);
+        }
+        if (h->rds)
+            protobuf_c_message_free_unpacked(&h->rds->base, NULL);
+        h->route_specifier_case = HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG);
+        h->route_config = rc;
+        free(tc->value.data);
+        tc->value.len = protobuf_c_message_get_packed_size(&h->base);
+        tc->value.data = pl_malloc(tc->value.len ? tc->value.len : 1);
+        protobuf_c_message_pack(&h->base, tc->value.data);
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        any = true;
+    }
+    return any;
+}
+
+/* Returns l with its RDS route configurations inline (caller frees), or NULL if it has none. */
+static LISTENER_T *inline_routes(const LISTENER_T *l, const struct pl_resource_set *rs)
+{
+    if (pl_listener_rds_names(l, NULL) == 0)
+        return NULL;
+    LISTENER_T *c = (LISTENER_T *)clone(&l->base);
+    for (size_t i = 0; i < c->n_filter_chains; i++)
+        inline_chain(c->filter_chains[i], rs);
+    inline_chain(c->default_filter_chain, rs);
+    return c;
+}
+
+static int add_listener(struct pl_snapshot *s, const LISTENER_T *l, const struct pl_res *dyn,
+                        const struct pl_resource_set *rs, const struct timespec *now,
+                        struct pl_err *err)
+{
+    LISTENER_T *eff = inline_routes(l, rs);
+    struct pl_listener_cfg *out = &s->listeners[s->n_listeners];
+    int rc = pl_compile_listener(l, eff, dyn ? &dyn->last_updated : now, out, err);
+    if (eff)
+        protobuf_c_message_free_unpacked(&eff->base, NULL);
+    if (rc < 0)
+        return rc;
+    if (dyn) {
+        out->dynamic = true;
+        free(out->version_info);
+        out->version_info = pl_strdup(dyn->version_info ? dyn->version_info : "");
+    }
+    s->n_listeners++;
+    return 0;
+}
+
+static int add_cluster(struct pl_snapshot *s, const CLUSTER_T *cl, const struct pl_res *dyn,
+                       const struct pl_resource_set *rs, const struct timespec *now,
+                       struct pl_err *err)
+{
+    const CLA_T *eds = NULL;
+    if (cl->cluster_discovery_type_case ==
+            ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
+        cl->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS) {
+        const char *svc = cl->eds_cluster_config && *cl->eds_cluster_config->service_name
+                              ? cl->eds_cluster_config->service_name
+                              : cl->name;
+        const struct pl_res *r = find_res(rs->clas, rs->n_clas, svc);
+        static const CLA_T empty = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
+        eds = r ? (const CLA_T *)r->msg : &empty;
+    }
+    struct pl_cluster_cfg *out = &s->clusters[s->n_clusters++];
+    int rc = pl_compile_cluster(cl, eds, dyn ? &dyn->last_updated : now, out, err);
+    if (dyn) {
+        out->dynamic = true;
+        free(out->version_info);
+        out->version_info = pl_strdup(dyn->version_info ? dyn->version_info : "");
+    }
+    return rc;
+}
+
+static struct pl_dyn_resource *copy_res(const struct pl_res *v, size_t n)
+{
+    struct pl_dyn_resource *d = pl_calloc(n ? n : 1, sizeof(*d));
+    for (size_t i = 0; i < n; i++) {
+        d[i].name = pl_strdup(v[i].name);
+        d[i].proto = clone(v[i].msg);
+        d[i].version_info = pl_strdup(v[i].version_info ? v[i].version_info : "");
+        d[i].last_updated = v[i].last_updated;
+    }
+    return d;
+}
+
+int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snapshot **out,
+                                struct pl_err *err)
+{
+    pl_tls_register_transports(); /* listeners' and clusters' transport sockets */
+    struct pl_snapshot *s = pl_snapshot_new();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const pl_bootstrap_t *b = rs->bootstrap;
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr =
+        b ? b->static_resources : NULL;
+    if (b) {
+        s->bootstrap = clone(&b->base);
+        s->bootstrap_loaded = now;
+    }
+    size_t nsl = sr ? sr->n_listeners : 0, nsc = sr ? sr->n_clusters : 0;
+    s->listeners = pl_calloc(nsl + rs->n_listeners + 1, sizeof(*s->listeners));
+    s->clusters = pl_calloc(nsc + rs->n_clusters + 1, sizeof(*s->clusters));
+    int rc = 0;
+    for (size_t i = 0; i < nsl; i++)
+        if (add_listener(s, sr->listeners[i], NULL, rs, &now, err) < 0)
+            rc = PL_EINVAL;
+    for (size_t i = 0; i < rs->n_listeners; i++)
+        if (add_listener(s, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], rs, &now,
+                         err) < 0)
+            rc = PL_EINVAL;
+    for (size_t i = 0; i < nsc; i++)
+        if (add_cluster(s, sr->clusters[i], NULL, rs, &now, err) < 0)
+            rc = PL_EINVAL;
+    for (size_t i = 0; i < rs->n_clusters; i++)
+        if (add_cluster(s, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], rs, &now,
+                        err) < 0)
+            rc = PL_EINVAL;
+    s->routes = copy_res(rs->routes, rs->n_routes);
+    s->n_routes = rs->n_routes;
+    s->endpoints = copy_res(rs->clas, rs->n_clas);
+    s->n_endpoints = rs->n_clas;
+    s->warming_listeners = copy_res(rs->warming_listeners, rs->n_warming_listeners);
+    s->n_warming_listeners = rs->n_warming_listeners;
+    s->warming_clusters = copy_res(rs->warming_clusters, rs->n_warming_clusters);
+    s->n_warming_clusters = rs->n_warming_clusters;
+    s->lds_version = rs->lds_version ? pl_strdup(rs->lds_version) : NULL;
+    s->cds_version = rs->cds_version ? pl_strdup(rs->cds_version) : NULL;
+    if (rc < 0) {
+        pl_snapshot_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}

@@ -1,0 +1,64 @@
+/* Per-resource compile entry points and the compile of a whole resource set (the bootstrap's
+ * static resources plus what xDS delivered) into one snapshot. */
+#ifndef PL_CONFIG_COMPILE_RESOURCES_H
+#define PL_CONFIG_COMPILE_RESOURCES_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "config/bootstrap.h"
+#include "config/snapshot.h"
+#include "core/err.h"
+#include "pl_proto_all.h"
+
+/* One dynamic resource as held by the xDS client (borrowed: the set does not own it). */
+struct pl_res {
+    const char *name;
+    const ProtobufCMessage *msg;
+    const char *version_info;
+    struct timespec last_updated;
+};
+
+/* What one snapshot is built from. Every array may be empty. */
+struct pl_resource_set {
+    const pl_bootstrap_t *bootstrap; /* static resources, kept for /config_dump */
+    const struct pl_res *listeners;  /* LDS listeners to serve (warmed) */
+    size_t n_listeners;
+    const struct pl_res *clusters; /* CDS clusters to serve (warmed) */
+    size_t n_clusters;
+    const struct pl_res *routes; /* RDS route configurations, by name */
+    size_t n_routes;
+    const struct pl_res *clas; /* EDS ClusterLoadAssignments, by cluster_name */
+    size_t n_clas;
+    const struct pl_res *warming_listeners; /* for /config_dump only */
+    size_t n_warming_listeners;
+    const struct pl_res *warming_clusters;
+    size_t n_warming_clusters;
+    const char *lds_version; /* NULL: none accepted yet */
+    const char *cds_version;
+};
+
+/* Compiles one listener into out (zeroed by the caller). The filter chains are compiled from
+ * effective (l with its RDS route configurations written inline) when not NULL; the stored proto
+ * and the hash are l's. On failure out owns nothing and is not to be counted. */
+int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
+                        const Envoy__Config__Listener__V3__Listener *effective,
+                        const struct timespec *now, struct pl_listener_cfg *out,
+                        struct pl_err *err);
+/* Compiles one cluster into out (zeroed by the caller), its endpoints from eds when not NULL
+ * (EDS) or from its load_assignment. out is filled even on failure: free it with the snapshot. */
+int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
+                       const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                       const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err);
+
+/* Builds a new snapshot (owned by the caller) from a resource set. RDS listeners get the named
+ * route configuration of rs->routes, or an empty one when it is missing (initial fetch timed
+ * out); EDS clusters get their assignment from rs->clas, or no endpoints. */
+int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snapshot **out,
+                                struct pl_err *err);
+
+/* Returns how many distinct RDS route_config_names the listener's HTTP connection managers name;
+ * with names not NULL, *names is a new array of new strings (caller frees each and the array). */
+size_t pl_listener_rds_names(const Envoy__Config__Listener__V3__Listener *l, char ***names);
+
+#endif

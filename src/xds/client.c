@@ -1,0 +1,503 @@
+/* The xDS client on the main thread: stream events, ACK/NACK, subscriptions, stats, state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/address.h"
+#include "core/log.h"
+#include "xds/client_internal.h"
+
+#define PL_XDS_USER_AGENT_VERSION "0.1.0"
+
+/* Envoy's version gauge is a hash of version_info; a plain number is shown as itself. */
+static int64_t version_value(const char *v)
+{
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*v && !*end)
+        return (int64_t)(n & 0x7fffffffffffffffULL);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *v; v++)
+        h = (h ^ (unsigned char)*v) * 0x100000001b3ULL;
+    return (int64_t)(h >> 11); /* fits a double exactly in JSON renderings */
+}
+
+static struct pl_xds_type_stats type_stats(struct pl_stats *s, const char *prefix)
+{
+    char b[512];
+    struct pl_xds_type_stats t;
+    snprintf(b, sizeof(b), "%s.update_attempt", prefix);
+    t.attempt = pl_stats_counter(s, b);
+    snprintf(b, sizeof(b), "%s.update_success", prefix);
+    t.success = pl_stats_counter(s, b);
+    snprintf(b, sizeof(b), "%s.update_rejected", prefix);
+    t.rejected = pl_stats_counter(s, b);
+    snprintf(b, sizeof(b), "%s.version", prefix);
+    t.version = pl_stats_gauge(s, b);
+    return t;
+}
+
+enum outcome { ATTEMPT, SUCCESS, REJECTED };
+
+static void bump(const struct pl_xds_type_stats *t, enum outcome o, const char *version)
+{
+    if (!t->attempt.store)
+        return;
+    if (o == ATTEMPT)
+        pl_counter_inc(t->attempt);
+    else if (o == SUCCESS) {
+        pl_counter_inc(t->success);
+        pl_gauge_set(t->version, version_value(version));
+    } else
+        pl_counter_inc(t->rejected);
+}
+
+/* RDS stats live under every HCM naming the route: http.<stat_prefix>.rds.<name>.* */
+static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const char *version)
+{
+    if (!x->o.stats)
+        return;
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
+    size_t ns = sr ? sr->n_listeners : 0;
+    for (size_t i = 0; i < ns + x->acc[PL_XDS_LDS].n; i++) {
+        const Envoy__Config__Listener__V3__Listener *l =
+            i < ns
+                ? sr->listeners[i]
+                : (const Envoy__Config__Listener__V3__Listener *)x->acc[PL_XDS_LDS].v[i - ns].msg;
+        for (size_t c = 0; c <= l->n_filter_chains; c++) {
+            const Envoy__Config__Listener__V3__FilterChain *fc =
+                c < l->n_filter_chains ? l->filter_chains[c] : l->default_filter_chain;
+            for (size_t f = 0; fc && f < fc->n_filters; f++) {
+                const Google__Protobuf__Any *tc = fc->filters[f]->typed_config;
+                if (!tc || !strstr(tc->type_url, "HttpConnectionManager"))
+                    continue;
+                Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
+                    *h =
+                        envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
+                            NULL, tc->value.len, tc->value.data);
+                if (!h)
+                    continue;
+                if (h->rds && !strcmp(h->rds->route_config_name, name)) {
+                    char prefix[600];
+                    snprintf(prefix, sizeof(prefix), "http.%.200s.rds.%.300s", h->stat_prefix,
+                             name);
+                    struct pl_xds_type_stats t = type_stats(x->o.stats, prefix);
+                    bump(&t, o, version);
+                }
+                protobuf_c_message_free_unpacked(&h->base, NULL);
+            }
+        }
+    }
+}
+
+static void bump_type(struct pl_xds *x, enum pl_xds_type t, enum outcome o,
+                      const Envoy__Service__Discovery__V3__DiscoveryResponse *r)
+{
+    if (t == PL_XDS_CDS)
+        bump(&x->st_cds, o, r->version_info);
+    else if (t == PL_XDS_LDS)
+        bump(&x->st_lds, o, r->version_info);
+    for (size_t i = 0; (t == PL_XDS_RDS || t == PL_XDS_EDS) && i < r->n_resources; i++) {
+        ProtobufCMessage *m = protobuf_c_message_unpack(
+            pl_xds_type_desc(t), NULL, r->resources[i]->value.len, r->resources[i]->value.data);
+        if (!m)
+            continue;
+        if (t == PL_XDS_RDS) {
+            bump_rds(x, ((Envoy__Config__Route__V3__RouteConfiguration *)m)->name, o,
+                     r->version_info);
+        } else if (x->o.stats) {
+            char prefix[300];
+            snprintf(prefix, sizeof(prefix), "cluster.%.256s",
+                     ((Envoy__Config__Endpoint__V3__ClusterLoadAssignment *)m)->cluster_name);
+            struct pl_xds_type_stats st = type_stats(x->o.stats, prefix);
+            bump(&st, o, r->version_info);
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+}
+
+/* Sends type t's request now (ACK, NACK with error, or a subscription change). */
+static void send_request(struct pl_xds *x, enum pl_xds_type t, const char *error)
+{
+    if (!x->stream)
+        return;
+    const Envoy__Config__Core__V3__Node *node = x->node;
+    if (x->node_first_only && x->stream_node_sent)
+        node = NULL;
+    struct pl_xds_req_opts ro = {.node = node, .error = error};
+    bool had = x->sub[t].node_sent;
+    size_t len;
+    uint8_t *buf = pl_xds_sub_request(&x->sub[t], &ro, &len);
+    if (!had && x->sub[t].node_sent)
+        x->stream_node_sent = true;
+    pl_log_debug("xds", "%s request: version '%s' nonce '%s'%s", pl_xds_type_name(t),
+                 x->sub[t].version, x->sub[t].nonce, error ? " (NACK)" : "");
+    pl_xds_transport_send(x->tr, x->stream, buf, len);
+}
+
+/* Brings the RDS/EDS subscriptions in line with the accepted listeners and clusters. */
+static void update_subscriptions(struct pl_xds *x)
+{
+    static const enum pl_xds_type types[] = {PL_XDS_EDS, PL_XDS_RDS};
+    for (size_t k = 0; k < 2; k++) {
+        enum pl_xds_type t = types[k];
+        char **names;
+        size_t n = pl_xds_store_needed(x, t, &names);
+        bool changed = pl_xds_sub_set_names(&x->sub[t], (const char *const *)names, n);
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        if (!changed)
+            continue;
+        pl_xds_store_prune(x, t);
+        x->enabled[t] = true;
+        send_request(x, t, NULL);
+    }
+}
+
+static void check_initialized(struct pl_xds *x)
+{
+    if (x->initialized)
+        return;
+    double now = ev_now(x->o.loop);
+    static const enum pl_xds_type need[] = {PL_XDS_CDS, PL_XDS_LDS};
+    for (size_t k = 0; k < 2; k++) {
+        enum pl_xds_type t = need[k];
+        if (!x->enabled[t] || x->sub[t].received)
+            continue;
+        if (x->fetch_timeout_s[t] <= 0 || now < x->start_time + x->fetch_timeout_s[t])
+            return;
+    }
+    if (x->n_warming)
+        return;
+    x->initialized = true;
+    pl_log_info("xds", "initial configuration in: LIVE");
+}
+
+static void arm_timer(struct pl_xds *x)
+{
+    double now = ev_now(x->o.loop), d = pl_xds_store_next_deadline(x);
+    static const enum pl_xds_type need[] = {PL_XDS_CDS, PL_XDS_LDS};
+    for (size_t k = 0; k < 2 && !x->initialized; k++) {
+        enum pl_xds_type t = need[k];
+        double f = x->start_time + x->fetch_timeout_s[t];
+        if (x->enabled[t] && !x->sub[t].received && x->fetch_timeout_s[t] > 0 && (!d || f < d))
+            d = f;
+    }
+    if (!x->initialized && (!d || x->start_time + 15.0 < d) && now < x->start_time + 15.0)
+        d = x->start_time + 15.0; /* static resources' warming */
+    ev_timer_stop(x->o.loop, &x->timer);
+    if (d > 0) {
+        ev_timer_set(&x->timer, d > now ? d - now + 0.001 : 0.001, 0);
+        ev_timer_start(x->o.loop, &x->timer);
+    }
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pl_xds *x = w->data;
+    struct pl_err err = PL_ERR_INIT;
+    if (pl_xds_store_rebuild(x, &err) < 0) {
+        char *msg = pl_err_join(&err);
+        pl_log_error("xds", "applying after a warming timeout failed: %s", msg);
+        free(msg);
+    }
+    pl_err_free(&err);
+    check_initialized(x);
+    arm_timer(x);
+}
+
+static void on_response(struct pl_xds *x, const Envoy__Service__Discovery__V3__DiscoveryResponse *r)
+{
+    int t = pl_xds_type_from_url(r->type_url);
+    if (t < 0) {
+        pl_log_warn("xds", "response of unknown type '%s' ignored", r->type_url);
+        return;
+    }
+    pl_log_debug("xds", "%s response: version '%s' nonce '%s', %zu resources", pl_xds_type_name(t),
+                 r->version_info, r->nonce, r->n_resources);
+    bump_type(x, t, ATTEMPT, r);
+    struct pl_err err = PL_ERR_INIT;
+    struct pl_xds_resvec in;
+    int rc = pl_xds_store_check(x, t, r, &in, &err);
+    if (rc == 0)
+        rc = pl_xds_store_update(x, t, &in, &err);
+    if (rc < 0) {
+        char *msg = pl_err_join(&err);
+        pl_log_warn("xds", "%s update (version '%s') rejected: %s", pl_xds_type_name(t),
+                    r->version_info, msg);
+        bump_type(x, t, REJECTED, r);
+        pl_xds_sub_reject(&x->sub[t], r->nonce);
+        send_request(x, t, msg);
+        free(x->last_nack[t]);
+        x->last_nack[t] = msg;
+        pl_err_free(&err);
+        return;
+    }
+    pl_err_free(&err);
+    pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);
+    bump_type(x, t, SUCCESS, r);
+    pl_log_info("xds", "%s update accepted: version '%s', %zu resources", pl_xds_type_name(t),
+                r->version_info, r->n_resources);
+    send_request(x, t, NULL);
+    update_subscriptions(x);
+    check_initialized(x);
+    arm_timer(x);
+}
+
+static void on_stream_up(struct pl_xds *x, uint64_t stream)
+{
+    x->stream = stream;
+    x->stream_node_sent = false;
+    static const enum pl_xds_type order[] = {PL_XDS_CDS, PL_XDS_EDS, PL_XDS_LDS, PL_XDS_RDS};
+    for (size_t k = 0; k < PL_XDS_NTYPES; k++) {
+        enum pl_xds_type t = order[k];
+        pl_xds_sub_stream_reset(&x->sub[t]);
+        /* resubscribe with what is held: version_info tells the server what we have */
+        if (x->enabled[t] && (x->sub[t].wildcard || x->sub[t].n_names))
+            send_request(x, t, NULL);
+    }
+}
+
+static void on_event(void *arg, struct pl_xds_event *ev)
+{
+    struct pl_xds *x = arg;
+    switch (ev->kind) {
+    case PL_XDS_EV_STREAM_UP:
+        pl_log_debug("xds", "ADS stream %llu to %s started", (unsigned long long)ev->stream,
+                     x->target);
+        on_stream_up(x, ev->stream);
+        break;
+    case PL_XDS_EV_CONNECTED:
+        if (ev->stream != x->stream)
+            break;
+        x->connected = true;
+        if (x->connected_state.store)
+            pl_gauge_set(x->connected_state, 1);
+        pl_log_info("xds", "connected to %s", x->target);
+        break;
+    case PL_XDS_EV_RESPONSE:
+        if (ev->stream == x->stream)
+            on_response(x, ev->resp);
+        break;
+    case PL_XDS_EV_STREAM_DOWN:
+        if (ev->stream != x->stream)
+            break;
+        if (x->connected)
+            pl_log_warn("xds", "ADS stream to %s closed: status %d %s", x->target, ev->status,
+                        ev->msg ? ev->msg : "");
+        else
+            pl_log_debug("xds", "ADS stream to %s failed: status %d %s", x->target, ev->status,
+                         ev->msg ? ev->msg : "");
+        x->connected = false;
+        x->stream = 0;
+        x->reconnects++;
+        if (x->connected_state.store)
+            pl_gauge_set(x->connected_state, 0);
+        break;
+    }
+}
+
+/* The gRPC target of the ADS cluster: google_grpc's target_uri, or the envoy_grpc cluster's
+ * first endpoint. */
+static char *ads_target(const pl_bootstrap_t *b, struct pl_err *err)
+{
+    const Envoy__Config__Core__V3__ApiConfigSource *a = b->dynamic_resources->ads_config;
+    if (!a || a->n_grpc_services != 1) {
+        pl_err_add(err, NULL, 0, 0, "dynamic_resources.ads_config", "no ADS gRPC service");
+        return NULL;
+    }
+    const Envoy__Config__Core__V3__GrpcService *g = a->grpc_services[0];
+    if (g->target_specifier_case ==
+        ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC)
+        return pl_strdup(g->google_grpc->target_uri);
+    const char *cn = g->envoy_grpc ? g->envoy_grpc->cluster_name : "";
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = b->static_resources;
+    for (size_t i = 0; sr && i < sr->n_clusters; i++) {
+        const Envoy__Config__Cluster__V3__Cluster *cl = sr->clusters[i];
+        if (strcmp(cl->name, cn))
+            continue;
+        const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = cl->load_assignment;
+        for (size_t j = 0; la && j < la->n_endpoints; j++)
+            for (size_t k = 0; k < la->endpoints[j]->n_lb_endpoints; k++) {
+                const Envoy__Config__Endpoint__V3__LbEndpoint *ep =
+                    la->endpoints[j]->lb_endpoints[k];
+                if (!ep->endpoint || !ep->endpoint->address ||
+                    !ep->endpoint->address->socket_address)
+                    continue;
+                const Envoy__Config__Core__V3__SocketAddress *sa =
+                    ep->endpoint->address->socket_address;
+                struct pl_addr pa;
+                const char *why;
+                if (pl_addr_from_proto(ep->endpoint->address, &pa, &why) == 0)
+                    return pa.ss.ss_family == AF_INET6
+                               ? pl_asprintf("ipv6:[%s]:%u", sa->address, sa->port_value)
+                               : pl_asprintf("ipv4:%s:%u", sa->address, sa->port_value);
+                return pl_asprintf("dns:///%s:%u", sa->address, sa->port_value);
+            }
+    }
+    pl_err_add(err, NULL, 0, 0, "dynamic_resources.ads_config",
+               "the ADS cluster '%s' has no endpoint", cn);
+    return NULL;
+}
+
+static double fetch_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
+{
+    if (cs && cs->initial_fetch_timeout)
+        return (double)cs->initial_fetch_timeout->seconds + cs->initial_fetch_timeout->nanos / 1e9;
+    return 15.0;
+}
+
+int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err *err)
+{
+    const pl_bootstrap_t *b = o->bootstrap;
+    if (!b->dynamic_resources)
+        return pl_err_add(err, NULL, 0, 0, NULL, "xds: the bootstrap has no dynamic_resources");
+    struct pl_xds *x = pl_calloc(1, sizeof(*x));
+    x->o = *o;
+    x->boot = b;
+    x->target = o->target_override ? pl_strdup(o->target_override) : ads_target(b, err);
+    if (!x->target) {
+        free(x);
+        return PL_EINVAL;
+    }
+    x->node = pl_malloc(sizeof(*x->node));
+    envoy__config__core__v3__node__init(x->node);
+    if (b->node) { /* id, cluster, metadata, locality as configured */
+        envoy__config__core__v3__node__free_unpacked(x->node, NULL);
+        size_t n = protobuf_c_message_get_packed_size(&b->node->base);
+        uint8_t *buf = pl_malloc(n ? n : 1);
+        protobuf_c_message_pack(&b->node->base, buf);
+        x->node = envoy__config__core__v3__node__unpack(NULL, n, buf);
+        free(buf);
+    }
+    if (x->node->user_agent_name != protobuf_c_empty_string)
+        free(x->node->user_agent_name);
+    x->node->user_agent_name = pl_strdup("pillion");
+    if (x->node->user_agent_version_type_case ==
+        ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE__NOT_SET) {
+        x->node->user_agent_version_type_case =
+            ENVOY__CONFIG__CORE__V3__NODE__USER_AGENT_VERSION_TYPE_USER_AGENT_VERSION;
+        x->node->user_agent_version = pl_strdup(PL_XDS_USER_AGENT_VERSION);
+    }
+    const Envoy__Config__Bootstrap__V3__Bootstrap__DynamicResources *d = b->dynamic_resources;
+    x->node_first_only = d->ads_config && d->ads_config->set_node_on_first_message_only;
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        pl_xds_sub_init(&x->sub[t], t);
+        x->fetch_timeout_s[t] = 15.0;
+    }
+    x->enabled[PL_XDS_CDS] = d->cds_config != NULL;
+    x->enabled[PL_XDS_LDS] = d->lds_config != NULL;
+    x->fetch_timeout_s[PL_XDS_CDS] = fetch_timeout(d->cds_config);
+    x->fetch_timeout_s[PL_XDS_LDS] = fetch_timeout(d->lds_config);
+    if (o->stats) {
+        x->st_cds = type_stats(o->stats, "cluster_manager.cds");
+        x->st_lds = type_stats(o->stats, "listener_manager.lds");
+        x->connected_state = pl_stats_gauge(o->stats, "control_plane.connected_state");
+    }
+    x->start_time = ev_now(o->loop);
+    ev_init(&x->timer, timer_cb);
+    x->timer.data = x;
+    /* the static part serves at once; its RDS/EDS names are the first subscriptions */
+    if (pl_xds_store_rebuild(x, err) < 0) {
+        pl_xds_free(x);
+        return PL_EINVAL;
+    }
+    update_subscriptions(x);
+    struct pl_xds_transport_opts to = {
+        .target = x->target, .loop = o->loop, .on_event = on_event, .arg = x};
+    x->tr = pl_xds_transport_new(&to, err);
+    if (!x->tr) {
+        pl_xds_free(x);
+        return PL_EINVAL;
+    }
+    arm_timer(x);
+    pl_log_info("xds", "ADS client started: %s", x->target);
+    *out = x;
+    return 0;
+}
+
+void pl_xds_free(struct pl_xds *x)
+{
+    if (!x)
+        return;
+    pl_xds_transport_free(x->tr);
+    ev_timer_stop(x->o.loop, &x->timer);
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        pl_xds_sub_free(&x->sub[t]);
+        pl_xds_resvec_free(&x->acc[t]);
+        free(x->last_nack[t]);
+    }
+    pl_xds_resvec_free(&x->active_l);
+    pl_xds_resvec_free(&x->active_c);
+    if (x->node)
+        envoy__config__core__v3__node__free_unpacked(x->node, NULL);
+    free(x->target);
+    free(x);
+}
+
+bool pl_xds_initialized(const struct pl_xds *x)
+{
+    return !x || x->initialized;
+}
+
+const char *pl_xds_init_state(const struct pl_xds *x)
+{
+    if (!x || x->initialized)
+        return "LIVE";
+    return x->connected || x->reconnects ? "INITIALIZING" : "PRE_INITIALIZING";
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+char *pl_xds_status_json(const struct pl_xds *x)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        pl_die("out of memory");
+    fprintf(f, "{\"target\": ");
+    json_str(f, x->target);
+    fprintf(f, ", \"connected\": %s, \"reconnects\": %u, \"init_state\": \"%s\", \"types\": {",
+            x->connected ? "true" : "false", x->reconnects, pl_xds_init_state(x));
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        const struct pl_xds_sub *s = &x->sub[t];
+        fprintf(f, "%s\"%s\": {\"type_url\": \"%s\", \"version_info\": ", t ? ", " : "",
+                pl_xds_type_name(t), pl_xds_type_url(t));
+        json_str(f, s->version);
+        fprintf(f, ", \"nonce\": ");
+        json_str(f, s->nonce);
+        fprintf(f, ", \"resources\": %zu, \"subscribed\": [", x->acc[t].n);
+        if (s->wildcard)
+            fprintf(f, "\"*\"");
+        for (size_t i = 0; !s->wildcard && i < s->n_names; i++) {
+            fprintf(f, "%s", i ? ", " : "");
+            json_str(f, s->names[i]);
+        }
+        fprintf(f, "], \"last_nack\": ");
+        if (x->last_nack[t])
+            json_str(f, x->last_nack[t]);
+        else
+            fprintf(f, "null");
+        fprintf(f, "}");
+    }
+    fprintf(f, "}}");
+    fclose(f);
+    return buf;
+}

@@ -1,0 +1,58 @@
+/* The xDS client: one ADS stream (state of the world) for LDS, RDS, CDS and EDS.
+ *
+ * Threads (DESIGN.md section 2): the xDS thread (transport.c) blocks on the gRPC completion
+ * queue and hands decoded DiscoveryResponses to the main loop. On main, each response is
+ * checked (the support table over every set field, then config/validate.h), merged into the
+ * accepted resources, compiled into a complete new snapshot with the bootstrap's static
+ * resources (config/compile_resources.h), linked to upstream runtime state and published
+ * (pl_server_apply); then the ACK (version_info + response_nonce) or NACK (the last accepted
+ * version_info, the nonce, error_detail naming resource and field) goes back to the xDS thread.
+ *
+ * Warming follows Envoy: an EDS cluster is served once its ClusterLoadAssignment arrived, a
+ * listener once its RDS route configurations arrived (a changed one keeps serving its previous
+ * version meanwhile), or when the config source's initial_fetch_timeout (15 s) passes. The
+ * initial configuration is in (pl_xds_initialized) when LDS and CDS answered (or timed out) and
+ * nothing warms any more. A failed stream is retried with exponential backoff and jitter (500 ms
+ * base, 30 s max); the last good configuration keeps serving and the versions held are sent
+ * again on the new stream.
+ *
+ * Stats (Envoy's names): cluster_manager.cds.*, listener_manager.lds.*,
+ * http.<stat_prefix>.rds.<route_config_name>.*, cluster.<name>.update_* (EDS):
+ * update_attempt, update_success, update_rejected, version; control_plane.connected_state.
+ */
+#ifndef PL_XDS_XDS_H
+#define PL_XDS_XDS_H
+
+#include <stdbool.h>
+
+#include "config/bootstrap.h"
+#include "core/err.h"
+
+struct ev_loop;
+struct pl_server;
+struct pl_stats;
+struct pl_xds;
+
+struct pl_xds_opts {
+    struct ev_loop *loop;            /* main loop */
+    struct pl_server *srv;           /* where snapshots are applied */
+    struct pl_stats *stats;          /* may be NULL */
+    const pl_bootstrap_t *bootstrap; /* with dynamic_resources; must outlive the client */
+    const char *target_override;     /* tests: gRPC target instead of the bootstrap's; NULL */
+};
+
+/* Compiles and applies the bootstrap's static resources, then starts the ADS stream. On
+ * success *out is the client (pl_xds_free); a startup failure (a listener that cannot bind, no
+ * usable ADS target) fills err. Main thread; pl_upstream_init must have run. */
+int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err *err);
+/* Stops the stream and the xDS thread and frees the client (the published snapshot stays). */
+void pl_xds_free(struct pl_xds *x);
+/* Returns true once the initial configuration is in (/ready turns LIVE). NULL: true. */
+bool pl_xds_initialized(const struct pl_xds *x);
+/* Returns Envoy's init state name: "PRE_INITIALIZING" (no stream yet), "INITIALIZING", "LIVE". */
+const char *pl_xds_init_state(const struct pl_xds *x);
+/* Returns the client's state as a JSON object (connection, target, per-type versions, nonces,
+ * subscriptions, last NACK) for /server_info; caller frees. */
+char *pl_xds_status_json(const struct pl_xds *x);
+
+#endif

@@ -1,0 +1,120 @@
+/* Private to src/xds: the per-type protocol state (sotw.c), the gRPC transport thread
+ * (transport.c), the field walker (walk.c) and the resource store (store.c). */
+#ifndef PL_XDS_INTERNAL_H
+#define PL_XDS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "pl_proto_all.h"
+
+struct ev_loop;
+
+/* The four types, in the order Envoy's ADS mux subscribes (clusters before listeners). */
+enum pl_xds_type { PL_XDS_CDS, PL_XDS_EDS, PL_XDS_LDS, PL_XDS_RDS, PL_XDS_NTYPES };
+
+#define PL_XDS_TYPE_URL_PREFIX "type.googleapis.com/"
+
+/* Returns the type URL of t. */
+const char *pl_xds_type_url(enum pl_xds_type t);
+/* Returns the short name ("cds", "eds", "lds", "rds") of t. */
+const char *pl_xds_type_name(enum pl_xds_type t);
+/* Returns the type whose URL is url, or -1. */
+int pl_xds_type_from_url(const char *url);
+/* Returns the message descriptor of t's resources. */
+const ProtobufCMessageDescriptor *pl_xds_type_desc(enum pl_xds_type t);
+
+/* ---- per-type SotW protocol state (sotw.c) ---- */
+
+struct pl_xds_sub {
+    enum pl_xds_type type;
+    bool wildcard; /* LDS, CDS: no names, the whole set */
+    char **names;  /* RDS, EDS: subscribed names, sorted, unique */
+    size_t n_names;
+    char *version;  /* version_info last accepted ("" before any) */
+    char *nonce;    /* nonce of the last response on this stream ("" before any) */
+    bool node_sent; /* on this stream */
+    bool requested; /* a request went out on this stream */
+    bool received;  /* a response was accepted at least once (ever) */
+};
+
+/* Initializes s for type t (wildcard for LDS and CDS). */
+void pl_xds_sub_init(struct pl_xds_sub *s, enum pl_xds_type t);
+/* Frees what s owns. */
+void pl_xds_sub_free(struct pl_xds_sub *s);
+/* A new stream: forget the nonce and what was sent; keep versions and names. */
+void pl_xds_sub_stream_reset(struct pl_xds_sub *s);
+/* Replaces the subscribed names (copied, sorted, deduplicated); returns true if they changed. */
+bool pl_xds_sub_set_names(struct pl_xds_sub *s, const char *const *names, size_t n);
+/* Returns true if name is subscribed (wildcard: always). */
+bool pl_xds_sub_has(const struct pl_xds_sub *s, const char *name);
+
+/* What a request says beyond the subscription. */
+struct pl_xds_req_opts {
+    const Envoy__Config__Core__V3__Node *node; /* sent when !s->node_sent (then marked sent) */
+    const char *error;                         /* NACK: error_detail.message; NULL for ACK */
+};
+
+/* Builds the serialized DiscoveryRequest for s now: version_info = s->version (the last
+ * accepted), response_nonce = s->nonce, the names, node on the first request of the type on
+ * this stream, error_detail for a NACK. Returns malloc'd bytes (caller frees), length in *len. */
+uint8_t *pl_xds_sub_request(struct pl_xds_sub *s, const struct pl_xds_req_opts *o, size_t *len);
+/* Records an accepted response: version and nonce. */
+void pl_xds_sub_accept(struct pl_xds_sub *s, const char *version, const char *nonce);
+/* Records a rejected response: only the nonce (the version stays the last accepted). */
+void pl_xds_sub_reject(struct pl_xds_sub *s, const char *nonce);
+
+/* Reconnect delay (Envoy's JitteredExponentialBackOffStrategy): a uniform value in
+ * [0, min(base * 2^attempt, max)) taken from rnd. */
+uint64_t pl_xds_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms, uint64_t rnd);
+
+/* ---- field walker (walk.c) ---- */
+
+/* Walks every field set in m (binary, from xDS), Any payloads included, and adds an error for
+ * each field Pillion does not implement (pl_support_field), with path prefix + field path.
+ * Counts inert fields in *n_inert (may be NULL). Returns 0 or PL_EINVAL. */
+int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n_inert,
+                        struct pl_err *err);
+
+/* ---- gRPC transport (transport.c): the xDS thread ---- */
+
+enum pl_xds_event_kind {
+    PL_XDS_EV_STREAM_UP,   /* a new call started: send the initial requests */
+    PL_XDS_EV_CONNECTED,   /* the server answered (initial metadata) */
+    PL_XDS_EV_RESPONSE,    /* resp is set */
+    PL_XDS_EV_STREAM_DOWN, /* status, msg set; the transport reconnects after a backoff */
+};
+
+struct pl_xds_event {
+    enum pl_xds_event_kind kind;
+    uint64_t stream;                                        /* stream generation */
+    Envoy__Service__Discovery__V3__DiscoveryResponse *resp; /* owned by the event */
+    int status;
+    char *msg;
+    struct pl_xds_event *next;
+};
+
+struct pl_xds_transport;
+typedef void (*pl_xds_event_fn)(void *arg, struct pl_xds_event *ev);
+
+struct pl_xds_transport_opts {
+    const char *target;       /* gRPC target ("127.0.0.1:15010", "dns:///cp:15010") */
+    struct ev_loop *loop;     /* main loop: events are delivered there */
+    pl_xds_event_fn on_event; /* main thread; the event is freed after it returns */
+    void *arg;
+    uint64_t backoff_base_ms; /* 500 */
+    uint64_t backoff_max_ms;  /* 30000 */
+};
+
+/* Starts the xDS thread (channel, stream, reconnects). Returns NULL and fills err on failure. */
+struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts *o,
+                                              struct pl_err *err);
+/* Queues a serialized request on stream generation `stream` (dropped if that stream is gone);
+ * takes over data (malloc'd). Any thread. */
+void pl_xds_transport_send(struct pl_xds_transport *t, uint64_t stream, uint8_t *data, size_t len);
+/* Stops the thread, cancels the stream and frees everything (main thread). */
+void pl_xds_transport_free(struct pl_xds_transport *t);
+
+#endif
