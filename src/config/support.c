@@ -67,14 +67,18 @@ static struct rule rules[] = {
     {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints load_balancing_weight priority",
      "locality"},
     {"envoy.config.listener.v3.Filter", "name typed_config", ""},
+    {"envoy.config.listener.v3.ListenerFilter", "name typed_config", ""},
     {"envoy.config.listener.v3.FilterChain", "filter_chain_match filters transport_socket",
      "name metadata"},
     {"envoy.config.listener.v3.FilterChainMatch",
      "destination_port server_names transport_protocol application_protocols", ""},
     {"envoy.config.listener.v3.Listener",
      "name address filter_chains default_filter_chain per_connection_buffer_limit_bytes "
-     "stat_prefix",
+     "stat_prefix listener_filters listener_filters_timeout continue_on_listener_filters_timeout",
      "metadata traffic_direction"},
+    {"envoy.extensions.filters.listener.original_dst.v3.OriginalDst", "", ""},
+    {"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", "initial_read_buffer_size",
+     ""},
     {ROUTE "DirectResponseAction", "status body", ""},
     {ROUTE "HeaderMatcher",
      "name exact_match safe_regex_match present_match prefix_match suffix_match contains_match "
@@ -211,6 +215,8 @@ static const char *const ext_lists[] = {
     [PL_EXT_ACCESS_LOG] = ("envoy.extensions.access_loggers.file.v3.FileAccessLog "
                            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
     [PL_EXT_PROTOCOL_OPTIONS] = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    [PL_EXT_LISTENER_FILTER] = ("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector "
+                                "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"),
 };
 
 bool pl_support_extension(enum pl_ext_point p, const char *type_url)

@@ -21,6 +21,7 @@ enum pl_ext_point {
     PL_EXT_TRANSPORT_SOCKET, /* FilterChain / Cluster transport_socket */
     PL_EXT_ACCESS_LOG,       /* access_log[] */
     PL_EXT_PROTOCOL_OPTIONS, /* Cluster.typed_extension_protocol_options values */
+    PL_EXT_LISTENER_FILTER,  /* Listener.listener_filters[] */
 };
 
 /* Returns true if type_url names an extension Pillion implements at point p. */

@@ -322,6 +322,49 @@ static int check_filter_chain(struct pl_vctx *c, const Envoy__Config__Listener__
     return rc ? PL_EINVAL : 0;
 }
 
+#define LFILTER_T Envoy__Config__Listener__V3__ListenerFilter
+#define TLSI_T    Envoy__Extensions__Filters__Listener__TlsInspector__V3__TlsInspector
+
+/* Listener.listener_filters: tls_inspector and original_dst (by type URL, or by Envoy's name
+ * when typed_config is absent). ListenerFilter has no is_optional: an unknown one is an error. */
+static int check_listener_filters(struct pl_vctx *c, const Envoy__Config__Listener__V3__Listener *l)
+{
+    int rc = 0;
+    for (size_t i = 0; i < l->n_listener_filters; i++) {
+        const LFILTER_T *f = l->listener_filters[i];
+        if (!*f->name)
+            rc |= E(f, "name", "a listener filter needs a name");
+        if (f->config_type_case != LISTENER(LISTENER_FILTER__CONFIG_TYPE_TYPED_CONFIG)) {
+            if (strcmp(f->name, "envoy.filters.listener.tls_inspector") &&
+                strcmp(f->name, "envoy.filters.listener.original_dst"))
+                rc |= E(f, NULL,
+                        "listener filter '%s': not supported by pillion without a typed_config "
+                        "(supported here: %s)",
+                        f->name, pl_support_extension_list(PL_EXT_LISTENER_FILTER));
+            continue;
+        }
+        ProtobufCMessage *m;
+        bool owned;
+        if (unpack_ext(c, PL_EXT_LISTENER_FILTER, f, "typed_config", f->typed_config, f->name, &m,
+                       &owned) < 0) {
+            rc |= PL_EINVAL;
+            continue;
+        }
+        if (m->descriptor ==
+            &envoy__extensions__filters__listener__tls_inspector__v3__tls_inspector__descriptor) {
+            const TLSI_T *t = (const TLSI_T *)m;
+            if (t->initial_read_buffer_size && (t->initial_read_buffer_size->value < 256 ||
+                                                t->initial_read_buffer_size->value > 65536))
+                rc |= E(t, "initial_read_buffer_size",
+                        "'%s': initial_read_buffer_size must be greater than 255 and less than "
+                        "65537",
+                        f->name);
+        }
+        free_ext(m, owned);
+    }
+    return rc ? PL_EINVAL : 0;
+}
+
 int pl_validate_listener(struct pl_vctx *c, const Envoy__Config__Listener__V3__Listener *l)
 {
     int rc = 0;
@@ -337,6 +380,7 @@ int pl_validate_listener(struct pl_vctx *c, const Envoy__Config__Listener__V3__L
         rc |= check_filter_chain(c, l->filter_chains[i]);
     if (l->default_filter_chain)
         rc |= check_filter_chain(c, l->default_filter_chain);
+    rc |= check_listener_filters(c, l);
     return rc ? PL_EINVAL : 0;
 }
 

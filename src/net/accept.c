@@ -1,5 +1,6 @@
 /* Network filter and transport registries; the worker's accept path for filter chains. */
 #include <arpa/inet.h>
+#include <ev.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "http/conn_manager.h"
 #include "net/conn.h"
 #include "net/filter.h"
+#include "net/listener_filter.h"
 #include "net/tcp_proxy.h"
 #include "pl_proto_all.h"
 
@@ -100,6 +102,21 @@ static int prepare_chain(struct pl_filter_chain *c, const struct pl_snapshot *s,
     return c->vt->prepare(c->cfg, s, stats, err);
 }
 
+/* listener.<stat_prefix or address with ':' as '_'>, as the server names the listener's stats */
+static void listener_prefix(const struct pl_listener_cfg *l, char *buf, size_t cap)
+{
+    const Envoy__Config__Listener__V3__Listener *p =
+        (const Envoy__Config__Listener__V3__Listener *)l->proto;
+    if (p && p->stat_prefix && *p->stat_prefix) {
+        snprintf(buf, cap, "listener.%s", p->stat_prefix);
+        return;
+    }
+    snprintf(buf, cap, "listener.%s", l->addr_str ? l->addr_str : l->name);
+    for (char *c = buf + 9; *c; c++)
+        if (*c == ':')
+            *c = '_';
+}
+
 int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct pl_err *err)
 {
     int rc = 0;
@@ -108,6 +125,11 @@ int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct p
         struct pl_filter_chains *fc = l->chains;
         if (!fc)
             continue;
+        if (fc->listener_filters) {
+            char prefix[200];
+            listener_prefix(l, prefix, sizeof(prefix));
+            pl_listener_filters_prepare(fc->listener_filters, stats, prefix);
+        }
         for (size_t j = 0; j < fc->n; j++)
             if (prepare_chain(&fc->v[j], s, stats, err) < 0)
                 rc = PL_EINVAL;
@@ -137,6 +159,109 @@ static uint32_t port_of(const struct sockaddr_storage *ss)
     return 0;
 }
 
+/* Picks the chain for what the listener filters found and hands the connection over. The
+ * snapshot pin is taken here unless pinned; on failure it is dropped and fd is the caller's. */
+static int hand_over(struct pl_worker *w, struct pl_worker_listener *l,
+                     const struct pl_listener_cfg *cfg, const struct pl_snapshot *s,
+                     const struct sockaddr_storage *peer, socklen_t peerlen,
+                     const struct pl_listener_socket *ls, bool pinned)
+{
+    const char *lname = pl_worker_listener_name(l);
+    unsigned id = pl_worker_id(w);
+    struct pl_accept_info info = {
+        .worker = w,
+        .listener = l,
+        .listener_cfg = cfg,
+        .snap = s,
+        .fd = ls->fd,
+        .peer = *peer,
+        .peer_len = peerlen,
+        .local = ls->local,
+        .local_len = ls->local_len,
+        .server_name = *ls->server_name ? ls->server_name : NULL,
+        .transport_protocol = ls->transport_protocol,
+    };
+    const char *alpn[PL_TLS_HELLO_MAX_ALPN];
+    for (size_t i = 0; i < ls->n_alpn; i++)
+        alpn[i] = ls->alpn[i];
+    const struct pl_filter_chain *c =
+        pl_filter_chain_select(cfg->chains, port_of(&info.local), info.server_name,
+                               info.transport_protocol, alpn, ls->n_alpn);
+    int rc;
+    if (!c) {
+        pl_worker_listener_no_filter_chain_match(l);
+        pl_log_debug("net", "listener '%s': no filter chain matches (sni '%s', %s): closing", lname,
+                     ls->server_name, ls->transport_protocol);
+        rc = PL_ENOENT;
+    } else if (!c->vt || c->transport_missing) {
+        pl_log_debug("net", "listener '%s': filter chain '%s' cannot serve (%s): closing", lname,
+                     c->name, c->vt ? "transport socket not built in" : c->filter_name);
+        rc = PL_ENOTSUP;
+    } else {
+        info.chain = c;
+        if (!pinned)
+            pl_snapshot_pin(s, id);
+        pinned = true;
+        rc = c->vt->on_accept(&info, c->cfg);
+    }
+    if (rc < 0 && pinned)
+        pl_snapshot_unpin(s, id);
+    return rc;
+}
+
+/* A connection waiting for its listener filters (registered with the worker meanwhile, so
+ * that a listener removal or a stopping worker reaches it). */
+struct lf_pending {
+    struct pl_worker_conn wc;
+    struct pl_worker *w;
+    struct pl_worker_listener *l;
+    const struct pl_listener_cfg *cfg;
+    const struct pl_snapshot *snap; /* pinned */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    int fd;
+    struct pl_listener_run *run;
+};
+
+static void lf_pending_close(struct pl_worker_conn *wc)
+{
+    struct lf_pending *p = (struct lf_pending *)wc;
+    pl_listener_run_cancel(p->run);
+    close(p->fd);
+    pl_snapshot_unpin(p->snap, pl_worker_id(p->w));
+    pl_worker_conn_remove(&p->wc);
+    free(p);
+}
+
+static int lf_pending_accept_unused(struct pl_worker *w, struct pl_worker_listener *l, int fd,
+                                    const struct sockaddr *peer, socklen_t peerlen)
+{
+    (void)w, (void)l, (void)fd, (void)peer, (void)peerlen;
+    return PL_ENOTSUP;
+}
+
+static const struct pl_conn_handler_vtable lf_pending_handler = {
+    .name = "pillion.listener_filters",
+    .on_accept = lf_pending_accept_unused, /* never an accept handler of its own */
+    .drain_conn = NULL,                    /* finish the filters; the chain's filter drains */
+    .close_conn = lf_pending_close,
+};
+
+static void lf_done(void *arg, struct pl_listener_socket *ls, enum pl_lf_status st)
+{
+    struct lf_pending *p = arg;
+    int rc = PL_EIO;
+    if (st == PL_LF_CONTINUE)
+        rc = hand_over(p->w, p->l, p->cfg, p->snap, &p->peer, p->peer_len, ls, true);
+    else
+        pl_snapshot_unpin(p->snap, pl_worker_id(p->w));
+    if (rc < 0)
+        close(p->fd);
+    /* after the chain's filter registered its connection: the listener entry stays alive */
+    pl_worker_conn_remove(&p->wc);
+    free(p);
+}
+
 static int chain_accept(struct pl_worker *w, struct pl_worker_listener *l, int fd,
                         const struct sockaddr *peer, socklen_t peerlen)
 {
@@ -147,40 +272,33 @@ static int chain_accept(struct pl_worker *w, struct pl_worker_listener *l, int f
         pl_log_debug("net", "listener '%s': not in the current configuration: closing", lname);
         return PL_ENOENT;
     }
-    struct pl_accept_info info = {
-        .worker = w,
-        .listener = l,
-        .listener_cfg = cfg,
-        .snap = s,
-        .fd = fd,
-        .transport_protocol = "raw_buffer",
-    };
-    if (peerlen > sizeof(info.peer))
-        peerlen = sizeof(info.peer);
-    memcpy(&info.peer, peer, peerlen);
-    info.peer_len = peerlen;
-    info.local_len = sizeof(info.local);
-    if (getsockname(fd, (struct sockaddr *)&info.local, &info.local_len) < 0)
-        info.local_len = 0;
-    const struct pl_filter_chain *c =
-        pl_filter_chain_select(cfg->chains, port_of(&info.local), NULL, "raw_buffer", NULL, 0);
-    if (!c) {
-        pl_worker_listener_no_filter_chain_match(l);
-        pl_log_debug("net", "listener '%s': no filter chain matches: closing", lname);
-        return PL_ENOENT;
+    struct sockaddr_storage peer_ss;
+    if (peerlen > sizeof(peer_ss))
+        peerlen = sizeof(peer_ss);
+    memcpy(&peer_ss, peer, peerlen);
+    struct pl_listener_socket ls;
+    pl_listener_socket_init(&ls, fd);
+    const struct pl_listener_filters *lf = cfg->chains->listener_filters;
+    if (!lf)
+        return hand_over(w, l, cfg, s, &peer_ss, peerlen, &ls, false);
+    struct lf_pending *p = pl_calloc(1, sizeof(*p));
+    enum pl_lf_status st = pl_listener_filters_run(lf, pl_worker_loop(w), &ls, lf_done, p, &p->run);
+    if (st != PL_LF_WAIT) {
+        free(p);
+        if (st != PL_LF_CONTINUE)
+            return PL_EIO;
+        return hand_over(w, l, cfg, s, &peer_ss, peerlen, &ls, false);
     }
-    if (!c->vt || c->transport_missing) {
-        pl_log_debug("net", "listener '%s': filter chain '%s' cannot serve (%s): closing", lname,
-                     c->name, c->vt ? "transport socket not built in" : c->filter_name);
-        return PL_ENOTSUP;
-    }
-    info.chain = c;
-    unsigned id = pl_worker_id(w);
-    pl_snapshot_pin(s, id);
-    int rc = c->vt->on_accept(&info, c->cfg);
-    if (rc < 0)
-        pl_snapshot_unpin(s, id);
-    return rc;
+    p->w = w;
+    p->l = l;
+    p->cfg = cfg;
+    p->snap = s;
+    p->peer = peer_ss;
+    p->peer_len = peerlen;
+    p->fd = fd;
+    pl_snapshot_pin(s, pl_worker_id(w));
+    pl_worker_conn_add(w, l, &p->wc, &lf_pending_handler);
+    return 0;
 }
 
 static void chain_close_unreachable(struct pl_worker_conn *c)

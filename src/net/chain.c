@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/filter.h"
+#include "net/listener_filter.h"
 #include "pl_proto_all.h"
 
 #define LISTENER_T Envoy__Config__Listener__V3__Listener
@@ -51,6 +52,7 @@ void pl_filter_chains_free(struct pl_filter_chains *fc)
         chain_free(fc->dflt);
         free(fc->dflt);
     }
+    pl_listener_filters_free(fc->listener_filters);
     free(fc->v);
     free(fc);
 }
@@ -230,6 +232,8 @@ int pl_filter_chains_compile(const ProtobufCMessage *listener, const char *liste
                           err) < 0)
             rc = PL_EINVAL;
     }
+    if (pl_listener_filters_compile(listener, listener_name, &fc->listener_filters, err) < 0)
+        rc = PL_EINVAL;
     if (rc < 0) {
         pl_filter_chains_free(fc);
         return rc;

@@ -30,6 +30,7 @@ struct pl_snapshot;
 struct pl_listener_cfg;
 struct pl_filter_chain;
 struct pl_transport_vtable;
+struct pl_listener_filters;
 
 /* What a filter's compile step may look at besides its own config. */
 struct pl_compile_ctx {
@@ -105,7 +106,8 @@ struct pl_filter_chain {
 struct pl_filter_chains {
     struct pl_filter_chain *v;
     size_t n;
-    struct pl_filter_chain *dflt; /* default_filter_chain, or NULL */
+    struct pl_filter_chain *dflt;                 /* default_filter_chain, or NULL */
+    struct pl_listener_filters *listener_filters; /* net/listener_filter.h; NULL: none */
 };
 
 /* What a connection needs to give back at its end. Filters embed it in their connection. */
@@ -116,8 +118,8 @@ struct pl_net_accepted {
     bool kept;
 };
 
-/* Compiles a Listener's filter_chains and default_filter_chain (main thread). *out is owned by
- * the caller (pl_filter_chains_free). Errors name the listener. */
+/* Compiles a Listener's filter_chains, default_filter_chain and listener_filters (main thread).
+ * *out is owned by the caller (pl_filter_chains_free). Errors name the listener. */
 int pl_filter_chains_compile(const ProtobufCMessage *listener, const char *listener_name,
                              struct pl_filter_chains **out, struct pl_err *err);
 /* Frees compiled chains (NULL is fine). */
@@ -129,11 +131,13 @@ const struct pl_filter_chain *pl_filter_chain_select(const struct pl_filter_chai
                                                      const char *server_name,
                                                      const char *transport_protocol,
                                                      const char *const *alpn, size_t n_alpn);
-/* Runs every chain's filter prepare step for the listeners of s (main thread, before publish). */
+/* Runs every chain's filter prepare step and creates the listener filters' stats for the
+ * listeners of s (main thread, before publish). */
 int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct pl_err *err);
 
 /* The worker's accept handler for listeners with compiled filter chains: pins the current
- * snapshot, picks the chain and hands the connection to the chain's terminal filter. */
+ * snapshot, runs the listener filters (waiting for bytes if they need), picks the chain and hands
+ * the connection to the chain's terminal filter. */
 extern const struct pl_conn_handler_vtable pl_net_chain_handler;
 /* Keeps an accepted connection: registers a->wc with the worker (drain and close requests go to
  * h) and takes over the snapshot pin of info. */
