@@ -78,12 +78,15 @@ static int sotw_request(struct pl_cp_stream *s, const sotw_req_t *rq)
     }
     struct pl_cp_tstate *ts = &s->ts[t];
     if (*rq->response_nonce) {
-        if (!ts->outstanding || strcmp(rq->response_nonce, ts->nonce) != 0) {
+        if (strcmp(rq->response_nonce, ts->nonce) != 0) {
             pl_log_debug("cp", "ignoring a %s request with stale nonce %s", pl_cp_type_name(t),
                          rq->response_nonce);
             return 0; /* answers an older response: what it says is superseded */
         }
-        ack_or_nack(s, t, rq->version_info, rq->error_detail);
+        /* the latest nonce again after its ACK: a subscription change (Envoy sends one with the
+         * last nonce when the RDS/EDS names it needs change) */
+        if (ts->outstanding)
+            ack_or_nack(s, t, rq->version_info, rq->error_detail);
     } else {
         ts->outstanding = false; /* a (re)start of this type: answer it */
         ts->force = true;

@@ -1,0 +1,461 @@
+"""Pillion's xDS client against the real reference control plane (pillion-cp) and real upstreams:
+SotW ADS for LDS/RDS/CDS/EDS, warming and /ready, ACK/NACK with error_detail, listener removal,
+control-plane outage and resync, /config_dump dynamic sections, per-type stats."""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, SANITIZER_MARKERS, free_port, run_pillion
+
+CP = os.path.join(BUILD, "control-plane-stub", "pillion-cp")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")
+
+
+def write(path, text):
+    """Replaces a file atomically (write elsewhere, rename over), as pillion-cp's README asks."""
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def until(pred, timeout=10, what="condition"):
+    """Polls pred (bounded in time) until it returns something truthy; returns that."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, AssertionError, http.client.HTTPException) as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def listener_yaml(port, name="ingress_http", route="local_route"):
+    return f"""resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: {name}
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: {name}
+        rds:
+          route_config_name: {route}
+          config_source: {{ ads: {{}}, resource_api_version: V3 }}
+        http_filters:
+        - name: envoy.filters.http.router
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+
+
+def routes_yaml(cluster="demo_upstream", name="local_route"):
+    return f"""resources:
+- "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+  name: {name}
+  virtual_hosts:
+  - name: demo
+    domains: ["*"]
+    routes:
+    - match: {{ prefix: "/" }}
+      route: {{ cluster: {cluster}, timeout: 5s }}
+"""
+
+
+def cluster_yaml(name, port, extra=""):
+    return f"""- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: {name}
+  type: EDS
+  connect_timeout: 1s
+  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
+{extra}- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+  cluster_name: {name}
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"""
+
+
+def clusters_yaml(clusters, extra=""):
+    return "resources:\n" + "".join(cluster_yaml(n, p, extra) for n, p in clusters)
+
+
+def bootstrap(xds_port, node_id="sidecar-1", fetch_timeout=None):
+    ift = f", initial_fetch_timeout: {fetch_timeout}" if fetch_timeout else ""
+    return f"""node:
+  id: {node_id}
+  cluster: demo
+  metadata: {{ app: web }}
+  locality: {{ region: r1, zone: z1 }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: {{ cluster_name: xds_cluster }}
+  lds_config: {{ ads: {{}}, resource_api_version: V3{ift} }}
+  cds_config: {{ ads: {{}}, resource_api_version: V3{ift} }}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: xds_cluster
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
+"""
+
+
+class ControlPlane:
+    """One pillion-cp process on a chosen xDS port (so it can be restarted on the same one)."""
+
+    def __init__(self, tmp_path, resources, xds_port):
+        self.xds_port, self.status_port = xds_port, free_port()
+        self.log_path = tmp_path / f"cp-{self.xds_port}-{self.status_port}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [CP, "--resources", str(resources), "--xds-address", f"127.0.0.1:{self.xds_port}",
+             "--status-address", f"127.0.0.1:{self.status_port}", "--log-level", "debug"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        until(lambda: self.proc.poll() is None and self.status(), 15, "pillion-cp status")
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+    def status(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
+        try:
+            c.request("GET", "/status")
+            r = c.getresponse()
+            body = r.read().decode()
+            assert r.status == 200, body
+            return json.loads(body)
+        finally:
+            c.close()
+
+    def node(self, node_id, wait_for=None, timeout=10):
+        def get():
+            for n in self.status()["nodes"]:
+                if n["id"] == node_id and (wait_for is None or wait_for(n)):
+                    return n
+            return None
+        return until(get, timeout, f"node {node_id} on pillion-cp")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def cp(tmp_path):
+    started = []
+
+    def make(resources, xds_port=None):
+        c = ControlPlane(tmp_path, resources, xds_port or free_port())
+        started.append(c)
+        return c
+    yield make
+    problems = []
+    for c in started:
+        c.stop(signal.SIGINT)
+        out = c.output()
+        for m in SANITIZER_MARKERS:
+            if m in out:
+                problems.append(f"{m}\n{out[-4000:]}")
+    assert not problems, "\n".join(problems)
+
+
+def get(port, path="/", timeout=5):
+    """One HTTP/1.1 GET through the proxy; returns (status, echoed JSON or None)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        try:
+            return r.status, json.loads(body)
+        except ValueError:
+            return r.status, None
+    finally:
+        c.close()
+
+
+def served_by(port, name, timeout=10):
+    """Waits until requests through port reach upstream `name`."""
+    def ok():
+        status, body = get(port)
+        return status == 200 and body and body["upstream"] == name
+    return until(ok, timeout, f"traffic on :{port} to {name}")
+
+
+def stat(px, name):
+    _, _, text = px.admin("/stats")
+    for line in text.splitlines():
+        k, _, v = line.partition(": ")
+        if k == name:
+            return int(v)
+    return None
+
+
+@pytest.fixture
+def setup(tmp_path, cp, pillion, upstream):
+    """pillion-cp serving one listener -> RDS -> EDS cluster, a pillion on it, one upstream."""
+    def make(n_upstreams=1):
+        ups = [upstream(f"u{i}") for i in range(n_upstreams)]
+        lport = free_port()
+        res = tmp_path / "res"
+        res.mkdir()
+        (res / "listeners.yaml").write_text(listener_yaml(lport))
+        (res / "routes.yaml").write_text(routes_yaml())
+        (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", ups[0].port)]))
+        c = cp(res)
+        px = pillion(bootstrap(c.xds_port))
+        until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200")
+        served_by(lport, "u0")
+        return c, px, ups, lport, res
+    return make
+
+
+def test_traffic_flows_per_the_files_and_node_is_sent(setup):
+    c, px, ups, lport, res = setup()
+    status, body = get(lport, "/hello")
+    assert status == 200 and body["path"] == "/hello"
+    n = c.node("sidecar-1", lambda n: all(t["state"] == "SYNCED" for t in n["types"].values()))
+    assert n["cluster"] == "demo"
+    assert set(n["types"]) == {"cds", "eds", "lds", "rds"}
+    assert n["types"]["eds"]["subscribed"] == ["demo_upstream"]
+    assert n["types"]["rds"]["subscribed"] == ["local_route"]
+    assert px.admin("/ready")[2].strip() == "LIVE"
+    assert stat(px, "cluster_manager.cds.update_success") == 1
+    assert stat(px, "listener_manager.lds.update_success") == 1
+    assert stat(px, "http.ingress_http.rds.local_route.update_success") == 1
+    assert stat(px, "cluster.demo_upstream.update_success") == 1
+    assert stat(px, "control_plane.connected_state") == 1
+    info = px.admin_json("/server_info")
+    assert info["state"] == "LIVE"
+    assert info["xds"]["connected"] is True
+    assert info["xds"]["types"]["cds"]["version_info"] == "1"
+
+
+def test_endpoint_change_moves_traffic(setup):
+    c, px, ups, lport, res = setup(2)
+    write(res / "clusters.yaml", clusters_yaml([("demo_upstream", ups[1].port)]))
+    served_by(lport, "u1")
+    c.node("sidecar-1", lambda n: n["types"]["eds"]["acked_version"] == "2")
+    assert stat(px, "cluster.demo_upstream.update_success") == 2
+
+
+def test_route_change_to_a_new_cluster_moves_traffic(setup):
+    c, px, ups, lport, res = setup(2)
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
+    c.node("sidecar-1",
+           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    write(res / "routes.yaml", routes_yaml(cluster="other"))
+    served_by(lport, "u1")
+    # the listener kept its sockets: a route change is not a listener change
+    assert "removed: draining" not in px.output()
+
+
+def test_bad_resource_is_nacked_and_old_config_keeps_serving(setup):
+    c, px, ups, lport, res = setup(2)
+    write(res / "clusters.yaml", clusters_yaml(
+        [("demo_upstream", ups[0].port)],
+        extra="  circuit_breakers: { thresholds: [{ max_connections: 5 }] }\n"))
+    n = c.node("sidecar-1", lambda n: n["types"]["cds"]["state"] == "NACKED")
+    nack = n["types"]["cds"]["last_nack"]["message"]
+    assert "Cluster 'demo_upstream'" in nack and "circuit_breakers" in nack, nack
+    assert n["types"]["cds"]["acked_version"] == "1"
+    for _ in range(5):
+        assert get(lport)[1]["upstream"] == "u0"
+    assert stat(px, "cluster_manager.cds.update_rejected") == 1
+    assert stat(px, "cluster_manager.cds.version") == 1
+    info = px.admin_json("/server_info")
+    assert "circuit_breakers" in info["xds"]["types"]["cds"]["last_nack"]
+    # a fixed file is accepted again
+    write(res / "clusters.yaml", clusters_yaml([("demo_upstream", ups[1].port)]))
+    served_by(lport, "u1")
+    c.node("sidecar-1", lambda n: n["types"]["cds"]["state"] == "SYNCED")
+
+
+def test_unsupported_route_field_is_nacked_with_field_path(setup):
+    c, px, ups, lport, res = setup()
+    write(res / "routes.yaml", routes_yaml().replace("timeout: 5s", "timeout: 5s, priority: HIGH"))
+    n = c.node("sidecar-1", lambda n: n["types"]["rds"]["state"] == "NACKED")
+    msg = n["types"]["rds"]["last_nack"]["message"]
+    assert ("RouteConfiguration 'local_route'.virtual_hosts[0].routes[0].route.priority: field "
+            "'priority' of envoy.config.route.v3.RouteAction is not supported by pillion") in msg, msg
+    assert get(lport)[0] == 200
+    assert stat(px, "http.ingress_http.rds.local_route.update_rejected") == 1
+
+
+def test_removed_listener_stops_accepting(setup):
+    c, px, ups, lport, res = setup()
+    lport2 = free_port()
+    write(res / "listeners.yaml",
+          listener_yaml(lport) + listener_yaml(lport2, name="second").split("resources:\n")[1])
+    served_by(lport2, "u0")
+    write(res / "listeners.yaml", listener_yaml(lport2, name="second"))
+
+    def refused():
+        try:
+            get(lport, timeout=1)
+            return False
+        except ConnectionRefusedError:
+            return True
+    until(refused, 10, "listener ingress_http removed")
+    assert get(lport2)[0] == 200
+    dump = px.admin_json("/config_dump")
+    lds = [x for x in dump["configs"] if x["@type"].endswith("ListenersConfigDump")][0]
+    assert [d["name"] for d in lds["dynamic_listeners"]] == ["second"]
+
+
+def test_control_plane_outage_keeps_traffic_and_restart_resyncs(setup, cp, upstream):
+    c, px, ups, lport, res = setup(2)
+    port = c.xds_port
+    c.stop()
+    until(lambda: stat(px, "control_plane.connected_state") == 0, 10, "disconnected")
+    for _ in range(10):
+        assert get(lport)[1]["upstream"] == "u0"
+    assert px.admin("/ready")[0] == 200
+    write(res / "clusters.yaml", clusters_yaml([("demo_upstream", ups[1].port)]))
+    c2 = cp(res, xds_port=port)
+    served_by(lport, "u1", timeout=20)
+    until(lambda: stat(px, "control_plane.connected_state") == 1, 10, "reconnected")
+    n = c2.node("sidecar-1", lambda n: all(t["state"] == "SYNCED" for t in n["types"].values()))
+    assert n["types"]["lds"]["acked_version"] == "1"
+
+
+def test_ready_is_503_until_the_initial_config_arrives(tmp_path, cp, pillion, upstream):
+    u = upstream("u0")
+    lport = free_port()
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "listeners.yaml").write_text(listener_yaml(lport))
+    (res / "routes.yaml").write_text(routes_yaml())
+    (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", u.port)]))
+    xds_port = free_port()
+    px = pillion(bootstrap(xds_port))
+    for _ in range(5):
+        status, _, body = px.admin("/ready")
+        assert status == 503 and body.strip() in ("PRE_INITIALIZING", "INITIALIZING"), body
+        time.sleep(0.1)
+    assert px.admin_json("/server_info")["state"] in ("PRE_INITIALIZING", "INITIALIZING")
+    cp(res, xds_port=xds_port)
+    until(lambda: px.admin("/ready")[0] == 200, 20, "/ready 200")
+    served_by(lport, "u0")
+
+
+def static_rds_listener(port, route):
+    return f"""  listeners:
+  - name: static_rds
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: static_rds
+          rds:
+            route_config_name: {route}
+            config_source: {{ ads: {{}} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+
+
+def test_static_listener_with_rds_waits_for_its_routes(tmp_path, cp, pillion, upstream):
+    """A bootstrap listener naming RDS routes holds /ready until they arrive over ADS."""
+    u = upstream("u0")
+    lport, sport = free_port(), free_port()
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "listeners.yaml").write_text(listener_yaml(lport))
+    (res / "routes.yaml").write_text(routes_yaml())
+    (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", u.port)]))
+    c = cp(res)
+    px = pillion(bootstrap(c.xds_port) + static_rds_listener(sport, "later_route"))
+    c.node("sidecar-1", lambda n: n["types"].get("rds", {}).get("state") == "SYNCED")
+    served_by(lport, "u0")
+    assert px.admin("/ready")[0] == 503
+    assert get(sport)[0] == 404  # served with an empty route table meanwhile
+    write(res / "routes.yaml", routes_yaml() + routes_yaml(name="later_route").split("resources:\n")[1])
+    until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200")
+    served_by(sport, "u0")
+
+
+def test_initial_fetch_timeout_lets_the_proxy_go_live_without_a_control_plane(pillion):
+    px = pillion(bootstrap(free_port(), fetch_timeout="0.5s"))
+    assert px.admin("/ready")[0] == 503
+    until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200 after initial_fetch_timeout")
+
+
+def test_config_dump_dynamic_sections(setup):
+    c, px, ups, lport, res = setup()
+    dump = px.admin_json("/config_dump")
+    by = {x["@type"].rsplit(".", 1)[1]: x for x in dump["configs"]}
+    cl = by["ClustersConfigDump"]
+    assert cl["version_info"] == "1"
+    assert [s["cluster"]["name"] for s in cl["static_clusters"]] == ["xds_cluster"]
+    assert [d["cluster"]["name"] for d in cl["dynamic_active_clusters"]] == ["demo_upstream"]
+    assert cl["dynamic_active_clusters"][0]["version_info"] == "1"
+    ls = by["ListenersConfigDump"]
+    assert ls["version_info"] == "1"
+    assert ls["dynamic_listeners"][0]["active_state"]["listener"]["name"] == "ingress_http"
+    rt = by["RoutesConfigDump"]
+    assert rt["dynamic_route_configs"][0]["route_config"]["name"] == "local_route"
+    ep = by["EndpointsConfigDump"]
+    assert ep["dynamic_endpoint_configs"][0]["endpoint_config"]["cluster_name"] == "demo_upstream"
+    _, _, text = px.admin("/clusters")
+    assert "demo_upstream::added_via_api::true" in text
+
+
+def test_bootstrap_rejects_xds_without_ads(tmp_path):
+    """RDS/EDS over ADS need dynamic_resources.ads_config; other config sources are refused."""
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("""static_resources:
+  clusters:
+  - name: c
+    type: EDS
+    connect_timeout: 1s
+    eds_cluster_config: { eds_config: { ads: {} } }
+""")
+    r = run_pillion("--mode", "validate", "--config-path", str(cfg))
+    assert r.returncode != 0
+    assert "ads_config" in r.stderr + r.stdout
+
+
+def test_example_bootstrap_validates():
+    r = run_pillion("--mode", "validate", "--config-path",
+                    os.path.join(ROOT, "examples", "bootstrap_xds.yaml"))
+    assert r.returncode == 0, r.stderr + r.stdout
