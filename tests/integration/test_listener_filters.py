@@ -356,6 +356,10 @@ def test_client_hello_in_pieces_without_spinning(pillion, echo, certs):
     assert got == b"B:"
     s.close()
     assert stats(p)["tls_inspector.sni_found"] == 1
+    # still waiting when pillion stops: closed with the worker, nothing leaks (ASan builds)
+    p.idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+    p.idle.sendall(hello[:5])
+    assert wait_for(lambda: stats(p)[f"listener.127.0.0.1_{port}.downstream_pre_cx_active"] == 1)
 
 
 def test_peer_closes_during_inspection(pillion, echo, certs):
