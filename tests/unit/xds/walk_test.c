@@ -1,0 +1,191 @@
+/* The support check over binary resources (what the JSON field hook does for text), and the
+ * resource-set compile: RDS route configurations written inline, EDS endpoints. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/compile_resources.h"
+#include "config/pbjson.h"
+#include "xds/xds_internal.h"
+
+#define HCM_T Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
+
+/* Decodes YAML text (with the JSON mapping) into a message of type d. */
+static ProtobufCMessage *yaml(const ProtobufCMessageDescriptor *d, const char *text)
+{
+    ProtobufCMessage *m = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    int rc = pl_pbjson_load_text(text, strlen(text), "test", d, NULL, &m, NULL, &err);
+    if (rc < 0) {
+        char *msg = pl_err_join(&err);
+        cr_assert_fail("decode: %s", msg);
+    }
+    return m;
+}
+
+/* Re-decodes m from its wire encoding, as a resource from xDS arrives. */
+static ProtobufCMessage *wire(ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n + 1);
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return c;
+}
+
+static const char *LISTENER =
+    "name: l1\n"
+    "address: { socket_address: { address: 127.0.0.1, port_value: 0 } }\n"
+    "metadata: { filter_metadata: { a: { b: c } } }\n"
+    "filter_chains:\n"
+    "- filters:\n"
+    "  - name: envoy.filters.network.http_connection_manager\n"
+    "    typed_config:\n"
+    "      '@type': type.googleapis.com/"
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n"
+    "      stat_prefix: s\n"
+    "      %s\n"
+    "      rds: { route_config_name: r1, config_source: { ads: {} } }\n"
+    "      http_filters:\n"
+    "      - name: envoy.filters.http.router\n"
+    "        typed_config: { '@type': type.googleapis.com/"
+    "envoy.extensions.filters.http.router.v3.Router }\n";
+
+static ProtobufCMessage *listener(const char *extra)
+{
+    char text[4096];
+    snprintf(text, sizeof(text), LISTENER, extra);
+    return wire(yaml(&envoy__config__listener__v3__listener__descriptor, text));
+}
+
+Test(xds_walk, supported_listener_passes_and_counts_inert_fields)
+{
+    ProtobufCMessage *l = listener("");
+    struct pl_err err = PL_ERR_INIT;
+    size_t inert = 0;
+    cr_assert_eq(pl_xds_check_fields(l, NULL, &inert, &err), 0);
+    cr_assert_eq(err.n, 0);
+    cr_assert_eq(inert, 2); /* Listener.metadata, Metadata.filter_metadata */
+    protobuf_c_message_free_unpacked(l, NULL);
+}
+
+Test(xds_walk, unsupported_field_inside_an_any_is_named_with_its_path)
+{
+    ProtobufCMessage *l = listener("via: proxy");
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_xds_check_fields(l, "Listener 'l1'", NULL, &err), PL_EINVAL);
+    cr_assert_eq(err.n, 1);
+    cr_assert_str_eq(err.v[0].path, "Listener 'l1'.filter_chains[0].filters[0].typed_config.via");
+    cr_assert(strstr(err.v[0].msg, "field 'via' of "
+                                   "envoy.extensions.filters.network.http_connection_manager.v3."
+                                   "HttpConnectionManager is not supported"));
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(l, NULL);
+}
+
+Test(xds_walk, unsupported_cluster_field_and_unknown_field_numbers)
+{
+    ProtobufCMessage *c =
+        wire(yaml(&envoy__config__cluster__v3__cluster__descriptor,
+                  "name: c\n"
+                  "circuit_breakers: { thresholds: [{ max_connections: 5 }] }\n"));
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_xds_check_fields(c, NULL, NULL, &err), PL_EINVAL);
+    cr_assert_eq(err.n, 1);
+    cr_assert_str_eq(err.v[0].path, "circuit_breakers");
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(c, NULL);
+    /* a field our proto subset does not have arrives as an unknown field: never ignored */
+    static const uint8_t bytes[] = {0x0a, 0x01, 'c', 0xa8, 0x1f, 0x01}; /* name, field 501 */
+    c = protobuf_c_message_unpack(&envoy__config__cluster__v3__cluster__descriptor, NULL,
+                                  sizeof(bytes), bytes);
+    cr_assert_not_null(c);
+    cr_assert_eq(pl_xds_check_fields(c, NULL, NULL, &err), PL_EINVAL);
+    cr_assert(strstr(err.v[0].msg, "field number 501"), "%s", err.v[0].msg);
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(c, NULL);
+}
+
+Test(xds_compile, rds_names_and_route_inlining)
+{
+    ProtobufCMessage *l = listener("");
+    char **names;
+    cr_assert_eq(pl_listener_rds_names((const Envoy__Config__Listener__V3__Listener *)l, &names),
+                 1);
+    cr_assert_str_eq(names[0], "r1");
+    free(names[0]);
+    free(names);
+    ProtobufCMessage *rc = yaml(&envoy__config__route__v3__route_configuration__descriptor,
+                                "name: r1\n"
+                                "virtual_hosts:\n"
+                                "- name: v\n"
+                                "  domains: ['*']\n"
+                                "  routes: [{ match: { prefix: / }, route: { cluster: c } }]\n");
+    ProtobufCMessage *cl = yaml(&envoy__config__cluster__v3__cluster__descriptor,
+                                "name: c\n"
+                                "type: EDS\n"
+                                "eds_cluster_config: { eds_config: { ads: {} } }\n");
+    ProtobufCMessage *cla = yaml(
+        &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
+        "cluster_name: c\n"
+        "endpoints:\n"
+        "- lb_endpoints:\n"
+        "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } }\n"
+        "  - endpoint: { address: { socket_address: { address: 10.0.0.2, port_value: 80 } } }\n");
+    struct pl_res lr = {.name = "l1", .msg = l, .version_info = "3"};
+    struct pl_res rr = {.name = "r1", .msg = rc, .version_info = "4"};
+    struct pl_res cr = {.name = "c", .msg = cl, .version_info = "5"};
+    struct pl_res er = {.name = "c", .msg = cla, .version_info = "6"};
+    struct pl_resource_set rs = {.listeners = &lr,
+                                 .n_listeners = 1,
+                                 .routes = &rr,
+                                 .n_routes = 1,
+                                 .clusters = &cr,
+                                 .n_clusters = 1,
+                                 .clas = &er,
+                                 .n_clas = 1,
+                                 .lds_version = "3"};
+    struct pl_snapshot *s = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    int r = pl_config_compile_resources(&rs, &s, &err);
+    if (r < 0)
+        cr_assert_fail("compile: %s", pl_err_join(&err));
+    cr_assert_eq(s->n_listeners, 1);
+    cr_assert(s->listeners[0].dynamic);
+    cr_assert_str_eq(s->listeners[0].version_info, "3");
+    cr_assert_not_null(s->listeners[0].chains);
+    /* the stored listener is the one received (rds), not the inlined one */
+    const Envoy__Config__Listener__V3__Listener *stored =
+        (const Envoy__Config__Listener__V3__Listener *)s->listeners[0].proto;
+    const Google__Protobuf__Any *tc = stored->filter_chains[0]->filters[0]->typed_config;
+    HCM_T *h =
+        envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
+            NULL, tc->value.len, tc->value.data);
+    cr_assert_not_null(h->rds);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    uint64_t hash = s->listeners[0].hash;
+    cr_assert_eq(s->n_clusters, 1);
+    cr_assert_eq(s->clusters[0].n_endpoints, 2);
+    cr_assert_str_eq(s->clusters[0].endpoints[1].addr_str, "10.0.0.2:80");
+    cr_assert_eq(s->n_routes, 1);
+    cr_assert_str_eq(s->routes[0].version_info, "4");
+    cr_assert_str_eq(s->lds_version, "3");
+    uint64_t chash = s->clusters[0].hash;
+    pl_snapshot_free(s);
+
+    /* without its assignment the cluster has no endpoints and another hash; the listener's hash
+     * does not depend on its routes (its sockets stay) */
+    rs.n_clas = 0;
+    rs.n_routes = 0;
+    cr_assert_eq(pl_config_compile_resources(&rs, &s, &err), 0);
+    cr_assert_eq(s->clusters[0].n_endpoints, 0);
+    cr_assert_neq(s->clusters[0].hash, chash);
+    cr_assert_eq(s->listeners[0].hash, hash);
+    pl_snapshot_free(s);
+    protobuf_c_message_free_unpacked(l, NULL);
+    protobuf_c_message_free_unpacked(rc, NULL);
+    protobuf_c_message_free_unpacked(cl, NULL);
+    protobuf_c_message_free_unpacked(cla, NULL);
+}
