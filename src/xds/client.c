@@ -127,12 +127,55 @@ static void send_request(struct pl_xds *x, enum pl_xds_type t, const char *error
     struct pl_xds_req_opts ro = {.node = node, .error = error};
     bool had = x->sub[t].node_sent;
     size_t len;
-    uint8_t *buf = pl_xds_sub_request(&x->sub[t], &ro, &len);
+    uint8_t *buf;
+    if (x->delta) { /* an ACK or NACK: the nonce says which response */
+        struct pl_xds_delta_opts d = {.node = node, .error = error, .ack = true};
+        buf = pl_xds_sub_delta_request(&x->sub[t], &d, &len);
+    } else {
+        buf = pl_xds_sub_request(&x->sub[t], &ro, &len);
+    }
     if (!had && x->sub[t].node_sent)
         x->stream_node_sent = true;
     pl_log_debug("xds", "%s request: version '%s' nonce '%s'%s", pl_xds_type_name(t),
                  x->sub[t].version, x->sub[t].nonce, error ? " (NACK)" : "");
     pl_xds_transport_send(x->tr, x->stream, buf, len);
+}
+
+/* Delta: sends what changed between the subscribed names old and the names of s now. */
+static void send_delta_diff(struct pl_xds *x, enum pl_xds_type t, char **old, size_t n_old)
+{
+    struct pl_xds_sub *s = &x->sub[t];
+    const char **sub = pl_calloc(s->n_names + 1, sizeof(*sub));
+    const char **unsub = pl_calloc(n_old + 1, sizeof(*unsub));
+    size_t ns = 0, nu = 0;
+    for (size_t i = 0; i < s->n_names; i++) {
+        bool had = false;
+        for (size_t j = 0; j < n_old && !had; j++)
+            had = !strcmp(old[j], s->names[i]);
+        if (!had)
+            sub[ns++] = s->names[i];
+    }
+    for (size_t j = 0; j < n_old; j++)
+        if (!pl_xds_sub_has(s, old[j]))
+            unsub[nu++] = old[j];
+    const Envoy__Config__Core__V3__Node *node =
+        x->node_first_only && x->stream_node_sent ? NULL : x->node;
+    struct pl_xds_delta_opts d = {.node = node,
+                                  .subscribe = sub,
+                                  .n_subscribe = ns,
+                                  .unsubscribe = unsub,
+                                  .n_unsubscribe = nu};
+    size_t len;
+    bool had_node = s->node_sent;
+    uint8_t *buf = pl_xds_sub_delta_request(s, &d, &len);
+    if (!had_node && s->node_sent)
+        x->stream_node_sent = true;
+    free(sub);
+    free(unsub);
+    if (x->stream)
+        pl_xds_transport_send(x->tr, x->stream, buf, len);
+    else
+        free(buf);
 }
 
 /* Brings the RDS/EDS subscriptions in line with the accepted listeners and clusters. */
@@ -143,15 +186,26 @@ static void update_subscriptions(struct pl_xds *x)
         enum pl_xds_type t = types[k];
         char **names;
         size_t n = pl_xds_store_needed(x, t, &names);
-        bool changed = pl_xds_sub_set_names(&x->sub[t], (const char *const *)names, n);
+        struct pl_xds_sub *s = &x->sub[t];
+        size_t n_old = s->n_names; /* kept for the Delta diff */
+        char **old = pl_calloc(n_old + 1, sizeof(*old));
+        for (size_t i = 0; i < n_old; i++)
+            old[i] = pl_strdup(s->names[i]);
+        bool changed = pl_xds_sub_set_names(s, (const char *const *)names, n);
         for (size_t i = 0; i < n; i++)
             free(names[i]);
         free(names);
-        if (!changed)
-            continue;
-        pl_xds_store_prune(x, t);
-        x->enabled[t] = true;
-        send_request(x, t, NULL);
+        if (changed) {
+            pl_xds_store_prune(x, t);
+            x->enabled[t] = true;
+            if (x->delta)
+                send_delta_diff(x, t, old, n_old);
+            else
+                send_request(x, t, NULL);
+        }
+        for (size_t i = 0; i < n_old; i++)
+            free(old[i]);
+        free(old);
     }
 }
 
@@ -222,8 +276,8 @@ static void on_response(struct pl_xds *x, const Envoy__Service__Discovery__V3__D
     struct pl_err err = PL_ERR_INIT;
     struct pl_xds_resvec in;
     int rc = pl_xds_store_check(x, t, r, &in, &err);
-    if (rc == 0)
-        rc = pl_xds_store_update(x, t, &in, &err);
+    if (rc == 0) /* SotW: LDS and CDS responses are the whole set, RDS and EDS by name */
+        rc = pl_xds_store_update(x, t, &in, t == PL_XDS_EDS || t == PL_XDS_RDS, NULL, 0, &err);
     if (rc < 0) {
         char *msg = pl_err_join(&err);
         pl_log_warn("xds", "%s update (version '%s') rejected: %s", pl_xds_type_name(t),
@@ -247,6 +301,94 @@ static void on_response(struct pl_xds *x, const Envoy__Service__Discovery__V3__D
     arm_timer(x);
 }
 
+/* Delta: resources come with their own versions; removals are explicit. */
+static void on_delta_response(struct pl_xds *x,
+                              const Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *d)
+{
+    int t = pl_xds_type_from_url(d->type_url);
+    if (t < 0) {
+        pl_log_warn("xds", "response of unknown type '%s' ignored", d->type_url);
+        return;
+    }
+    pl_log_debug("xds",
+                 "%s delta response: system version '%s' nonce '%s', %zu resources, %zu "
+                 "removed",
+                 pl_xds_type_name(t), d->system_version_info, d->nonce, d->n_resources,
+                 d->n_removed_resources);
+    /* the resources as a SotW response, so checks and stats are shared */
+    Envoy__Service__Discovery__V3__DiscoveryResponse r =
+        ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
+    r.version_info = d->system_version_info;
+    r.type_url = d->type_url;
+    r.nonce = d->nonce;
+    r.resources = pl_calloc(d->n_resources + 1, sizeof(*r.resources));
+    Google__Protobuf__Any empty = GOOGLE__PROTOBUF__ANY__INIT;
+    for (size_t i = 0; i < d->n_resources; i++)
+        r.resources[i] = d->resources[i]->resource ? d->resources[i]->resource : &empty;
+    r.n_resources = d->n_resources;
+    bump_type(x, t, ATTEMPT, &r);
+    struct pl_err err = PL_ERR_INIT;
+    struct pl_xds_resvec in;
+    int rc = pl_xds_store_check(x, t, &r, &in, &err);
+    for (size_t i = 0; rc == 0 && i < in.n; i++) { /* each resource's own version */
+        free(in.v[i].version);
+        in.v[i].version = pl_strdup(d->resources[i]->version);
+    }
+    if (rc == 0)
+        rc = pl_xds_store_update(x, t, &in, true, d->removed_resources, d->n_removed_resources,
+                                 &err);
+    if (rc < 0) {
+        char *msg = pl_err_join(&err);
+        pl_log_warn("xds", "%s delta update (system version '%s') rejected: %s",
+                    pl_xds_type_name(t), d->system_version_info, msg);
+        bump_type(x, t, REJECTED, &r);
+        pl_xds_sub_reject(&x->sub[t], d->nonce);
+        send_request(x, t, msg);
+        free(x->last_nack[t]);
+        x->last_nack[t] = msg;
+    } else {
+        pl_xds_sub_accept(&x->sub[t], d->system_version_info, d->nonce);
+        bump_type(x, t, SUCCESS, &r);
+        pl_log_info("xds", "%s delta update accepted: %zu resources, %zu removed",
+                    pl_xds_type_name(t), d->n_resources, d->n_removed_resources);
+        send_request(x, t, NULL);
+        update_subscriptions(x);
+        check_initialized(x);
+        arm_timer(x);
+    }
+    pl_err_free(&err);
+    free(r.resources);
+}
+
+/* Delta: the first request of a type on a stream: its names and the versions held. */
+static void delta_resubscribe(struct pl_xds *x, enum pl_xds_type t)
+{
+    struct pl_xds_sub *s = &x->sub[t];
+    const struct pl_xds_resvec *held = &x->acc[t];
+    const char **hn = pl_calloc(held->n + 1, sizeof(*hn));
+    const char **hv = pl_calloc(held->n + 1, sizeof(*hv));
+    for (size_t i = 0; i < held->n; i++) {
+        hn[i] = held->v[i].name;
+        hv[i] = held->v[i].version;
+    }
+    const Envoy__Config__Core__V3__Node *node =
+        x->node_first_only && x->stream_node_sent ? NULL : x->node;
+    struct pl_xds_delta_opts d = {.node = node,
+                                  .subscribe = (const char *const *)s->names,
+                                  .n_subscribe = s->wildcard ? 0 : s->n_names,
+                                  .held_names = hn,
+                                  .held_versions = hv,
+                                  .n_held = held->n};
+    size_t len;
+    bool had_node = s->node_sent;
+    uint8_t *buf = pl_xds_sub_delta_request(s, &d, &len);
+    if (!had_node && s->node_sent)
+        x->stream_node_sent = true;
+    free(hn);
+    free(hv);
+    pl_xds_transport_send(x->tr, x->stream, buf, len);
+}
+
 static void on_stream_up(struct pl_xds *x, uint64_t stream)
 {
     x->stream = stream;
@@ -256,7 +398,11 @@ static void on_stream_up(struct pl_xds *x, uint64_t stream)
         enum pl_xds_type t = order[k];
         pl_xds_sub_stream_reset(&x->sub[t]);
         /* resubscribe with what is held: version_info tells the server what we have */
-        if (x->enabled[t] && (x->sub[t].wildcard || x->sub[t].n_names))
+        if (!x->enabled[t] || (!x->sub[t].wildcard && !x->sub[t].n_names))
+            continue;
+        if (x->delta)
+            delta_resubscribe(x, t);
+        else
             send_request(x, t, NULL);
     }
 }
@@ -279,8 +425,10 @@ static void on_event(void *arg, struct pl_xds_event *ev)
         pl_log_info("xds", "connected to %s", x->target);
         break;
     case PL_XDS_EV_RESPONSE:
-        if (ev->stream == x->stream)
+        if (ev->stream == x->stream && ev->resp)
             on_response(x, ev->resp);
+        else if (ev->stream == x->stream && ev->delta)
+            on_delta_response(x, ev->delta);
         break;
     case PL_XDS_EV_STREAM_DOWN:
         if (ev->stream != x->stream)
@@ -384,6 +532,9 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
     }
     const Envoy__Config__Bootstrap__V3__Bootstrap__DynamicResources *d = b->dynamic_resources;
     x->node_first_only = d->ads_config && d->ads_config->set_node_on_first_message_only;
+    x->delta =
+        d->ads_config &&
+        d->ads_config->api_type == ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__DELTA_GRPC;
     for (int t = 0; t < PL_XDS_NTYPES; t++) {
         pl_xds_sub_init(&x->sub[t], t);
         x->fetch_timeout_s[t] = 15.0;
@@ -407,7 +558,7 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
     }
     update_subscriptions(x);
     struct pl_xds_transport_opts to = {
-        .target = x->target, .loop = o->loop, .on_event = on_event, .arg = x};
+        .target = x->target, .delta = x->delta, .loop = o->loop, .on_event = on_event, .arg = x};
     x->tr = pl_xds_transport_new(&to, err);
     if (!x->tr) {
         pl_xds_free(x);
@@ -474,8 +625,11 @@ char *pl_xds_status_json(const struct pl_xds *x)
         pl_die("out of memory");
     fprintf(f, "{\"target\": ");
     json_str(f, x->target);
-    fprintf(f, ", \"connected\": %s, \"reconnects\": %u, \"init_state\": \"%s\", \"types\": {",
-            x->connected ? "true" : "false", x->reconnects, pl_xds_init_state(x));
+    fprintf(f,
+            ", \"api_type\": \"%s\", \"connected\": %s, \"reconnects\": %u, \"init_state\": "
+            "\"%s\", \"types\": {",
+            x->delta ? "DELTA_GRPC" : "GRPC", x->connected ? "true" : "false", x->reconnects,
+            pl_xds_init_state(x));
     for (int t = 0; t < PL_XDS_NTYPES; t++) {
         const struct pl_xds_sub *s = &x->sub[t];
         fprintf(f, "%s\"%s\": {\"type_url\": \"%s\", \"version_info\": ", t ? ", " : "",

@@ -35,6 +35,7 @@ struct pl_xds {
     const pl_bootstrap_t *boot;
     Envoy__Config__Core__V3__Node *node; /* owned: the bootstrap's node + user agent */
     bool node_first_only;                /* set_node_on_first_message_only */
+    bool delta;                          /* ads_config api_type DELTA_GRPC */
     char *target;
     struct pl_xds_transport *tr;
     uint64_t stream; /* current stream generation; 0: none */
@@ -69,11 +70,12 @@ struct pl_xds_res *pl_xds_resvec_find(const struct pl_xds_resvec *v, const char 
 int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
                        const Envoy__Service__Discovery__V3__DiscoveryResponse *r,
                        struct pl_xds_resvec *out, struct pl_err *err);
-/* Makes the accepted set of type t what response entries in say (state of the world: LDS and
- * CDS replace the whole set; RDS and EDS update the names sent), rebuilds and applies the
- * snapshot. On failure nothing changed (errors in err). Takes over in. */
-int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *in,
-                        struct pl_err *err);
+/* Makes the accepted set of type t what a response says: with merge false (SotW LDS and CDS)
+ * in replaces the whole set; with merge true (SotW RDS/EDS, Delta) in updates the names it has
+ * and the names in removed go. Rebuilds and applies the snapshot. On failure nothing changed
+ * (errors in err). Takes over in. */
+int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *in, bool merge,
+                        char *const *removed, size_t n_removed, struct pl_err *err);
 /* Builds the snapshot from the accepted resources (warming decides what serves) and applies it. */
 int pl_xds_store_rebuild(struct pl_xds *x, struct pl_err *err);
 /* The RDS and EDS names the accepted (and static) listeners and clusters need, as new arrays

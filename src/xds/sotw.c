@@ -145,6 +145,49 @@ uint8_t *pl_xds_sub_request(struct pl_xds_sub *s, const struct pl_xds_req_opts *
     return buf;
 }
 
+uint8_t *pl_xds_sub_delta_request(struct pl_xds_sub *s, const struct pl_xds_delta_opts *o,
+                                  size_t *len)
+{
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest r =
+        ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+    r.type_url = (char *)pl_xds_type_url(s->type);
+    r.response_nonce = o->ack ? s->nonce : (char *)"";
+    r.resource_names_subscribe = (char **)o->subscribe;
+    r.n_resource_names_subscribe = o->n_subscribe;
+    r.resource_names_unsubscribe = (char **)o->unsubscribe;
+    r.n_resource_names_unsubscribe = o->n_unsubscribe;
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry *e =
+        pl_calloc(o->n_held + 1, sizeof(*e));
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest__InitialResourceVersionsEntry **ep =
+        pl_calloc(o->n_held + 1, sizeof(*ep));
+    for (size_t i = 0; i < o->n_held; i++) {
+        envoy__service__discovery__v3__delta_discovery_request__initial_resource_versions_entry__init(
+            &e[i]);
+        e[i].key = (char *)o->held_names[i];
+        e[i].value = (char *)o->held_versions[i];
+        ep[i] = &e[i];
+    }
+    r.initial_resource_versions = ep;
+    r.n_initial_resource_versions = o->n_held;
+    if (o->node && !s->node_sent) {
+        r.node = (Envoy__Config__Core__V3__Node *)o->node;
+        s->node_sent = true;
+    }
+    if (o->error) {
+        st.code = 3; /* INVALID_ARGUMENT, as Envoy */
+        st.message = (char *)o->error;
+        r.error_detail = &st;
+    }
+    s->requested = true;
+    *len = protobuf_c_message_get_packed_size(&r.base);
+    uint8_t *buf = pl_malloc(*len ? *len : 1);
+    protobuf_c_message_pack(&r.base, buf);
+    free(e);
+    free(ep);
+    return buf;
+}
+
 void pl_xds_sub_accept(struct pl_xds_sub *s, const char *version, const char *nonce)
 {
     free(s->version);

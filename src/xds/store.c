@@ -224,16 +224,25 @@ static void keep_unchanged(struct pl_xds_resvec *in, const struct pl_xds_resvec 
     }
 }
 
-int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *in,
-                        struct pl_err *err)
+static bool listed(char *const *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], name))
+            return true;
+    return false;
+}
+
+int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *in, bool merge,
+                        char *const *removed, size_t n_removed, struct pl_err *err)
 {
     struct pl_xds_resvec old = x->acc[t];
     keep_unchanged(in, &old);
     struct pl_xds_resvec next = {0};
-    if (t == PL_XDS_EDS || t == PL_XDS_RDS) {
+    if (merge) {
         /* by name: the resources not in this response stay as they are */
         for (size_t i = 0; i < old.n; i++)
-            if (!pl_xds_resvec_find(in, old.v[i].name))
+            if (!pl_xds_resvec_find(in, old.v[i].name) &&
+                !listed(removed, n_removed, old.v[i].name))
                 res_copy(push(&next), &old.v[i]);
     }
     for (size_t i = 0; i < in->n; i++)

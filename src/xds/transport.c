@@ -20,6 +20,8 @@
 
 #define ADS_METHOD                                                                                 \
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define DELTA_METHOD                                                                               \
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 
 struct out_msg {
     uint8_t *data;
@@ -78,6 +80,8 @@ static void event_free(struct pl_xds_event *ev)
 {
     if (ev->resp)
         envoy__service__discovery__v3__discovery_response__free_unpacked(ev->resp, NULL);
+    if (ev->delta)
+        envoy__service__discovery__v3__delta_discovery_response__free_unpacked(ev->delta, NULL);
     free(ev->msg);
     free(ev);
 }
@@ -164,18 +168,27 @@ static void start_recv(struct pl_xds_transport *t)
     start_batch(t->call, &op, 1, &t->tag_recv);
 }
 
-static Envoy__Service__Discovery__V3__DiscoveryResponse *decode(grpc_byte_buffer *bb)
+/* Decodes a response into a new event; NULL if the bytes are not a response. */
+static struct pl_xds_event *decode(grpc_byte_buffer *bb, bool delta, uint64_t stream)
 {
     grpc_byte_buffer_reader rd;
     if (!grpc_byte_buffer_reader_init(&rd, bb))
         return NULL;
     grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
-    Envoy__Service__Discovery__V3__DiscoveryResponse *r =
-        envoy__service__discovery__v3__discovery_response__unpack(NULL, GRPC_SLICE_LENGTH(sl),
-                                                                  GRPC_SLICE_START_PTR(sl));
+    struct pl_xds_event *e = event_new(PL_XDS_EV_RESPONSE, stream);
+    if (delta)
+        e->delta = envoy__service__discovery__v3__delta_discovery_response__unpack(
+            NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+    else
+        e->resp = envoy__service__discovery__v3__discovery_response__unpack(
+            NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
-    return r;
+    if (!e->resp && !e->delta) {
+        free(e);
+        return NULL;
+    }
+    return e;
 }
 
 /* Runs one stream until it ends; returns true if the server sent at least one message. */
@@ -186,7 +199,7 @@ static bool run_stream(struct pl_xds_transport *t)
         pthread_mutex_unlock(&t->mu);
         return false;
     }
-    grpc_slice method = grpc_slice_from_static_string(ADS_METHOD);
+    grpc_slice method = grpc_slice_from_static_string(t->o.delta ? DELTA_METHOD : ADS_METHOD);
     t->call = grpc_channel_create_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq, method,
                                        NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     uint64_t stream = ++t->stream;
@@ -233,12 +246,10 @@ static bool run_stream(struct pl_xds_transport *t)
             recv_pending = false;
             if (ev.success && t->recv_bb) {
                 got_message = true;
-                Envoy__Service__Discovery__V3__DiscoveryResponse *r = decode(t->recv_bb);
+                struct pl_xds_event *e = decode(t->recv_bb, t->o.delta, stream);
                 grpc_byte_buffer_destroy(t->recv_bb);
                 t->recv_bb = NULL;
-                if (r) {
-                    struct pl_xds_event *e = event_new(PL_XDS_EV_RESPONSE, stream);
-                    e->resp = r;
+                if (e) {
                     post(t, e);
                 } else {
                     pl_log_warn("xds", "undecodable DiscoveryResponse: ignored");

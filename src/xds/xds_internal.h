@@ -61,6 +61,24 @@ struct pl_xds_req_opts {
  * accepted), response_nonce = s->nonce, the names, node on the first request of the type on
  * this stream, error_detail for a NACK. Returns malloc'd bytes (caller frees), length in *len. */
 uint8_t *pl_xds_sub_request(struct pl_xds_sub *s, const struct pl_xds_req_opts *o, size_t *len);
+/* Delta: what a request says besides type and nonce (every array may be empty). */
+struct pl_xds_delta_opts {
+    const Envoy__Config__Core__V3__Node *node; /* sent when !s->node_sent (then marked sent) */
+    const char *error;                         /* NACK: error_detail.message */
+    bool ack;                                  /* an ACK/NACK: carries s->nonce */
+    const char *const *subscribe;              /* resource_names_subscribe */
+    size_t n_subscribe;
+    const char *const *unsubscribe;
+    size_t n_unsubscribe;
+    const char *const *held_names; /* initial_resource_versions (a new stream) */
+    const char *const *held_versions;
+    size_t n_held;
+};
+
+/* Builds the serialized DeltaDiscoveryRequest for s: response_nonce = s->nonce (an ACK or NACK
+ * when set), node on the first request of the type on this stream. Caller frees. */
+uint8_t *pl_xds_sub_delta_request(struct pl_xds_sub *s, const struct pl_xds_delta_opts *o,
+                                  size_t *len);
 /* Records an accepted response: version and nonce. */
 void pl_xds_sub_accept(struct pl_xds_sub *s, const char *version, const char *nonce);
 /* Records a rejected response: only the nonce (the version stays the last accepted). */
@@ -89,8 +107,9 @@ enum pl_xds_event_kind {
 
 struct pl_xds_event {
     enum pl_xds_event_kind kind;
-    uint64_t stream;                                        /* stream generation */
-    Envoy__Service__Discovery__V3__DiscoveryResponse *resp; /* owned by the event */
+    uint64_t stream;                                              /* stream generation */
+    Envoy__Service__Discovery__V3__DiscoveryResponse *resp;       /* SotW; owned by the event */
+    Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *delta; /* Delta; owned */
     int status;
     char *msg;
     struct pl_xds_event *next;
@@ -101,6 +120,7 @@ typedef void (*pl_xds_event_fn)(void *arg, struct pl_xds_event *ev);
 
 struct pl_xds_transport_opts {
     const char *target;       /* gRPC target ("127.0.0.1:15010", "dns:///cp:15010") */
+    bool delta;               /* DeltaAggregatedResources instead of StreamAggregatedResources */
     struct ev_loop *loop;     /* main loop: events are delivered there */
     pl_xds_event_fn on_event; /* main thread; the event is freed after it returns */
     void *arg;

@@ -93,7 +93,7 @@ def clusters_yaml(clusters, extra=""):
     return "resources:\n" + "".join(cluster_yaml(n, p, extra) for n, p in clusters)
 
 
-def bootstrap(xds_port, node_id="sidecar-1", fetch_timeout=None):
+def bootstrap(xds_port, node_id="sidecar-1", fetch_timeout=None, api_type="GRPC"):
     ift = f", initial_fetch_timeout: {fetch_timeout}" if fetch_timeout else ""
     return f"""node:
   id: {node_id}
@@ -104,7 +104,7 @@ admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api_type}
     transport_api_version: V3
     grpc_services:
     - envoy_grpc: {{ cluster_name: xds_cluster }}
@@ -228,7 +228,7 @@ def stat(px, name):
 @pytest.fixture
 def setup(tmp_path, cp, pillion, upstream):
     """pillion-cp serving one listener -> RDS -> EDS cluster, a pillion on it, one upstream."""
-    def make(n_upstreams=1):
+    def make(n_upstreams=1, api_type="GRPC"):
         ups = [upstream(f"u{i}") for i in range(n_upstreams)]
         lport = free_port()
         res = tmp_path / "res"
@@ -237,7 +237,7 @@ def setup(tmp_path, cp, pillion, upstream):
         (res / "routes.yaml").write_text(routes_yaml())
         (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", ups[0].port)]))
         c = cp(res)
-        px = pillion(bootstrap(c.xds_port))
+        px = pillion(bootstrap(c.xds_port, api_type=api_type))
         until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200")
         served_by(lport, "u0")
         return c, px, ups, lport, res
@@ -459,3 +459,47 @@ def test_example_bootstrap_validates():
     r = run_pillion("--mode", "validate", "--config-path",
                     os.path.join(ROOT, "examples", "bootstrap_xds.yaml"))
     assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_delta_serves_every_type_and_follows_changes(setup):
+    c, px, ups, lport, res = setup(2, api_type="DELTA_GRPC")
+    n = c.node("sidecar-1", lambda n: all(t["state"] == "SYNCED" for t in n["types"].values()))
+    assert n["stream"] == "delta"
+    assert px.admin_json("/server_info")["xds"]["api_type"] == "DELTA_GRPC"
+    # an endpoint change is one resource of one type
+    write(res / "clusters.yaml", clusters_yaml([("demo_upstream", ups[1].port)]))
+    served_by(lport, "u1")
+    assert stat(px, "cluster.demo_upstream.update_success") == 2
+    # a new cluster and a route to it; then the old cluster goes (removed_resources)
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[1].port), ("other", ups[0].port)]))
+    c.node("sidecar-1",
+           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    write(res / "routes.yaml", routes_yaml(cluster="other"))
+    served_by(lport, "u0")
+    write(res / "clusters.yaml", clusters_yaml([("other", ups[0].port)]))
+    c.node("sidecar-1", lambda n: n["types"]["eds"]["subscribed"] == ["other"])
+    _, _, text = px.admin("/clusters")
+    assert "demo_upstream::" not in text and "other::added_via_api::true" in text
+    # a bad cluster is NACKed and the rest keeps serving
+    write(res / "clusters.yaml", clusters_yaml(
+        [("other", ups[0].port)],
+        extra="  circuit_breakers: { thresholds: [{ max_connections: 5 }] }\n"))
+    n = c.node("sidecar-1", lambda n: n["types"]["cds"]["state"] == "NACKED")
+    assert "Cluster 'other'.circuit_breakers" in n["types"]["cds"]["last_nack"]["message"]
+    assert get(lport)[1]["upstream"] == "u0"
+
+
+def test_delta_reconnect_sends_held_versions(setup, cp):
+    c, px, ups, lport, res = setup(1, api_type="DELTA_GRPC")
+    port = c.xds_port
+    c.stop()
+    until(lambda: stat(px, "control_plane.connected_state") == 0, 10, "disconnected")
+    assert get(lport)[1]["upstream"] == "u0"
+    c2 = cp(res, xds_port=port)
+    n = c2.node("sidecar-1", lambda n: all(t["state"] in ("SYNCED", "NOT SENT")
+                                           for t in n["types"].values()), timeout=20)
+    # what the proxy held was not resent: nothing changed
+    assert all(t["responses"] <= 1 for t in n["types"].values()), n
+    assert stat(px, "control_plane.connected_state") == 1
+    assert get(lport)[1]["upstream"] == "u0"
