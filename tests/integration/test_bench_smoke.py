@@ -78,6 +78,16 @@ def test_bench_quick(bench_tools, tmp_path):
         for row in rows:
             assert "error" not in row, (name, row)
             assert row["apply_ms"] > 0 and row["pss_kb"] > 0
+    # xDS (Pillion fed by pillion-cp): measured when both are built, else the reason is given.
+    if "xds" in res:
+        x = res["xds"]
+        assert "error" not in x, x
+        assert x["initial_ms"] > 0 and x["update_ms"]["median"] > 0
+        sw = x["swap"]
+        assert sw["requests"] > 0 and sw["errors"] == 0, sw
+        assert sw["updates_applied"].get("http.bench.rds.bench_route.update_success", 0) > 0, sw
+    else:
+        assert res["not_measured"]["xds"]
     # Parts that cannot be measured yet say why.
     for k, why in res["not_measured"].items():
         assert len(why) > 20, k

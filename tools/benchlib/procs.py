@@ -16,12 +16,15 @@ class Procs:
 
     def __init__(self):
         self.started = []
+        self.cleanups = []  # callables run after the processes are stopped on a signal
         atexit.register(self.stop_all)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, _frame):
         self.stop_all()
+        for fn in self.cleanups:
+            fn()
         sys.stderr.write(f"bench: stopped by signal {signum}\n")
         os._exit(128 + signum)
 
