@@ -152,6 +152,9 @@ static void teardown(struct hcm_conn *hc)
     }
     hc->torn_down = true;
     free_dead(hc);
+    /* streams reset by the codec's destroy may have scheduled deferred work */
+    ev_timer_stop(hc->loop, &hc->defer);
+    ev_timer_stop(hc->loop, &hc->drain_timer);
     pl_gauge_add(hc->cfg->st.cx_active, -1);
     pl_counter_inc(hc->cfg->st.cx_destroy);
     pl_counter_inc(hc->remote_closed ? hc->cfg->st.cx_destroy_remote
