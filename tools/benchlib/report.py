@@ -36,6 +36,7 @@ def markdown(out):
              f"; {m['params']['reps']} repetition(s) of {m['params']['duration_s']} s each, "
              "median shown, (±x%) = half the max−min spread over the median.", ""]
     lines += machine_lines(m) + [""]
+    lines += summary_lines(out)
     load = [(k, label) for k, label in LOAD_TESTS if k in tests]
     if load:
         lines += ["### Throughput (requests/s, one client thread: wrk -c32 for HTTP/1.1, "
@@ -139,6 +140,49 @@ def markdown(out):
     return "\n".join(lines) + "\n"
 
 
+def summary_lines(out):
+    """Pillion against the best of the others, computed from this run's medians."""
+    names = [n for n in _names(out) if n != "pillion"]
+    if "pillion" not in _names(out) or not names:
+        return []
+    tests, items = out["tests"], []
+    for k, label in LOAD_TESTS:
+        if k not in tests:
+            continue
+        t = tests[k]["targets"]
+        mine = _med(t.get("pillion", {}), "cpu_us_per_req")
+        others = [(_med(t.get(n, {}), "cpu_us_per_req"), n) for n in names]
+        others = [o for o in others if o[0]]
+        if mine and others:
+            best = min(others)
+            items.append(f"{label} {mine:.1f} µs vs {best[0]:.1f} µs ({best[1]}, "
+                         f"{mine / best[0]:.2f}×)")
+    lines = []
+    if items:
+        lines.append("Summary: proxy CPU per request, Pillion vs the lowest of the others: " +
+                     "; ".join(items) + ".")
+    ic = out.get("idle_conns", {})
+    if "pss_per_1000_kb" in ic.get("pillion", {}):
+        o = [ic[n]["pss_per_1000_kb"] for n in names if "pss_per_1000_kb" in ic.get(n, {})]
+        if o:
+            lines.append(f"Memory per 1,000 idle connections: Pillion "
+                         f"{ic['pillion']['pss_per_1000_kb']:,.0f} kB, the others "
+                         f"{min(o):,.0f}–{max(o):,.0f} kB.")
+    sc = out.get("scale", {})
+    big = [r for r in sc.get("pillion", []) if "apply_ms" in r]
+    if big:
+        n = big[-1]["clusters"]
+        o = [(r["apply_ms"], r["pss_kb"], nm) for nm in names for r in sc.get(nm, [])
+             if r.get("clusters") == n and "apply_ms" in r]
+        if o:
+            lines.append(f"With {n:,} clusters and routes: Pillion applies the config in "
+                         f"{big[-1]['apply_ms'] / 1000:.2f} s with {big[-1]['pss_kb'] / 1024:.0f} "
+                         f"MB; the others {min(x[0] for x in o) / 1000:.2f}–"
+                         f"{max(x[0] for x in o) / 1000:.2f} s and "
+                         f"{min(x[1] for x in o) / 1024:.0f}–{max(x[1] for x in o) / 1024:.0f} MB.")
+    return [" ".join(lines), ""] if lines else []
+
+
 def machine_lines(m):
     mc, v = m["machine"], m["versions"]
     lb, la = m.get("loadavg_before"), m.get("loadavg_after")
@@ -175,14 +219,14 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set ylabel '{ylabel}'
-set yrange [0:*]
+{yscale}
 set key outside right top
 set xtics nomirror
 plot for [i=2:{cols}] '{dat}' using i:xtic(1) title columnheader(i)
 """
 
 
-def _hist(outdir, name, title, ylabel, header, rows):
+def _hist(outdir, name, title, ylabel, header, rows, yscale="set yrange [0:*]"):
     if not any(x is not None for r in rows for x in r[1:]):
         return None
     dat = f"{name}.dat"
@@ -192,7 +236,7 @@ def _hist(outdir, name, title, ylabel, header, rows):
             f.write(" ".join(f'"{x}"' if isinstance(x, str) else
                              ("NaN" if x is None else f"{x:.3f}") for x in r) + "\n")
     _gnuplot(HIST.format(png=f"{name}.png", title=title, ylabel=ylabel, dat=dat,
-                         cols=len(header)), outdir)
+                         cols=len(header), yscale=yscale), outdir)
     return os.path.join(outdir, f"{name}.png")
 
 
@@ -209,7 +253,8 @@ def plots(out, outdir):
                        for p in ("p50_us", "p99_us", "p999_us")] for n in ["direct"] + names]
         made.append(_hist(outdir, f"latency-{proto}-{rate}",
                           f"Latency at {rate} req/s, {'HTTP/1.1' if proto == 'h1' else 'h2c'}",
-                          "ms", ["target", "p50", "p99", "p99.9"], rows))
+                          "ms (log scale)", ["target", "p50", "p99", "p99.9"], rows,
+                          "set logscale y\nset yrange [0.05:*]"))
     load = [(k, label) for k, label in LOAD_TESTS if k in tests]
     if load:
         rows = [[n] + [_med(tests[k]["targets"].get(n, {}), "cpu_us_per_req") for k, _ in load]
