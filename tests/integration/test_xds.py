@@ -503,3 +503,62 @@ def test_delta_reconnect_sends_held_versions(setup, cp):
     assert all(t["responses"] <= 1 for t in n["types"].values()), n
     assert stat(px, "control_plane.connected_state") == 1
     assert get(lport)[1]["upstream"] == "u0"
+
+
+def test_route_changes_under_load_lose_no_request(setup):
+    """Clients keep sending (new and kept-alive connections) while 20 route changes are pushed:
+    every request succeeds and new connections follow the route of the moment."""
+    import threading
+    c, px, ups, lport, res = setup(2)
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
+    c.node("sidecar-1",
+           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    stop = threading.Event()
+    results = {"ok": 0, "failed": [], "kept_ok": 0}
+
+    def fresh():
+        while not stop.is_set() and results["ok"] < 100000:
+            try:
+                status, _ = get(lport)
+                if status == 200:
+                    results["ok"] += 1
+                else:
+                    results["failed"].append(status)
+            except OSError as e:
+                results["failed"].append(repr(e))
+
+    def kept():
+        conn = http.client.HTTPConnection("127.0.0.1", lport, timeout=5)
+        try:
+            while not stop.is_set() and results["kept_ok"] < 100000:
+                conn.request("GET", "/kept")
+                r = conn.getresponse()
+                r.read()
+                if r.status == 200:
+                    results["kept_ok"] += 1
+                else:
+                    results["failed"].append(r.status)
+        except (OSError, http.client.HTTPException) as e:
+            results["failed"].append("kept: " + repr(e))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=fresh) for _ in range(3)] + [threading.Thread(target=kept)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            target = "other" if i % 2 == 0 else "demo_upstream"
+            write(res / "routes.yaml", routes_yaml(cluster=target))
+            want = str(i + 2)
+            c.node("sidecar-1", lambda n: n["types"]["rds"]["acked_version"] == want)
+            name = "u1" if target == "other" else "u0"
+            served_by(lport, name)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not results["failed"], results["failed"][:5]
+    assert results["ok"] > 20 and results["kept_ok"] > 5, results
+    assert stat(px, "http.ingress_http.rds.local_route.update_success") == 21
