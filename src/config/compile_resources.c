@@ -76,17 +76,39 @@ size_t pl_listener_rds_names(const LISTENER_T *l, char ***names)
     return n;
 }
 
-static const struct pl_res *find_res(const struct pl_res *v, size_t n, const char *name)
+static int cmp_res_ptr(const void *a, const void *b)
 {
+    return strcmp((*(const struct pl_res *const *)a)->name,
+                  (*(const struct pl_res *const *)b)->name);
+}
+
+/* The resources of a set sorted by name, for lookups (the set's arrays may be in any order). */
+struct res_index {
+    const struct pl_res **v;
+    size_t n;
+};
+
+static struct res_index index_of(const struct pl_res *v, size_t n)
+{
+    struct res_index ix = {.v = pl_calloc(n + 1, sizeof(*ix.v)), .n = n};
     for (size_t i = 0; i < n; i++)
-        if (!strcmp(v[i].name, name))
-            return &v[i];
-    return NULL;
+        ix.v[i] = &v[i];
+    qsort(ix.v, n, sizeof(*ix.v), cmp_res_ptr);
+    return ix;
+}
+
+static const struct pl_res *find_res(const struct res_index *ix, const char *name)
+{
+    struct pl_res key = {.name = name};
+    const struct pl_res *kp = &key;
+    const struct pl_res **r =
+        ix->n ? bsearch(&kp, ix->v, ix->n, sizeof(*ix->v), cmp_res_ptr) : NULL;
+    return r ? *r : NULL;
 }
 
 /* Writes the named route configurations inline into every RDS HCM of fc; true if any. */
 static bool inline_chain(Envoy__Config__Listener__V3__FilterChain *fc,
-                         const struct pl_resource_set *rs)
+                         const struct res_index *routes)
 {
     bool any = false;
     for (size_t i = 0; fc && i < fc->n_filters; i++) {
@@ -101,7 +123,7 @@ static bool inline_chain(Envoy__Config__Listener__V3__FilterChain *fc,
             continue;
         }
         const char *name = h->rds ? h->rds->route_config_name : "";
-        const struct pl_res *r = find_res(rs->routes, rs->n_routes, name);
+        const struct pl_res *r = find_res(routes, name);
         ROUTE_T *rc;
         if (r) {
             rc = (ROUTE_T *)clone(r->msg);
@@ -125,22 +147,22 @@ static bool inline_chain(Envoy__Config__Listener__V3__FilterChain *fc,
 }
 
 /* Returns l with its RDS route configurations inline (caller frees), or NULL if it has none. */
-static LISTENER_T *inline_routes(const LISTENER_T *l, const struct pl_resource_set *rs)
+static LISTENER_T *inline_routes(const LISTENER_T *l, const struct res_index *routes)
 {
     if (pl_listener_rds_names(l, NULL) == 0)
         return NULL;
     LISTENER_T *c = (LISTENER_T *)clone(&l->base);
     for (size_t i = 0; i < c->n_filter_chains; i++)
-        inline_chain(c->filter_chains[i], rs);
-    inline_chain(c->default_filter_chain, rs);
+        inline_chain(c->filter_chains[i], routes);
+    inline_chain(c->default_filter_chain, routes);
     return c;
 }
 
 static int add_listener(struct pl_snapshot *s, const LISTENER_T *l, const struct pl_res *dyn,
-                        const struct pl_resource_set *rs, const struct timespec *now,
+                        const struct res_index *routes, const struct timespec *now,
                         struct pl_err *err)
 {
-    LISTENER_T *eff = inline_routes(l, rs);
+    LISTENER_T *eff = inline_routes(l, routes);
     struct pl_listener_cfg *out = &s->listeners[s->n_listeners];
     int rc = pl_compile_listener(l, eff, dyn ? &dyn->last_updated : now, out, err);
     if (eff)
@@ -157,8 +179,7 @@ static int add_listener(struct pl_snapshot *s, const LISTENER_T *l, const struct
 }
 
 static int add_cluster(struct pl_snapshot *s, const CLUSTER_T *cl, const struct pl_res *dyn,
-                       const struct pl_resource_set *rs, const struct timespec *now,
-                       struct pl_err *err)
+                       const struct res_index *clas, const struct timespec *now, struct pl_err *err)
 {
     const CLA_T *eds = NULL;
     if (cl->cluster_discovery_type_case ==
@@ -167,7 +188,7 @@ static int add_cluster(struct pl_snapshot *s, const CLUSTER_T *cl, const struct 
         const char *svc = cl->eds_cluster_config && *cl->eds_cluster_config->service_name
                               ? cl->eds_cluster_config->service_name
                               : cl->name;
-        const struct pl_res *r = find_res(rs->clas, rs->n_clas, svc);
+        const struct pl_res *r = find_res(clas, svc);
         static const CLA_T empty = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
         eds = r ? (const CLA_T *)r->msg : &empty;
     }
@@ -211,20 +232,24 @@ int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snap
     s->listeners = pl_calloc(nsl + rs->n_listeners + 1, sizeof(*s->listeners));
     s->clusters = pl_calloc(nsc + rs->n_clusters + 1, sizeof(*s->clusters));
     int rc = 0;
+    struct res_index routes = index_of(rs->routes, rs->n_routes);
+    struct res_index clas = index_of(rs->clas, rs->n_clas);
     for (size_t i = 0; i < nsl; i++)
-        if (add_listener(s, sr->listeners[i], NULL, rs, &now, err) < 0)
+        if (add_listener(s, sr->listeners[i], NULL, &routes, &now, err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < rs->n_listeners; i++)
-        if (add_listener(s, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], rs, &now,
-                         err) < 0)
+        if (add_listener(s, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], &routes,
+                         &now, err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < nsc; i++)
-        if (add_cluster(s, sr->clusters[i], NULL, rs, &now, err) < 0)
+        if (add_cluster(s, sr->clusters[i], NULL, &clas, &now, err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < rs->n_clusters; i++)
-        if (add_cluster(s, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], rs, &now,
+        if (add_cluster(s, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], &clas, &now,
                         err) < 0)
             rc = PL_EINVAL;
+    free(routes.v);
+    free(clas.v);
     s->routes = copy_res(rs->routes, rs->n_routes);
     s->n_routes = rs->n_routes;
     s->endpoints = copy_res(rs->clas, rs->n_clas);

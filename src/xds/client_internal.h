@@ -13,13 +13,16 @@
 /* One resource as accepted (or, in the active lists, as served). */
 struct pl_xds_res {
     char *name;
-    ProtobufCMessage *msg; /* owned */
+    ProtobufCMessage *msg; /* shared by the copies of the entry (refs) */
+    unsigned *refs;
     char *version;
     uint64_t hash; /* of the serialized message */
     struct timespec updated;
     double warm_deadline; /* ev_now when warming gives up waiting; 0: not warming */
 };
 
+/* Entries sorted by name (pl_xds_resvec_find is a binary search), except the output of
+ * pl_xds_store_check, which keeps the response's order. */
 struct pl_xds_resvec {
     struct pl_xds_res *v;
     size_t n;

@@ -23,32 +23,23 @@ static uint64_t fnv(const uint8_t *p, size_t n)
     return h;
 }
 
-static ProtobufCMessage *clone_msg(const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = pl_malloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
-    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
-    free(buf);
-    if (!c)
-        pl_die("xds: re-decoding %s failed", m->descriptor->name);
-    return c;
-}
-
 static void res_free(struct pl_xds_res *r)
 {
     free(r->name);
     free(r->version);
-    if (r->msg)
+    if (r->refs && --*r->refs == 0) {
         protobuf_c_message_free_unpacked(r->msg, NULL);
+        free(r->refs);
+    }
 }
 
+/* A copy of src sharing its message. */
 static void res_copy(struct pl_xds_res *dst, const struct pl_xds_res *src)
 {
     *dst = *src;
     dst->name = pl_strdup(src->name);
     dst->version = pl_strdup(src->version);
-    dst->msg = clone_msg(src->msg);
+    ++*dst->refs;
 }
 
 void pl_xds_resvec_free(struct pl_xds_resvec *v)
@@ -60,13 +51,30 @@ void pl_xds_resvec_free(struct pl_xds_resvec *v)
     v->n = 0;
 }
 
+static int cmp_res(const void *a, const void *b)
+{
+    return strcmp(((const struct pl_xds_res *)a)->name, ((const struct pl_xds_res *)b)->name);
+}
+
+static void sort(struct pl_xds_resvec *v)
+{
+    if (v->n > 1)
+        qsort(v->v, v->n, sizeof(*v->v), cmp_res);
+}
+
 struct pl_xds_res *pl_xds_resvec_find(const struct pl_xds_resvec *v, const char *name)
 {
-    for (size_t i = 0; i < v->n; i++)
-        if (!strcmp(v->v[i].name, name))
-            return &v->v[i];
-    return NULL;
+    struct pl_xds_res key = {.name = (char *)name};
+    return v->n ? bsearch(&key, v->v, v->n, sizeof(*v->v), cmp_res) : NULL;
 }
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    return cmp_res(*(const struct pl_xds_res *const *)a, *(const struct pl_xds_res *const *)b);
+}
+
+/* Adds an error for each name used twice in one response. */
+static int check_duplicates(const struct pl_xds_resvec *v, enum pl_xds_type t, struct pl_err *err);
 
 static struct pl_xds_res *push(struct pl_xds_resvec *v)
 {
@@ -194,20 +202,39 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         struct pl_err sub = PL_ERR_INIT;
         if (check_one(x, t, m, &sub) < 0)
             rc = PL_EINVAL;
-        if (pl_xds_resvec_find(out, name))
-            rc = pl_err_add(&sub, NULL, 0, 0, NULL, "duplicate %s name '%s' in one response",
-                            kinds[t], name);
         move_errors(err, &sub, where);
         struct pl_xds_res *e = push(out);
         e->name = pl_strdup(name);
         e->msg = m;
+        e->refs = pl_malloc(sizeof(*e->refs));
+        *e->refs = 1;
         e->version = pl_strdup(r->version_info);
         e->hash = fnv(a->value.data, a->value.len);
         e->updated = now;
     }
+    if (check_duplicates(out, t, err) < 0)
+        rc = PL_EINVAL;
     if (rc < 0)
         pl_xds_resvec_free(out);
     return rc < 0 ? PL_EINVAL : 0;
+}
+
+static int check_duplicates(const struct pl_xds_resvec *v, enum pl_xds_type t, struct pl_err *err)
+{
+    const struct pl_xds_res **p = pl_calloc(v->n + 1, sizeof(*p));
+    for (size_t i = 0; i < v->n; i++)
+        p[i] = &v->v[i];
+    qsort(p, v->n, sizeof(*p), cmp_ptr);
+    int rc = 0;
+    for (size_t i = 1; i < v->n; i++)
+        if (!strcmp(p[i]->name, p[i - 1]->name) && (i < 2 || strcmp(p[i]->name, p[i - 2]->name))) {
+            char where[320];
+            snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], p[i]->name);
+            rc = pl_err_add(err, NULL, 0, 0, where, "duplicate %s name '%s' in one response",
+                            kinds[t], p[i]->name);
+        }
+    free(p);
+    return rc;
 }
 
 /* Keeps the entry of old for resources whose bytes did not change (version, time, warming). */
@@ -236,6 +263,7 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resv
                         char *const *removed, size_t n_removed, struct pl_err *err)
 {
     struct pl_xds_resvec old = x->acc[t];
+    sort(in);
     keep_unchanged(in, &old);
     struct pl_xds_resvec next = {0};
     if (merge) {
@@ -250,6 +278,7 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resv
     free(in->v);
     in->v = NULL;
     in->n = 0;
+    sort(&next);
     x->acc[t] = next;
     if (pl_xds_store_rebuild(x, err) < 0) {
         pl_xds_resvec_free(&x->acc[t]);
