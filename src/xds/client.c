@@ -34,6 +34,10 @@ static struct pl_xds_type_stats type_stats(struct pl_stats *s, const char *prefi
     t.rejected = pl_stats_counter(s, b);
     snprintf(b, sizeof(b), "%s.version", prefix);
     t.version = pl_stats_gauge(s, b);
+    snprintf(b, sizeof(b), "%s.update_failure", prefix);
+    t.failure = pl_stats_counter(s, b);
+    snprintf(b, sizeof(b), "%s.init_fetch_timeout", prefix);
+    t.init_fetch_timeout = pl_stats_counter(s, b);
     return t;
 }
 
@@ -221,6 +225,14 @@ static void check_initialized(struct pl_xds *x)
             continue;
         if (x->fetch_timeout_s[t] <= 0 || now < x->start_time + x->fetch_timeout_s[t])
             return;
+        if (!x->fetch_timed_out[t]) {
+            x->fetch_timed_out[t] = true;
+            pl_log_warn("xds", "%s: initial fetch timed out: going on without it",
+                        pl_xds_type_name(t));
+            const struct pl_xds_type_stats *st = t == PL_XDS_CDS ? &x->st_cds : &x->st_lds;
+            if (st->init_fetch_timeout.store)
+                pl_counter_inc(st->init_fetch_timeout);
+        }
     }
     if (x->n_warming)
         return;
@@ -442,6 +454,12 @@ static void on_event(void *arg, struct pl_xds_event *ev)
         x->connected = false;
         x->stream = 0;
         x->reconnects++;
+        if (x->st_cds.failure.store) { /* Envoy: fetches that failed because of the network */
+            if (x->enabled[PL_XDS_CDS])
+                pl_counter_inc(x->st_cds.failure);
+            if (x->enabled[PL_XDS_LDS])
+                pl_counter_inc(x->st_lds.failure);
+        }
         if (x->connected_state.store)
             pl_gauge_set(x->connected_state, 0);
         break;
@@ -547,6 +565,7 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
         x->st_cds = type_stats(o->stats, "cluster_manager.cds");
         x->st_lds = type_stats(o->stats, "listener_manager.lds");
         x->connected_state = pl_stats_gauge(o->stats, "control_plane.connected_state");
+        x->inert_fields = pl_stats_counter(o->stats, "server.dynamic_inert_fields");
     }
     x->start_time = ev_now(o->loop);
     ev_init(&x->timer, timer_cb);

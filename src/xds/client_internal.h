@@ -29,7 +29,7 @@ struct pl_xds_resvec {
 };
 
 struct pl_xds_type_stats {
-    struct pl_counter attempt, success, rejected;
+    struct pl_counter attempt, success, rejected, failure, init_fetch_timeout;
     struct pl_gauge version;
 };
 
@@ -56,10 +56,12 @@ struct pl_xds {
     double start_time;
     double fetch_timeout_s[PL_XDS_NTYPES]; /* initial_fetch_timeout (0: wait forever) */
     bool initialized;
+    bool fetch_timed_out[PL_XDS_NTYPES];
     ev_timer timer; /* next warming / initial fetch deadline */
 
     struct pl_xds_type_stats st_lds, st_cds;
     struct pl_gauge connected_state;
+    struct pl_counter inert_fields; /* server.dynamic_inert_fields: set, accepted, no effect */
 };
 
 /* Frees the entries of v and its array. */

@@ -146,6 +146,8 @@ static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessag
     struct pl_vctx vc = {.err = err, .ads = true};
     size_t inert = 0;
     int rc = pl_xds_check_fields(m, NULL, &inert, err);
+    if (inert && x->inert_fields.store) /* metadata, descriptions: accepted and counted */
+        pl_counter_add(x->inert_fields, inert);
     switch (t) {
     case PL_XDS_CDS:
         rc |= pl_validate_cluster(&vc, (const CLUSTER_T *)m);

@@ -259,6 +259,7 @@ def test_traffic_flows_per_the_files_and_node_is_sent(setup):
     assert stat(px, "http.ingress_http.rds.local_route.update_success") == 1
     assert stat(px, "cluster.demo_upstream.update_success") == 1
     assert stat(px, "control_plane.connected_state") == 1
+    assert stat(px, "server.dynamic_inert_fields") == 0
     info = px.admin_json("/server_info")
     assert info["state"] == "LIVE"
     assert info["xds"]["connected"] is True
@@ -283,6 +284,12 @@ def test_route_change_to_a_new_cluster_moves_traffic(setup):
     served_by(lport, "u1")
     # the listener kept its sockets: a route change is not a listener change
     assert "removed: draining" not in px.output()
+    # a cluster missing from a CDS response is removed, and its EDS subscription goes
+    write(res / "clusters.yaml", clusters_yaml([("other", ups[1].port)]))
+    c.node("sidecar-1", lambda n: n["types"]["eds"]["subscribed"] == ["other"])
+    _, _, text = px.admin("/clusters")
+    assert "demo_upstream::" not in text and "other::added_via_api::true" in text
+    assert get(lport)[1]["upstream"] == "u1"
 
 
 def test_bad_resource_is_nacked_and_old_config_keeps_serving(setup):
@@ -418,6 +425,10 @@ def test_initial_fetch_timeout_lets_the_proxy_go_live_without_a_control_plane(pi
     px = pillion(bootstrap(free_port(), fetch_timeout="0.5s"))
     assert px.admin("/ready")[0] == 503
     until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200 after initial_fetch_timeout")
+    assert stat(px, "cluster_manager.cds.init_fetch_timeout") == 1
+    assert stat(px, "listener_manager.lds.init_fetch_timeout") == 1
+    assert stat(px, "cluster_manager.cds.update_failure") >= 1
+    assert stat(px, "control_plane.connected_state") == 0
 
 
 def test_config_dump_dynamic_sections(setup):
