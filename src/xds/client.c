@@ -566,6 +566,10 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
         x->st_lds = type_stats(o->stats, "listener_manager.lds");
         x->connected_state = pl_stats_gauge(o->stats, "control_plane.connected_state");
         x->inert_fields = pl_stats_counter(o->stats, "server.dynamic_inert_fields");
+        x->active_clusters = pl_stats_gauge(o->stats, "cluster_manager.active_clusters");
+        x->warming_clusters = pl_stats_gauge(o->stats, "cluster_manager.warming_clusters");
+        x->active_listeners = pl_stats_gauge(o->stats, "listener_manager.total_listeners_active");
+        x->warming_listeners = pl_stats_gauge(o->stats, "listener_manager.total_listeners_warming");
     }
     x->start_time = ev_now(o->loop);
     ev_init(&x->timer, timer_cb);

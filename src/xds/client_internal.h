@@ -61,7 +61,11 @@ struct pl_xds {
 
     struct pl_xds_type_stats st_lds, st_cds;
     struct pl_gauge connected_state;
-    struct pl_counter inert_fields; /* server.dynamic_inert_fields: set, accepted, no effect */
+    struct pl_counter inert_fields;
+    /* cluster_manager.active_clusters / warming_clusters,
+     * listener_manager.total_listeners_active / total_listeners_warming */
+    struct pl_gauge active_clusters, warming_clusters, active_listeners,
+        warming_listeners; /* server.dynamic_inert_fields: set, accepted, no effect */
 };
 
 /* Frees the entries of v and its array. */

@@ -437,12 +437,19 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_err *err)
     free(sw_c);
     free(sr);
     free(se);
+    size_t wl_n = wl.n, wc_n = wc.n;
     pl_xds_resvec_free(&wl);
     pl_xds_resvec_free(&wc);
     if (rc < 0) {
         pl_xds_resvec_free(&al);
         pl_xds_resvec_free(&ac);
         return PL_EINVAL;
+    }
+    if (x->active_clusters.store) { /* static + dynamic, as Envoy counts them */
+        pl_gauge_set(x->active_clusters, (int64_t)s->n_clusters);
+        pl_gauge_set(x->warming_clusters, (int64_t)wc_n);
+        pl_gauge_set(x->active_listeners, (int64_t)s->n_listeners);
+        pl_gauge_set(x->warming_listeners, (int64_t)wl_n);
     }
     pl_xds_resvec_free(&x->active_l);
     pl_xds_resvec_free(&x->active_c);

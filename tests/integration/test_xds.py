@@ -260,6 +260,9 @@ def test_traffic_flows_per_the_files_and_node_is_sent(setup):
     assert stat(px, "cluster.demo_upstream.update_success") == 1
     assert stat(px, "control_plane.connected_state") == 1
     assert stat(px, "server.dynamic_inert_fields") == 0
+    assert stat(px, "cluster_manager.active_clusters") == 2  # xds_cluster + demo_upstream
+    assert stat(px, "cluster_manager.warming_clusters") == 0
+    assert stat(px, "listener_manager.total_listeners_active") == 1
     info = px.admin_json("/server_info")
     assert info["state"] == "LIVE"
     assert info["xds"]["connected"] is True
