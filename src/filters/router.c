@@ -188,6 +188,10 @@ static void on_ready(void *user, struct pl_pool_stream *s)
         fs->info->upstream_local_addr_len = len;
     }
     fs->info->first_upstream_tx_byte_ns = pl_stream_info_now_ns();
+    if (fs->downstream_above_high && !rs->read_disabled) {
+        rs->read_disabled = true; /* the downstream was full before the upstream was ready */
+        pl_pool_stream_read_disable(s, true);
+    }
     bool end = rs->req_end && rs->body.len == 0 && !rs->trailers;
     count(rs->cfg, rs->cfg->rq_total);
     if (pl_pool_stream_encode_head(s, fs->request, end) < 0)
@@ -512,9 +516,11 @@ static void r_watermark(struct pl_filter_stream *fs, void *cfg, void *state, boo
     if (above && !rs->read_disabled) {
         rs->read_disabled = true;
         pl_pool_stream_read_disable(rs->ps, true);
-    } else if (!above && rs->read_disabled) {
-        rs->read_disabled = false;
-        pl_pool_stream_read_disable(rs->ps, false);
+    } else if (!above) {
+        if (rs->read_disabled) {
+            rs->read_disabled = false;
+            pl_pool_stream_read_disable(rs->ps, false);
+        }
         size_t n = rs->unconsumed;
         rs->unconsumed = 0;
         pl_pool_stream_consumed(rs->ps, n);
