@@ -1,0 +1,242 @@
+/* ACK/NACK decisions (pl_xds_store_check: what a response must be to be accepted, and how the
+ * NACK names resource and field) and the RDS/EDS names the accepted resources need. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/pbjson.h"
+#include "xds/client_internal.h"
+
+typedef Envoy__Service__Discovery__V3__DiscoveryResponse resp_t;
+
+static ProtobufCMessage *yaml(const ProtobufCMessageDescriptor *d, const char *text)
+{
+    ProtobufCMessage *m = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    if (pl_pbjson_load_text(text, strlen(text), "test", d, NULL, &m, NULL, &err) < 0)
+        cr_assert_fail("decode: %s", pl_err_join(&err));
+    return m;
+}
+
+/* A response of type t holding the given resources (YAML), each packed into an Any. */
+static resp_t *response(enum pl_xds_type t, const char *const *res, size_t n)
+{
+    resp_t *r = calloc(1, sizeof(*r));
+    envoy__service__discovery__v3__discovery_response__init(r);
+    r->type_url = strdup(pl_xds_type_url(t));
+    r->version_info = strdup("7");
+    r->nonce = strdup("n");
+    r->resources = calloc(n + 1, sizeof(*r->resources));
+    for (size_t i = 0; i < n; i++) {
+        ProtobufCMessage *m = yaml(pl_xds_type_desc(t), res[i]);
+        Google__Protobuf__Any *a = calloc(1, sizeof(*a));
+        google__protobuf__any__init(a);
+        a->type_url = strdup(r->type_url);
+        a->value.len = protobuf_c_message_get_packed_size(m);
+        a->value.data = malloc(a->value.len + 1);
+        protobuf_c_message_pack(m, a->value.data);
+        protobuf_c_message_free_unpacked(m, NULL);
+        r->resources[r->n_resources++] = a;
+    }
+    return r;
+}
+
+static struct pl_xds x;
+static pl_bootstrap_t *boot;
+
+static void setup(void)
+{
+    memset(&x, 0, sizeof(x));
+    boot = (pl_bootstrap_t *)yaml(
+        &envoy__config__bootstrap__v3__bootstrap__descriptor,
+        "static_resources:\n"
+        "  clusters:\n"
+        "  - name: static_c\n"
+        "    type: STATIC\n"
+        "    load_assignment: { cluster_name: static_c }\n"
+        "  - name: static_eds\n"
+        "    type: EDS\n"
+        "    eds_cluster_config: { eds_config: { ads: {} }, service_name: svc }\n");
+    x.boot = boot;
+    for (int t = 0; t < PL_XDS_NTYPES; t++)
+        pl_xds_sub_init(&x.sub[t], t);
+}
+
+static void teardown(void)
+{
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        pl_xds_sub_free(&x.sub[t]);
+        pl_xds_resvec_free(&x.acc[t]);
+    }
+    protobuf_c_message_free_unpacked(&boot->base, NULL);
+}
+
+/* Checks a response; returns the joined errors ("" when accepted) and the accepted count. */
+static char *check(enum pl_xds_type t, const char *const *res, size_t n, size_t *accepted)
+{
+    resp_t *r = response(t, res, n);
+    struct pl_xds_resvec out;
+    struct pl_err err = PL_ERR_INIT;
+    int rc = pl_xds_store_check(&x, t, r, &out, &err);
+    char *msg = pl_err_join(&err);
+    cr_assert_eq(rc == 0, err.n == 0, "rc %d with %zu errors: %s", rc, err.n, msg);
+    *accepted = rc == 0 ? out.n : 0;
+    if (rc == 0) {
+        for (size_t i = 0; i < out.n; i++)
+            cr_assert_str_eq(out.v[i].version, "7");
+        pl_xds_resvec_free(&out);
+    }
+    pl_err_free(&err);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    return msg;
+}
+
+#define EDS_CLUSTER(name)                                                                          \
+    "name: " name "\ntype: EDS\neds_cluster_config: { eds_config: { ads: {} } }\n"
+
+TestSuite(xds_store, .init = setup, .fini = teardown);
+
+Test(xds_store, valid_clusters_are_accepted)
+{
+    const char *res[] = {EDS_CLUSTER("a"), "name: b\ntype: STATIC\n"};
+    size_t n;
+    char *msg = check(PL_XDS_CDS, res, 2, &n);
+    cr_assert_str_eq(msg, "");
+    cr_assert_eq(n, 2);
+    free(msg);
+}
+
+Test(xds_store, nack_names_resource_and_field)
+{
+    const char *res[] = {EDS_CLUSTER("a"),
+                         "name: b\ncircuit_breakers: { thresholds: [{ max_connections: 1 }] }\n"};
+    size_t n;
+    char *msg = check(PL_XDS_CDS, res, 2, &n);
+    cr_assert(strstr(msg, "Cluster 'b'.circuit_breakers: field 'circuit_breakers' of "
+                          "envoy.config.cluster.v3.Cluster is not supported by pillion"),
+              "%s", msg);
+    cr_assert_not(strstr(msg, "Cluster 'a'"), "%s", msg);
+    free(msg);
+}
+
+Test(xds_store, eds_over_a_non_ads_source_is_refused)
+{
+    const char *res[] = {"name: a\ntype: EDS\neds_cluster_config: { eds_config: { path: /x } }\n"};
+    size_t n;
+    char *msg = check(PL_XDS_CDS, res, 1, &n);
+    cr_assert(strstr(msg, "Cluster 'a'"), "%s", msg);
+    cr_assert(strstr(msg, "only config_source `ads: {}` is supported"), "%s", msg);
+    free(msg);
+}
+
+Test(xds_store, duplicate_names_in_one_response)
+{
+    const char *res[] = {EDS_CLUSTER("a"), EDS_CLUSTER("a"), EDS_CLUSTER("a")};
+    size_t n;
+    char *msg = check(PL_XDS_CDS, res, 3, &n);
+    cr_assert(strstr(msg, "Cluster 'a': duplicate Cluster name 'a' in one response"), "%s", msg);
+    free(msg);
+}
+
+Test(xds_store, wrong_resource_type_in_a_response)
+{
+    resp_t *r = response(PL_XDS_CDS, (const char *const[]){"name: a\n"}, 1);
+    free(r->resources[0]->type_url);
+    r->resources[0]->type_url = strdup(pl_xds_type_url(PL_XDS_LDS));
+    struct pl_xds_resvec out;
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &out, &err), PL_EINVAL);
+    char *msg = pl_err_join(&err);
+    cr_assert(strstr(msg, "resources[0]: type 'type.googleapis.com/"
+                          "envoy.config.listener.v3.Listener' in a response of type"),
+              "%s", msg);
+    free(msg);
+    pl_err_free(&err);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+}
+
+Test(xds_store, endpoints_must_be_ip_addresses)
+{
+    const char *res[] = {"cluster_name: a\n"
+                         "endpoints:\n"
+                         "- lb_endpoints:\n"
+                         "  - endpoint: { address: { socket_address: { address: host.example, "
+                         "port_value: 80 } } }\n"};
+    size_t n;
+    char *msg = check(PL_XDS_EDS, res, 1, &n);
+    cr_assert(strstr(msg, "ClusterLoadAssignment 'a'"), "%s", msg);
+    free(msg);
+    const char *ok[] = {
+        "cluster_name: a\n"
+        "endpoints:\n"
+        "- lb_endpoints:\n"
+        "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } }\n"};
+    msg = check(PL_XDS_EDS, ok, 1, &n);
+    cr_assert_str_eq(msg, "");
+    free(msg);
+}
+
+static const char *listener_to(const char *cluster)
+{
+    static char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "name: l\n"
+             "address: { socket_address: { address: 127.0.0.1, port_value: 0 } }\n"
+             "filter_chains:\n"
+             "- filters:\n"
+             "  - name: tcp\n"
+             "    typed_config:\n"
+             "      '@type': type.googleapis.com/"
+             "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n"
+             "      stat_prefix: t\n"
+             "      cluster: %s\n",
+             cluster);
+    return buf;
+}
+
+Test(xds_store, listeners_may_name_static_and_accepted_clusters_only)
+{
+    size_t n;
+    const char *res[] = {listener_to("static_c")};
+    char *msg = check(PL_XDS_LDS, res, 1, &n);
+    cr_assert_str_eq(msg, "");
+    free(msg);
+    res[0] = listener_to("nowhere");
+    msg = check(PL_XDS_LDS, res, 1, &n);
+    cr_assert(strstr(msg, "Listener 'l'") && strstr(msg, "unknown cluster 'nowhere'"), "%s", msg);
+    free(msg);
+}
+
+Test(xds_store, route_configurations_need_a_name_and_valid_hosts)
+{
+    size_t n;
+    const char *res[] = {"virtual_hosts: [{ name: v, domains: ['*'] }]\n",
+                         "name: r\nvirtual_hosts: [{ name: v, domains: [] }]\n"};
+    char *msg = check(PL_XDS_RDS, res, 2, &n);
+    cr_assert(strstr(msg, "a route configuration needs a name"), "%s", msg);
+    cr_assert(strstr(msg, "RouteConfiguration 'r'.domains: a virtual host needs at least one"),
+              "%s", msg);
+    free(msg);
+}
+
+Test(xds_store, needed_names_follow_accepted_and_static_resources)
+{
+    char **names;
+    cr_assert_eq(pl_xds_store_needed(&x, PL_XDS_EDS, &names), 1);
+    cr_assert_str_eq(names[0], "svc"); /* eds_cluster_config.service_name */
+    free(names[0]);
+    free(names);
+    const char *res[] = {EDS_CLUSTER("a")};
+    resp_t *r = response(PL_XDS_CDS, res, 1);
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &x.acc[PL_XDS_CDS], &err), 0);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    cr_assert_eq(pl_xds_store_needed(&x, PL_XDS_EDS, &names), 2);
+    cr_assert_str_eq(names[0], "svc");
+    cr_assert_str_eq(names[1], "a");
+    for (int i = 0; i < 2; i++)
+        free(names[i]);
+    free(names);
+    cr_assert_eq(pl_xds_store_needed(&x, PL_XDS_RDS, &names), 0);
+    free(names);
+}
