@@ -250,8 +250,6 @@ static void arm_timer(struct pl_xds *x)
         if (x->enabled[t] && !x->sub[t].received && x->fetch_timeout_s[t] > 0 && (!d || f < d))
             d = f;
     }
-    if (!x->initialized && (!d || x->start_time + 15.0 < d) && now < x->start_time + 15.0)
-        d = x->start_time + 15.0; /* static resources' warming */
     ev_timer_stop(x->o.loop, &x->timer);
     if (d > 0) {
         ev_timer_set(&x->timer, d > now ? d - now + 0.001 : 0.001, 0);

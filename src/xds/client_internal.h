@@ -51,7 +51,8 @@ struct pl_xds {
     struct pl_xds_resvec acc[PL_XDS_NTYPES]; /* accepted, by type */
     struct pl_xds_resvec active_l, active_c; /* LDS listeners / CDS clusters in service */
     char *last_nack[PL_XDS_NTYPES];
-    unsigned n_warming; /* resources waiting at the last build (not timed out) */
+    unsigned n_warming;     /* resources waiting at the last build (not timed out) */
+    double static_deadline; /* when the first waiting static resource gives up; 0: none */
 
     double start_time;
     double fetch_timeout_s[PL_XDS_NTYPES]; /* initial_fetch_timeout (0: wait forever) */

@@ -324,6 +324,43 @@ static size_t missing_routes(struct pl_xds *x, const LISTENER_T *l)
     return missing;
 }
 
+#define HCM_T Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
+
+static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
+{
+    if (cs && cs->initial_fetch_timeout) /* 0: wait forever */
+        return (double)cs->initial_fetch_timeout->seconds + cs->initial_fetch_timeout->nanos / 1e9;
+    return 15.0; /* Envoy's default */
+}
+
+/* How long a listener waits for its RDS: the longest initial_fetch_timeout of its route config
+ * sources (0: one of them waits forever). */
+static double rds_timeout(const LISTENER_T *l)
+{
+    double t = -1;
+    for (size_t c = 0; c <= l->n_filter_chains; c++) {
+        const Envoy__Config__Listener__V3__FilterChain *fc =
+            c < l->n_filter_chains ? l->filter_chains[c] : l->default_filter_chain;
+        for (size_t f = 0; fc && f < fc->n_filters; f++) {
+            const Google__Protobuf__Any *tc = fc->filters[f]->typed_config;
+            if (!tc || !strstr(tc->type_url, "HttpConnectionManager"))
+                continue;
+            HCM_T *h =
+                envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
+                    NULL, tc->value.len, tc->value.data);
+            if (!h)
+                continue;
+            if (h->rds) {
+                double v = source_timeout(h->rds->config_source);
+                if (t != 0 && (v == 0 || v > t))
+                    t = v;
+            }
+            protobuf_c_message_free_unpacked(&h->base, NULL);
+        }
+    }
+    return t < 0 ? 15.0 : t;
+}
+
 /* Is r ready to serve; if not, starts (or checks) its warming deadline. */
 static bool warmed(struct pl_xds *x, struct pl_xds_res *r, bool ready, double timeout, double now)
 {
@@ -354,7 +391,8 @@ static void next_active(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resv
         double timeout = 15.0;
         if (t == PL_XDS_LDS) {
             ready = missing_routes(x, (const LISTENER_T *)r->msg) == 0;
-            timeout = x->fetch_timeout_s[PL_XDS_RDS];
+            if (!ready)
+                timeout = rds_timeout((const LISTENER_T *)r->msg);
         } else {
             const char *svc;
             ready = !is_eds((const CLUSTER_T *)r->msg, &svc) ||
@@ -385,16 +423,29 @@ static struct pl_res *as_set(const struct pl_xds_resvec *v)
 }
 
 /* Static listeners and EDS clusters of the bootstrap warm too (counted, never held back). */
+/* Counts one static item still waiting (until start + timeout; 0: forever) and keeps the
+ * earliest such deadline for the timer. */
+static void static_wait(struct pl_xds *x, double timeout, double now)
+{
+    double d = x->start_time + timeout;
+    if (timeout > 0 && now >= d)
+        return;
+    x->n_warming++;
+    if (timeout > 0 && (x->static_deadline == 0 || d < x->static_deadline))
+        x->static_deadline = d;
+}
+
 static void static_warming(struct pl_xds *x, double now)
 {
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
-    bool expired = now >= x->start_time + 15.0;
-    for (size_t i = 0; sr && !expired && i < sr->n_listeners; i++)
-        x->n_warming += missing_routes(x, sr->listeners[i]) > 0;
-    for (size_t i = 0; sr && !expired && i < sr->n_clusters; i++) {
+    x->static_deadline = 0;
+    for (size_t i = 0; sr && i < sr->n_listeners; i++)
+        if (missing_routes(x, sr->listeners[i]) > 0)
+            static_wait(x, rds_timeout(sr->listeners[i]), now);
+    for (size_t i = 0; sr && i < sr->n_clusters; i++) {
         const char *svc;
         if (is_eds(sr->clusters[i], &svc) && !pl_xds_resvec_find(&x->acc[PL_XDS_EDS], svc))
-            x->n_warming++;
+            static_wait(x, eds_timeout(sr->clusters[i]), now);
     }
 }
 
@@ -517,7 +568,7 @@ void pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t)
 
 double pl_xds_store_next_deadline(const struct pl_xds *x)
 {
-    double d = 0;
+    double d = x->static_deadline;
     for (int t = 0; t < PL_XDS_NTYPES; t++)
         for (size_t i = 0; i < x->acc[t].n; i++) {
             double w = x->acc[t].v[i].warm_deadline;

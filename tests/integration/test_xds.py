@@ -384,7 +384,8 @@ def test_ready_is_503_until_the_initial_config_arrives(tmp_path, cp, pillion, up
     served_by(lport, "u0")
 
 
-def static_rds_listener(port, route):
+def static_rds_listener(port, route, fetch_timeout=None):
+    ift = f", initial_fetch_timeout: {fetch_timeout}" if fetch_timeout else ""
     return f"""  listeners:
   - name: static_rds
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
@@ -396,7 +397,7 @@ def static_rds_listener(port, route):
           stat_prefix: static_rds
           rds:
             route_config_name: {route}
-            config_source: {{ ads: {{}} }}
+            config_source: {{ ads: {{}}{ift} }}
           http_filters:
           - name: envoy.filters.http.router
             typed_config:
@@ -422,6 +423,20 @@ def test_static_listener_with_rds_waits_for_its_routes(tmp_path, cp, pillion, up
     write(res / "routes.yaml", routes_yaml() + routes_yaml(name="later_route").split("resources:\n")[1])
     until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200")
     served_by(sport, "u0")
+
+
+def test_rds_initial_fetch_timeout_gives_up_waiting_for_routes(tmp_path, cp, pillion, upstream):
+    u = upstream("u0")
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", u.port)]))
+    c = cp(res)
+    sport = free_port()
+    px = pillion(bootstrap(c.xds_port) + static_rds_listener(sport, "never", fetch_timeout="1s"))
+    c.node("sidecar-1", lambda n: n["types"].get("cds", {}).get("state") == "SYNCED")
+    assert px.admin("/ready")[0] == 503
+    until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200 after the RDS timeout")
+    assert get(sport)[0] == 404
 
 
 def test_initial_fetch_timeout_lets_the_proxy_go_live_without_a_control_plane(pillion):
