@@ -41,8 +41,7 @@ static uint64_t duration_ms(const Google__Protobuf__Duration *d, uint64_t dflt)
 
 int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
                         const Envoy__Config__Listener__V3__Listener *effective,
-                        const struct timespec *now, struct pl_listener_cfg *out,
-                        struct pl_err *err)
+                        const struct timespec *now, struct pl_listener_cfg *out, struct pl_err *err)
 {
     struct pl_addr a;
     const char *why;

@@ -25,7 +25,7 @@ struct pl_listener_cfg {
     struct timespec last_updated;
     struct pl_filter_chains *chains; /* compiled filter chains (net/filter.h), owned; NULL if
                                         the listener has none (tests) */
-    bool dynamic; /* added over xDS (LDS): /config_dump's dynamic_listeners */
+    bool dynamic;                    /* added over xDS (LDS): /config_dump's dynamic_listeners */
 };
 
 /* An endpoint of a cluster. */

@@ -203,8 +203,8 @@ static int check_ads_source(struct pl_vctx *c, const void *holder, const char *f
     if (cs->config_source_specifier_case != CS(CONFIG_SOURCE_SPECIFIER_ADS))
         return E(cs, NULL, "%s: only config_source `ads: {}` is supported by pillion", what);
     if (!c->ads)
-        return E(cs, "ads",
-                 "%s over ADS needs dynamic_resources.ads_config in the bootstrap", what);
+        return E(cs, "ads", "%s over ADS needs dynamic_resources.ads_config in the bootstrap",
+                 what);
     return 0;
 }
 
@@ -442,8 +442,8 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
         break;
     case CLUSTER(CLUSTER__DISCOVERY_TYPE__EDS):
         if (!cl->eds_cluster_config)
-            rc |= E(cl, "eds_cluster_config", "cluster '%s': EDS needs eds_cluster_config",
-                    cl->name);
+            rc |=
+                E(cl, "eds_cluster_config", "cluster '%s': EDS needs eds_cluster_config", cl->name);
         else
             rc |= check_ads_source(c, cl->eds_cluster_config, "eds_config",
                                    cl->eds_cluster_config->eds_config, "eds_cluster_config");
@@ -553,7 +553,7 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
     return rc ? PL_EINVAL : 0;
 }
 
-#define API(x) ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__##x
+#define API(x)  ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__##x
 #define GRPC(x) ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__##x
 
 /* dynamic_resources: one ADS stream (gRPC) that LDS and CDS point at. */

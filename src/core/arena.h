@@ -11,7 +11,10 @@ struct pl_arena {
     char *cur, *end;
 };
 
-#define PL_ARENA_INIT {NULL, NULL, NULL}
+#define PL_ARENA_INIT                                                                              \
+    {                                                                                              \
+        NULL, NULL, NULL                                                                           \
+    }
 
 /* Returns n bytes aligned for any type; never fails (aborts on OOM). */
 void *pl_arena_alloc(struct pl_arena *a, size_t n);

@@ -24,7 +24,10 @@ struct pl_buf {
     size_t len;
 };
 
-#define PL_BUF_INIT {NULL, NULL, 0}
+#define PL_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, NULL, 0                                                                              \
+    }
 
 /* Prepares an empty buffer (or use PL_BUF_INIT). */
 void pl_buf_init(struct pl_buf *b);

@@ -38,8 +38,8 @@ struct pl_http_head {
 /* Returns the first field named name (lower-case), or NULL. */
 const struct pl_header *pl_headers_get(const struct pl_headers *h, const char *name, size_t len);
 /* Appends a field whose strings already live long enough (received bytes or arena). */
-void pl_headers_add_ref(struct pl_headers *h, struct pl_arena *a, const char *name,
-                        size_t name_len, const char *value, size_t value_len);
+void pl_headers_add_ref(struct pl_headers *h, struct pl_arena *a, const char *name, size_t name_len,
+                        const char *value, size_t value_len);
 /* Appends a field, copying name (lower-cased) and value into the arena. */
 void pl_headers_add_copy(struct pl_headers *h, struct pl_arena *a, const char *name,
                          size_t name_len, const char *value, size_t value_len);

@@ -85,8 +85,17 @@ static void dns_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         inet_pton(fam, z->addrs[i], a);
         uint16_t len = fam == AF_INET ? 4 : 16;
-        uint8_t rrh[] = {0xc0, 12, 0, (uint8_t)qtype, 0, 1, (uint8_t)(z->ttl >> 24),
-                         (uint8_t)(z->ttl >> 16), (uint8_t)(z->ttl >> 8), (uint8_t)z->ttl, 0,
+        uint8_t rrh[] = {0xc0,
+                         12,
+                         0,
+                         (uint8_t)qtype,
+                         0,
+                         1,
+                         (uint8_t)(z->ttl >> 24),
+                         (uint8_t)(z->ttl >> 16),
+                         (uint8_t)(z->ttl >> 8),
+                         (uint8_t)z->ttl,
+                         0,
                          (uint8_t)len};
         memcpy(r + ro, rrh, sizeof(rrh));
         memcpy(r + ro + sizeof(rrh), a, len);
