@@ -184,6 +184,47 @@ fail:;
     return PL_EIO;
 }
 
+/* Returns true if a listener configured at cfg's address would bind where old is bound
+ * (port 0 in the config matches the port the kernel chose for old). */
+static bool same_bind_address(const struct pl_srv_listener *old, const struct pl_listener_cfg *cfg)
+{
+    const struct sockaddr *a = (const struct sockaddr *)&old->addr;
+    const struct sockaddr *b = (const struct sockaddr *)&cfg->addr;
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+               (y->sin_port == 0 || x->sin_port == y->sin_port);
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) &&
+               (y->sin6_port == 0 || x->sin6_port == y->sin6_port);
+    }
+    return old->addrlen == cfg->addrlen && !memcmp(a, b, cfg->addrlen);
+}
+
+/* A changed listener at the same address takes over the old listener's sockets (dup, one per
+ * worker) instead of binding new ones, as Envoy does: connections waiting in the old sockets'
+ * accept queues are not reset when the old listener's workers close their descriptors. Main
+ * thread, before the old listener is removed (its workers still hold the sockets open). */
+static int adopt_sockets(const struct pl_srv_listener *old, struct pl_srv_listener *l, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        l->fds[i] = -1;
+    for (unsigned i = 0; i < n; i++) {
+        if (old->fds[i] < 0 || (l->fds[i] = fcntl(old->fds[i], F_DUPFD_CLOEXEC, 0)) < 0) {
+            close_fds(l->fds, n);
+            return PL_EIO;
+        }
+    }
+    l->addr = old->addr;
+    l->addrlen = old->addrlen;
+    memcpy(l->addr_str, old->addr_str, sizeof(l->addr_str));
+    return 0;
+}
+
 static struct pl_srv_listener *listener_new(const struct pl_listener_cfg *cfg, unsigned n)
 {
     struct pl_srv_listener *l = pl_calloc(1, sizeof(*l));
@@ -415,7 +456,9 @@ int pl_server_apply(struct pl_server *srv, struct pl_snapshot *s, struct pl_err 
         if (srv->accepting_stopped)
             continue; /* drained: the config is published but nothing listens any more */
         struct pl_srv_listener *l = listener_new(cfg, srv->n_workers);
-        if ((rc = open_sockets(cfg, l, srv->n_workers, err)) < 0) {
+        if (old && same_bind_address(old, cfg) && adopt_sockets(old, l, srv->n_workers) == 0)
+            pl_log_debug("server", "listener '%s' changed: keeping its sockets", cfg->name);
+        else if ((rc = open_sockets(cfg, l, srv->n_workers, err)) < 0) {
             listener_free(l);
             goto fail;
         }
