@@ -444,34 +444,31 @@ static void on_conn_event(struct pl_conn *c, enum pl_conn_event ev, void *arg)
     }
 }
 
-static void on_high(struct pl_conn *c, void *arg)
+/* The connection's output crossed a watermark: tell every stream on it (they stop or resume
+ * reading their downstream). */
+static void notify_watermark(struct pool_conn *pc, bool above)
 {
-    (void)c;
-    struct pool_conn *pc = arg;
-    pc->above_high = true;
+    pc->above_high = above;
     pc->depth++;
     for (struct pl_pool_stream *s = pc->streams, *n; s; s = n) {
         n = s->cnext;
         if (s->cb->on_watermark)
-            s->cb->on_watermark(s->user, true);
+            s->cb->on_watermark(s->user, above);
     }
     pc->depth--;
     conn_maybe_free(pc);
 }
 
+static void on_high(struct pl_conn *c, void *arg)
+{
+    (void)c;
+    notify_watermark(arg, true);
+}
+
 static void on_low(struct pl_conn *c, void *arg)
 {
     (void)c;
-    struct pool_conn *pc = arg;
-    pc->above_high = false;
-    pc->depth++;
-    for (struct pl_pool_stream *s = pc->streams, *n; s; s = n) {
-        n = s->cnext;
-        if (s->cb->on_watermark)
-            s->cb->on_watermark(s->user, false);
-    }
-    pc->depth--;
-    conn_maybe_free(pc);
+    notify_watermark(arg, false);
 }
 
 static const struct pl_conn_callbacks conn_cbs = {
