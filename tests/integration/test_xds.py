@@ -609,3 +609,167 @@ def test_bootstrap_rejects_tls_to_the_control_plane(tmp_path):
     r = run_pillion("--mode", "validate", "--config-path", str(cfg))
     assert r.returncode != 0
     assert "TLS to the control plane is not supported" in r.stderr + r.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the protocol as a scripted server sees it (python3-grpcio, raw bytes both ways)
+
+SOTW = "StreamAggregatedResources"
+T = "type.googleapis.com/"
+
+
+class ScriptedAds:
+    """An ADS server that records every request and sends exactly the bytes a test gives it."""
+
+    def __init__(self, pb, grpc):
+        import concurrent.futures
+        import queue
+        self.pb, self.grpc, self.queue = pb, grpc, queue
+        self.requests = queue.Queue()
+        self.streams = queue.Queue()  # one outgoing queue per accepted stream
+        self.outs = []
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=8))
+        handler = grpc.method_handlers_generic_handler(
+            "envoy.service.discovery.v3.AggregatedDiscoveryService",
+            {SOTW: grpc.stream_stream_rpc_method_handler(self._stream)})
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def _stream(self, request_iterator, context):
+        import threading
+        out = self.queue.Queue()
+        self.outs.append(out)
+        self.streams.put(out)
+
+        def read():
+            try:
+                for raw in request_iterator:
+                    self.requests.put(self.pb.disc.DiscoveryRequest.FromString(raw))
+            except Exception:  # the stream ended
+                pass
+        threading.Thread(target=read, daemon=True).start()
+        while context.is_active():
+            try:
+                item = out.get(timeout=0.2)
+            except self.queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, tuple):  # ("abort", code)
+                context.abort(item[1], "scripted end")
+            yield item
+
+    def stream(self, timeout=10):
+        return self.streams.get(timeout=timeout)
+
+    def request(self, type_url=None, timeout=10):
+        """The next request (of type_url if given; others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {type_url} request")
+            try:
+                r = self.requests.get(timeout=left)
+            except self.queue.Empty:
+                raise AssertionError(f"no {type_url} request")
+            if type_url is None or r.type_url == type_url:
+                return r
+
+    def response(self, type_url, version, nonce, resources=(), raw_any=()):
+        from google.protobuf import any_pb2
+        r = self.pb.disc.DiscoveryResponse(type_url=type_url, version_info=version, nonce=nonce)
+        for m in resources:
+            a = any_pb2.Any()
+            a.Pack(m)
+            r.resources.append(a)
+        for url, value in raw_any:
+            r.resources.append(any_pb2.Any(type_url=url, value=value))
+        return r.SerializeToString()
+
+    def stop(self):
+        for out in self.outs:  # ends every handler, so no worker thread outlives the test
+            out.put(None)
+        self.server.stop(0).wait(5)
+
+
+def test_protocol_against_a_scripted_server(tmp_path, pillion):
+    grpc = pytest.importorskip("grpc")
+    pb = _compile_pb(tmp_path)
+    s = ScriptedAds(pb, grpc)
+    try:
+        px = pillion(bootstrap(s.port))
+        out = s.stream()
+        cds = s.request(T + "envoy.config.cluster.v3.Cluster")
+        assert cds.version_info == "" and cds.response_nonce == ""
+        assert cds.node.id == "sidecar-1" and cds.node.cluster == "demo"
+        assert cds.node.metadata.fields["app"].string_value == "web"
+        assert cds.node.locality.zone == "z1" and cds.node.user_agent_name == "pillion"
+        lds = s.request(T + "envoy.config.listener.v3.Listener")
+        assert lds.node.id == "sidecar-1"  # the first request of each type carries the node
+        assert px.admin("/ready")[0] == 503
+        # garbage is not a response: ignored, no crash
+        out.put(b"\xff\xff\xff\xff")
+        cl = pb.cluster.Cluster(name="a", type=pb.cluster.Cluster.STATIC)
+        out.put(s.response(T + "envoy.config.cluster.v3.Cluster", "v1", "n1", [cl]))
+        ack = s.request(T + "envoy.config.cluster.v3.Cluster")
+        assert (ack.version_info, ack.response_nonce) == ("v1", "n1")
+        assert not ack.HasField("error_detail") and not ack.HasField("node")
+        # a listener in a CDS response: NACK keeps v1, answers n2, says where
+        out.put(s.response(T + "envoy.config.cluster.v3.Cluster", "v2", "n2",
+                           raw_any=[(T + "envoy.config.listener.v3.Listener", b"")]))
+        nack = s.request(T + "envoy.config.cluster.v3.Cluster")
+        assert (nack.version_info, nack.response_nonce) == ("v1", "n2")
+        assert "resources[0]" in nack.error_detail.message, nack.error_detail.message
+        # a field number our proto subset does not know is not ignored
+        raw = cl.SerializeToString() + b"\xa8\x1f\x01"
+        out.put(s.response(T + "envoy.config.cluster.v3.Cluster", "v3", "n3",
+                           raw_any=[(T + "envoy.config.cluster.v3.Cluster", raw)]))
+        nack = s.request(T + "envoy.config.cluster.v3.Cluster")
+        assert nack.version_info == "v1" and "field number 501" in nack.error_detail.message
+        # an empty LDS: the initial configuration is in
+        out.put(s.response(T + "envoy.config.listener.v3.Listener", "l1", "n4"))
+        ack = s.request(T + "envoy.config.listener.v3.Listener")
+        assert (ack.version_info, ack.response_nonce) == ("l1", "n4")
+        until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200")
+        # a type nobody asked for is ignored
+        out.put(s.response(T + "envoy.config.core.v3.Foo", "x", "n5"))
+        # the stream fails: the proxy reconnects and resubscribes with what it holds
+        out.put(("abort", grpc.StatusCode.UNAVAILABLE))
+        s.stream(timeout=15)
+        again = s.request(T + "envoy.config.cluster.v3.Cluster", timeout=15)
+        assert (again.version_info, again.response_nonce) == ("v1", "")
+        assert again.node.id == "sidecar-1"
+        again = s.request(T + "envoy.config.listener.v3.Listener")
+        assert again.version_info == "l1"
+        assert px.admin("/ready")[0] == 200
+        assert stat(px, "cluster_manager.cds.update_rejected") == 2
+        assert stat(px, "cluster_manager.cds.update_success") == 1
+    finally:
+        s.stop()
+
+
+def _compile_pb(tmp_path):
+    """Our proto/ for Python (as test_cp.py's fixture does)."""
+    import glob
+    import importlib
+    import sys
+    out = tmp_path / "pb"
+    out.mkdir()
+    proto_dir = os.path.join(ROOT, "proto")
+    files = sorted(os.path.relpath(p, proto_dir)
+                   for p in glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True))
+    res = subprocess.run(["protoc", "-I", proto_dir, "-I", "/usr/include",
+                          f"--python_out={out}"] + files, capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"protoc --python_out failed: {res.stderr[-2000:]}")
+    sys.path.insert(0, str(out))
+
+    class NS:
+        pass
+    ns = NS()
+    for name, mod in (("disc", "envoy.service.discovery.v3.discovery_pb2"),
+                      ("cluster", "envoy.config.cluster.v3.cluster_pb2")):
+        setattr(ns, name, importlib.import_module(mod))
+    return ns
