@@ -16,9 +16,21 @@
  * base, 30 s max); the last good configuration keeps serving and the versions held are sent
  * again on the new stream.
  *
+ * ads_config api_type DELTA_GRPC runs the same types over DeltaAggregatedResources: name
+ * subscribe/unsubscribe diffs, per-resource versions, removed_resources, and on reconnect
+ * initial_resource_versions with what is held.
+ *
+ * RDS: a listener's HTTP connection managers that name an RDS route configuration are compiled
+ * from a copy with that configuration written inline (config/compile_resources.h), so the
+ * listener keeps its hash and sockets when only its routes change; connections accepted before a
+ * route change keep the routes of the snapshot they pinned (the connection manager's model).
+ *
  * Stats (Envoy's names): cluster_manager.cds.*, listener_manager.lds.*,
  * http.<stat_prefix>.rds.<route_config_name>.*, cluster.<name>.update_* (EDS):
- * update_attempt, update_success, update_rejected, version; control_plane.connected_state.
+ * update_attempt, update_success, update_rejected, update_failure, init_fetch_timeout, version;
+ * control_plane.connected_state; cluster_manager.active_clusters / warming_clusters;
+ * listener_manager.total_listeners_active / total_listeners_warming; server.dynamic_inert_fields
+ * (fields set that change no behaviour, accepted).
  */
 #ifndef PL_XDS_XDS_H
 #define PL_XDS_XDS_H
