@@ -221,6 +221,8 @@ static const char *const ext_lists[] = {
 
 bool pl_support_extension(enum pl_ext_point p, const char *type_url)
 {
+    if (!type_url)
+        return false;
     const char *slash = strrchr(type_url, '/');
     const char *name = slash ? slash + 1 : type_url;
     return *name && has_word(ext_lists[p], name);

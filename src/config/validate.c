@@ -45,6 +45,9 @@ static int unpack_ext(struct pl_vctx *c, enum pl_ext_point p, const void *holder
     *owned = false;
     if (!any)
         return E(holder, field, "'%s': typed_config is required", ext_name);
+    /* binary (xDS) input can carry an Any without a type URL */
+    if (!any->type_url || !*any->type_url)
+        return E(holder, field, "'%s': typed_config has no type URL", ext_name);
     if (!pl_support_extension(p, any->type_url))
         return E(holder, field,
                  "'%s': extension type '%s' is not supported by pillion "
@@ -234,7 +237,7 @@ static int check_hcm(struct pl_vctx *c, const HCM_T *h)
             rc |= E(f, "name", "an HTTP filter needs a name");
         if (router)
             rc |= E(f, NULL, "the router filter must be the last filter in a http filter chain");
-        if (f->typed_config &&
+        if (f->typed_config && f->typed_config->type_url &&
             !pl_support_extension(PL_EXT_HTTP_FILTER, f->typed_config->type_url) &&
             f->is_optional) {
             pl_log_info("config", "skipping optional HTTP filter '%s' (%s)", f->name,
