@@ -1,11 +1,14 @@
 """Fixtures for integration tests: real pillion processes and real upstream servers on loopback."""
+import glob
 import http.client
 import http.server
+import importlib
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -187,3 +190,142 @@ def upstream():
     yield make
     for u in made:
         u.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# pillion-cp, the reference control plane
+
+CP = os.path.join(BUILD, "control-plane-stub", "pillion-cp")
+
+
+def write(path, text):
+    """Replaces a file atomically (write elsewhere, rename over), as pillion-cp's README asks."""
+    tmp = str(path) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def until(pred, timeout=10, what="condition"):
+    """Polls pred (bounded in time) until it returns something truthy; returns that."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, AssertionError, http.client.HTTPException) as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+class ControlPlane:
+    """One pillion-cp process; xds_port may be given so that it can be restarted on the same one."""
+
+    def __init__(self, tmp_path, resources, args=(), xds_port=None):
+        self.xds_port, self.status_port = xds_port or free_port(), free_port()
+        self.addr = f"127.0.0.1:{self.xds_port}"
+        self.log_path = tmp_path / f"cp-{self.xds_port}-{self.status_port}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [CP, "--resources", str(resources), "--xds-address", self.addr,
+             "--status-address", f"127.0.0.1:{self.status_port}", "--log-level", "debug",
+             *args], stdout=self.log, stderr=subprocess.STDOUT)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pillion-cp exited {self.proc.returncode}:\n{self.output()}")
+            return self.status()
+        until(up, 15, "pillion-cp status")
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+    def status(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
+        try:
+            c.request("GET", "/status")
+            r = c.getresponse()
+            body = r.read().decode()
+            assert r.status == 200, body
+            return json.loads(body)
+        finally:
+            c.close()
+
+    def node(self, node_id, wait_for=None, timeout=10):
+        """The status entry of node_id, optionally waiting until wait_for(entry) is true."""
+        def get():
+            for n in self.status()["nodes"]:
+                if n["id"] == node_id and (wait_for is None or wait_for(n)):
+                    return n
+            return None
+        return until(get, timeout, f"node {node_id} on pillion-cp")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"pillion-cp did not exit on {sig!r}:\n{self.output()}")
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def cp(tmp_path):
+    """Factory: cp(resources, args=(), xds_port=None) starts pillion-cp; all stopped at teardown."""
+    started = []
+
+    def make(resources, args=(), xds_port=None):
+        c = ControlPlane(tmp_path, resources, args, xds_port)
+        started.append(c)
+        return c
+    yield make
+    problems = []
+    for c in started:
+        if c.proc.poll() is None:
+            rc = c.stop(signal.SIGINT)
+            if rc != 0:
+                problems.append(f"pillion-cp exited {rc}:\n{c.output()[-3000:]}")
+        elif not c.log.closed:
+            c.log.close()
+        out = c.output()
+        for m in SANITIZER_MARKERS:
+            if m in out:
+                problems.append(f"{m}\n{out[-4000:]}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def pb(tmp_path_factory):
+    """Our proto/ compiled with protoc --python_out; returns a namespace of the modules used."""
+    out = tmp_path_factory.mktemp("pb")
+    proto_dir = os.path.join(ROOT, "proto")
+    files = sorted(os.path.relpath(p, proto_dir)
+                   for p in glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True))
+    res = subprocess.run(["protoc", "-I", proto_dir, "-I", "/usr/include",
+                          f"--python_out={out}"] + files, capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"protoc --python_out failed: {res.stderr[-2000:]}")
+    sys.path.insert(0, str(out))
+
+    class NS:
+        pass
+    ns = NS()
+    for name, mod in (("disc", "envoy.service.discovery.v3.discovery_pb2"),
+                      ("cluster", "envoy.config.cluster.v3.cluster_pb2"),
+                      ("endpoint", "envoy.config.endpoint.v3.endpoint_pb2"),
+                      ("listener", "envoy.config.listener.v3.listener_pb2"),
+                      ("route", "envoy.config.route.v3.route_pb2"),
+                      ("base", "envoy.config.core.v3.base_pb2"),
+                      ("status", "google.rpc.status_pb2")):
+        setattr(ns, name, importlib.import_module(mod))
+    importlib.import_module(
+        "envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2")
+    importlib.import_module("envoy.extensions.filters.http.router.v3.router_pb2")
+    return ns

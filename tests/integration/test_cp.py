@@ -1,24 +1,19 @@
 """pillion-cp, the reference control plane, driven by a real xDS client (python3-grpcio with our
 proto/ compiled to Python at test time): SotW and Delta ADS, ACK/NACK, reload on file change,
 refused files, push ordering, per-node views and the status endpoint."""
-import glob
-import http.client
-import json
 import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import BUILD, ROOT, SANITIZER_MARKERS, free_port
+from conftest import CP, ROOT, write
 
 grpc = pytest.importorskip("grpc")
 
-CP = os.path.join(BUILD, "control-plane-stub", "pillion-cp")
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 T = "type.googleapis.com/"
@@ -26,37 +21,6 @@ CDS = T + "envoy.config.cluster.v3.Cluster"
 EDS = T + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LDS = T + "envoy.config.listener.v3.Listener"
 RDS = T + "envoy.config.route.v3.RouteConfiguration"
-
-
-@pytest.fixture(scope="module")
-def pb(tmp_path_factory):
-    """Our proto/ compiled with protoc --python_out; returns a namespace of the modules used."""
-    out = tmp_path_factory.mktemp("pb")
-    proto_dir = os.path.join(ROOT, "proto")
-    files = sorted(os.path.relpath(p, proto_dir)
-                   for p in glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True))
-    res = subprocess.run(["protoc", "-I", proto_dir, "-I", "/usr/include",
-                          f"--python_out={out}"] + files, capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"protoc --python_out failed: {res.stderr[-2000:]}")
-    sys.path.insert(0, str(out))
-    import importlib
-
-    class NS:
-        pass
-    ns = NS()
-    for name, mod in (("disc", "envoy.service.discovery.v3.discovery_pb2"),
-                      ("cluster", "envoy.config.cluster.v3.cluster_pb2"),
-                      ("endpoint", "envoy.config.endpoint.v3.endpoint_pb2"),
-                      ("listener", "envoy.config.listener.v3.listener_pb2"),
-                      ("route", "envoy.config.route.v3.route_pb2"),
-                      ("base", "envoy.config.core.v3.base_pb2"),
-                      ("status", "google.rpc.status_pb2")):
-        setattr(ns, name, importlib.import_module(mod))
-    importlib.import_module(
-        "envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2")
-    importlib.import_module("envoy.extensions.filters.http.router.v3.router_pb2")
-    return ns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,14 +81,6 @@ def clusters_yaml(names=("demo_upstream",), port=18080, selector=""):
     return out
 
 
-def write(path, text):
-    """Replaces a file the way editors and config tools do: write a temp file, rename it over."""
-    tmp = str(path) + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
-
-
 @pytest.fixture
 def resdir(tmp_path):
     d = tmp_path / "xds"
@@ -137,87 +93,6 @@ def resdir(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # the control plane process
-
-class ControlPlane:
-    def __init__(self, tmp_path, resources, args=()):
-        self.xds_port, self.status_port = free_port(), free_port()
-        self.log_path = tmp_path / f"cp-{self.xds_port}.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [CP, "--resources", str(resources), "--xds-address", f"127.0.0.1:{self.xds_port}",
-             "--status-address", f"127.0.0.1:{self.status_port}", "--log-level", "debug",
-             *args], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"pillion-cp exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                self.status()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"pillion-cp status never answered:\n{self.output()}")
-                time.sleep(0.05)
-        self.addr = f"127.0.0.1:{self.xds_port}"
-
-    def output(self):
-        return self.log_path.read_text(errors="replace")
-
-    def status(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
-        try:
-            c.request("GET", "/status")
-            r = c.getresponse()
-            body = r.read().decode()
-            assert r.status == 200, body
-            return json.loads(body)
-        finally:
-            c.close()
-
-    def node(self, node_id, wait_for=None, timeout=5):
-        """The status entry of node_id, optionally waiting until wait_for(entry) is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for n in self.status()["nodes"]:
-                if n["id"] == node_id and (wait_for is None or wait_for(n)):
-                    return n
-            if time.monotonic() > deadline:
-                raise AssertionError(f"node {node_id} not as expected: {self.status()['nodes']}")
-            time.sleep(0.05)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"pillion-cp did not exit on {sig!r}:\n{self.output()}")
-        self.log.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def cp(tmp_path):
-    started = []
-
-    def make(resources, args=()):
-        c = ControlPlane(tmp_path, resources, args)
-        started.append(c)
-        return c
-    yield make
-    problems = []
-    for c in started:
-        rc = c.stop(signal.SIGINT)
-        out = c.output()
-        if rc != 0:
-            problems.append(f"pillion-cp exited {rc}:\n{out[-3000:]}")
-        for m in SANITIZER_MARKERS:
-            if m in out:
-                problems.append(f"{m}\n{out[-4000:]}")
-    assert not problems, "\n".join(problems)
-
 
 # ---------------------------------------------------------------------------------------------
 # an xDS client

@@ -4,41 +4,14 @@ control-plane outage and resync, /config_dump dynamic sections, per-type stats."
 import http.client
 import json
 import os
-import signal
-import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, SANITIZER_MARKERS, free_port, run_pillion
+from conftest import CP, ROOT, free_port, run_pillion, until, write
 
-CP = os.path.join(BUILD, "control-plane-stub", "pillion-cp")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")
-
-
-def write(path, text):
-    """Replaces a file atomically (write elsewhere, rename over), as pillion-cp's README asks."""
-    tmp = str(path) + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)
-
-
-def until(pred, timeout=10, what="condition"):
-    """Polls pred (bounded in time) until it returns something truthy; returns that."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (OSError, AssertionError, http.client.HTTPException) as e:
-            last = e
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def listener_yaml(port, name="ingress_http", route="local_route"):
@@ -125,72 +98,6 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
 """
-
-
-class ControlPlane:
-    """One pillion-cp process on a chosen xDS port (so it can be restarted on the same one)."""
-
-    def __init__(self, tmp_path, resources, xds_port):
-        self.xds_port, self.status_port = xds_port, free_port()
-        self.log_path = tmp_path / f"cp-{self.xds_port}-{self.status_port}.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [CP, "--resources", str(resources), "--xds-address", f"127.0.0.1:{self.xds_port}",
-             "--status-address", f"127.0.0.1:{self.status_port}", "--log-level", "debug"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        until(lambda: self.proc.poll() is None and self.status(), 15, "pillion-cp status")
-
-    def output(self):
-        return self.log_path.read_text(errors="replace")
-
-    def status(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
-        try:
-            c.request("GET", "/status")
-            r = c.getresponse()
-            body = r.read().decode()
-            assert r.status == 200, body
-            return json.loads(body)
-        finally:
-            c.close()
-
-    def node(self, node_id, wait_for=None, timeout=10):
-        def get():
-            for n in self.status()["nodes"]:
-                if n["id"] == node_id and (wait_for is None or wait_for(n)):
-                    return n
-            return None
-        return until(get, timeout, f"node {node_id} on pillion-cp")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def cp(tmp_path):
-    started = []
-
-    def make(resources, xds_port=None):
-        c = ControlPlane(tmp_path, resources, xds_port or free_port())
-        started.append(c)
-        return c
-    yield make
-    problems = []
-    for c in started:
-        c.stop(signal.SIGINT)
-        out = c.output()
-        for m in SANITIZER_MARKERS:
-            if m in out:
-                problems.append(f"{m}\n{out[-4000:]}")
-    assert not problems, "\n".join(problems)
 
 
 def get(port, path="/", timeout=5):
@@ -694,9 +601,8 @@ class ScriptedAds:
         self.server.stop(0).wait(5)
 
 
-def test_protocol_against_a_scripted_server(tmp_path, pillion):
+def test_protocol_against_a_scripted_server(pb, pillion):
     grpc = pytest.importorskip("grpc")
-    pb = _compile_pb(tmp_path)
     s = ScriptedAds(pb, grpc)
     try:
         px = pillion(bootstrap(s.port))
@@ -748,28 +654,3 @@ def test_protocol_against_a_scripted_server(tmp_path, pillion):
         assert stat(px, "cluster_manager.cds.update_success") == 1
     finally:
         s.stop()
-
-
-def _compile_pb(tmp_path):
-    """Our proto/ for Python (as test_cp.py's fixture does)."""
-    import glob
-    import importlib
-    import sys
-    out = tmp_path / "pb"
-    out.mkdir()
-    proto_dir = os.path.join(ROOT, "proto")
-    files = sorted(os.path.relpath(p, proto_dir)
-                   for p in glob.glob(os.path.join(proto_dir, "**", "*.proto"), recursive=True))
-    res = subprocess.run(["protoc", "-I", proto_dir, "-I", "/usr/include",
-                          f"--python_out={out}"] + files, capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"protoc --python_out failed: {res.stderr[-2000:]}")
-    sys.path.insert(0, str(out))
-
-    class NS:
-        pass
-    ns = NS()
-    for name, mod in (("disc", "envoy.service.discovery.v3.discovery_pb2"),
-                      ("cluster", "envoy.config.cluster.v3.cluster_pb2")):
-        setattr(ns, name, importlib.import_module(mod))
-    return ns
