@@ -57,6 +57,16 @@ def test_bench_quick(bench_tools, tmp_path):
             if name != "direct":
                 assert s["cpu_us_per_req"]["median"] > 0, (key, name)
                 assert s["load_pss_kb"]["median"] > 0, (key, name)
+    # mTLS load (through the client-certificate origin) and TLS/mTLS handshakes: proxies only
+    for key, kind in (("mtls_h2", "load"), ("tls_hs", "handshake"), ("mtls_hs", "handshake")):
+        assert tests[key]["kind"] == kind
+        assert tests[key]["targets"]["direct"]["n"] == 0
+        for name in PROXIES:
+            s = tests[key]["targets"][name]
+            assert s["n"] == 1, f"{key}/{name}: {s.get('failures')}"
+            assert s["rps"]["median"] > 0 and s["cpu_us_per_req"]["median"] > 0, (key, name)
+            assert s["errors"]["max"] == 0, (key, name, s["runs"])
+    assert "mtls" not in res["not_measured"]
     lat = [k for k in tests if tests[k]["kind"] == "latency"]
     assert lat, "no latency measurement"
     for key in lat:

@@ -72,6 +72,23 @@ def h2load(url, conns, streams, duration, h1=False, extra=()):
     return {"rps": float(fin.group(3)), "requests": done, "errors": errors}
 
 
+def handshakes(port, duration, ca, cert=None, key=None):
+    """Full TLS handshakes, one after another for `duration` seconds (openssl s_time -new: a
+    new connection and session each time, TLS 1.3, closed after the handshake); with cert/key
+    the client presents that certificate. Returns {rps (handshakes/s), requests, errors}."""
+    secs = max(1, round(duration))
+    cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(secs),
+           "-CAfile", ca, "-verify", "2"]
+    if cert:
+        cmd += ["-cert", cert, "-key", key]
+    rc, out = _run(cmd, secs + 20)
+    m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+    if rc != 0 or not m or int(m.group(1)) == 0:
+        raise RuntimeError(f"openssl s_time failed (rc {rc}): {out[-800:]}")
+    n = int(m.group(1))
+    return {"rps": round(n / max(1, int(m.group(2))), 1), "requests": n, "errors": 0}
+
+
 def percentile(sorted_vals, q):
     """Nearest-rank percentile of an already sorted list (q in 0..100)."""
     if not sorted_vals:

@@ -4,7 +4,8 @@ import shutil
 import subprocess
 
 LOAD_TESTS = [("h1", "HTTP/1.1"), ("h2c", "h2c"), ("tls_h1", "TLS HTTP/1.1"),
-              ("tls_h2", "TLS HTTP/2"), ("grpc", "gRPC unary (h2c)")]
+              ("tls_h2", "TLS HTTP/2"), ("grpc", "gRPC unary (h2c)"), ("mtls_h2", "mTLS HTTP/2")]
+HANDSHAKE_TESTS = [("tls_hs", "TLS"), ("mtls_hs", "mTLS (client certificate verified)")]
 
 
 def _med(s, k):
@@ -53,6 +54,19 @@ def markdown(out):
         for n in names:
             lines.append(f"| {n} | " + " | ".join(
                 _cell(tests[k]["targets"].get(n), "cpu_us_per_req", "{:.1f}") for k, _ in load)
+                + " |")
+        lines.append("")
+    hs = [(k, label) for k, label in HANDSHAKE_TESTS if k in tests]
+    if hs:
+        lines += ["### TLS handshakes (openssl s_time -new: full TLS 1.3 handshakes one after "
+                  "another, P-256 certificates)", "",
+                  "| | " + " | ".join(f"{lb}: handshakes/s | {lb}: CPU µs per handshake"
+                                      for _, lb in hs) + " |",
+                  "|---|" + "---:|---:|" * len(hs)]
+        for n in names:
+            lines.append(f"| {n} | " + " | ".join(
+                _cell(tests[k]["targets"].get(n), "rps") + " | " +
+                _cell(tests[k]["targets"].get(n), "cpu_us_per_req", "{:.0f}") for k, _ in hs)
                 + " |")
         lines.append("")
     lat = [k for k in tests if tests[k]["kind"] == "latency"]
@@ -146,7 +160,7 @@ def summary_lines(out):
     if "pillion" not in _names(out) or not names:
         return []
     tests, items = out["tests"], []
-    for k, label in LOAD_TESTS:
+    for k, label in LOAD_TESTS + [(k, lb + " handshake") for k, lb in HANDSHAKE_TESTS]:
         if k not in tests:
             continue
         t = tests[k]["targets"]
@@ -344,6 +358,14 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
   be the bottleneck): h2load POSTs a 15-byte length-prefixed message with
   `content-type: application/grpc` and `te: trailers`; nghttpd answers with a message and the
   `grpc-status` trailer. The proxies see exactly the frames a unary call produces.
+- **mTLS**: every proxy has a listener that requires a client certificate signed by the bench CA
+  (Pillion also checks the client's SPIFFE ID, as a mesh sidecar does; nghttpx can only require
+  client certificates process-wide, so its mTLS listener is a second nghttpx process, and that
+  process is the one measured). wrk and h2load cannot present a client certificate, so the mTLS
+  load goes `h2load -c4 -m8` → a separate nghttpx (one worker, not measured) holding the client
+  certificate → HTTP/2 over mTLS → the proxy under test; the handshake rows use
+  `openssl s_time -new` (a full handshake per connection, one at a time, with and without the
+  client certificate), and CPU per handshake is the proxy's CPU over the handshakes completed.
 - **Config scale**: each proxy started with N clusters and N routes (path prefix `/cI/` to
   cluster `cI`, all at the same upstream; HAProxy uses its idiomatic `map_beg` map); apply time
   is from exec until the last route answers 200; memory once it does.

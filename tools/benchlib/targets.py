@@ -40,30 +40,61 @@ def render(name, dest, values):
     return dest
 
 
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+
 def make_cert(d):
-    """Self-signed P-256 certificate for localhost; returns (cert, key, combined pem)."""
-    cert, key, pem = f"{d}/cert.pem", f"{d}/key.pem", f"{d}/combined.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "30", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True, timeout=30)
-    with open(pem, "w") as out:
-        for p in (cert, key):
+    """A bench CA (P-256) and two certificates it signs: the proxies' server certificate
+    (localhost, spiffe://bench.local/ns/bench/sa/server) and a client certificate
+    (spiffe://bench.local/ns/bench/sa/client) for mTLS. Returns a dict of paths: CERT, KEY, PEM
+    (cert + key), CA, CLIENT_CERT, CLIENT_KEY."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-days", "30",
+             "-subj", "/O=bench/CN=bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    paths = {"CA": f"{d}/ca.pem"}
+    for who, san, eku in (("server", "DNS:localhost,URI:spiffe://bench.local/ns/bench/sa/server",
+                           "serverAuth"),
+                          ("client", "URI:spiffe://bench.local/ns/bench/sa/client", "clientAuth")):
+        with open(f"{d}/{who}.ext", "w") as f:
+            f.write(f"subjectAltName={san}\nextendedKeyUsage={eku}\n"
+                    "basicConstraints=critical,CA:FALSE\n")
+        _openssl("req", *ec, "-keyout", f"{d}/{who}.key", "-out", f"{d}/{who}.csr", "-subj",
+                 f"/O=bench/CN={who}")
+        _openssl("x509", "-req", "-in", f"{d}/{who}.csr", "-CA", f"{d}/ca.pem", "-CAkey",
+                 f"{d}/ca.key", "-CAcreateserial", "-days", "30", "-extfile", f"{d}/{who}.ext",
+                 "-out", f"{d}/{who}.pem")
+    paths.update(CERT=f"{d}/server.pem", KEY=f"{d}/server.key", PEM=f"{d}/combined.pem",
+                 CLIENT_CERT=f"{d}/client.pem", CLIENT_KEY=f"{d}/client.key")
+    with open(paths["PEM"], "w") as out:
+        for p in (paths["CERT"], paths["KEY"]):
             with open(p) as f:
                 out.write(f.read())
-    return cert, key, pem
+    return paths
 
 
 class Target:
     """One thing the clients talk to: the direct upstream (pid None) or a proxy."""
 
-    def __init__(self, name, h1, h2c, tls, grpc, proc=None):
+    def __init__(self, name, h1, h2c, tls, grpc, proc=None, mtls=None, mtls_proc=None):
         self.name, self.h1, self.h2c, self.tls, self.grpc = name, h1, h2c, tls, grpc
         self.proc = proc
+        # the listener that requires a client certificate (None for the direct baseline); a
+        # proxy that can only require client certificates process-wide (nghttpx) serves it
+        # from a second process, mtls_proc, whose CPU is what the mTLS tests measure
+        self.mtls, self.mtls_proc = mtls, mtls_proc
+        self.origin = None  # port of the client-certificate origin in front of mtls, if started
 
     @property
     def pid(self):
         return self.proc.pid if self.proc else None
+
+    def pid_for(self, key):
+        """The process whose CPU a test measures."""
+        if key.startswith("mtls") and self.mtls_proc:
+            return self.mtls_proc.pid
+        return self.pid
 
 
 def proxy_cmd(name, cfg, d, pillion, admin_file=None):
@@ -84,6 +115,8 @@ GRPC_MESSAGE = b"\x00\x00\x00\x00\x0a\x0a\x08pillion!"
 
 CONF_FILE = {"pillion": "proxy-pillion.yaml", "nginx": "proxy-nginx.conf",
              "haproxy": "proxy-haproxy.cfg", "nghttpx": "proxy-nghttpx.conf"}
+# nghttpx's verify-client is process-wide: its mTLS listener runs in a second process
+MTLS_CONF_FILE = {"nghttpx": "proxy-nghttpx-mtls.conf"}
 
 
 def wait_ok(port, proc, timeout=10):
@@ -104,10 +137,9 @@ def wait_ok(port, proc, timeout=10):
 
 def start_all(P, d, pillion, proxies):
     """Starts the upstream nginx and every proxy; returns ({name: Target}, values)."""
-    cert, key, pem = make_cert(d)
     up_h1, up_h2c, up_tls, up_grpc = procs.free_ports(4)
-    values = {"DIR": d, "CERT": cert, "KEY": key, "PEM": pem, "UP_H1": up_h1, "UP_H2C": up_h2c,
-              "UP_TLS": up_tls, "UP_GRPC": up_grpc}
+    values = dict(make_cert(d), DIR=d, UP_H1=up_h1, UP_H2C=up_h2c, UP_TLS=up_tls,
+                  UP_GRPC=up_grpc)
     cfg = render("upstream-nginx.conf", f"{d}/upstream-nginx.conf", values)
     up = P.start("upstream", [which("nginx"), "-p", d, "-e", f"{d}/upstream-early.log", "-c", cfg],
                  f"{d}/upstream.log")
@@ -131,12 +163,31 @@ def start_all(P, d, pillion, proxies):
 def start_proxy(P, name, d, pillion, values):
     """Starts one proxy from its committed config on fresh ports; returns its Target once GET /
     through it answers 200."""
-    h1, h2c, tls, grpc = procs.free_ports(4)
-    v = dict(values, H1=h1, H2C=h2c, TLS=tls, GRPC=grpc)
+    h1, h2c, tls, grpc, mtls = procs.free_ports(5)
+    v = dict(values, H1=h1, H2C=h2c, TLS=tls, GRPC=grpc, MTLS=mtls)
     cfg = render(CONF_FILE[name], f"{d}/{CONF_FILE[name]}", v)
     p = P.start(name, proxy_cmd(name, cfg, d, pillion), f"{d}/{name}.log")
     wait_ok(h1, p)
-    return Target(name, h1, h2c, tls, grpc, p)
+    mp = None
+    if name in MTLS_CONF_FILE:
+        mcfg = render(MTLS_CONF_FILE[name], f"{d}/{MTLS_CONF_FILE[name]}", v)
+        mp = P.start(f"{name}-mtls", proxy_cmd(name, mcfg, d, pillion), f"{d}/{name}-mtls.log")
+    procs.wait_port(mtls, 10, mp or p)
+    return Target(name, h1, h2c, tls, grpc, p, mtls, mp)
+
+
+def start_origin(P, d, t, values):
+    """Starts the client side of the mTLS tests for target t: nghttpx (one worker) taking h2c
+    and HTTP/1.1 from the load clients on a plaintext port and sending HTTP/2 over TLS with the
+    bench client certificate to t.mtls (wrk and h2load cannot present one). Sets t.origin."""
+    port = procs.free_ports(1)[0]
+    v = dict(values, ORIGIN=port, MTLS=t.mtls, NAME=t.name)
+    cfg = render("origin-nghttpx.conf", f"{d}/origin-{t.name}.conf", v)
+    p = P.start(f"origin-{t.name}", [which("nghttpx"), f"--conf={cfg}"],
+                f"{d}/origin-{t.name}.log")
+    wait_ok(port, p)
+    t.origin = port
+    return p
 
 
 def _version(cmd, pattern=r"(\S+)$"):
