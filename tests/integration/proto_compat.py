@@ -1,24 +1,21 @@
 """Helpers for test_proto_compat.py: find (or fetch) the upstream Envoy API protos, compile ours and
 theirs into descriptor sets, and compare them field by field."""
-import json
 import os
 import re
-import shutil
 import subprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import node_peers
+
+ROOT = node_peers.ROOT
 PROTO_DIR = os.path.join(ROOT, "proto")
 SYSTEM_INCLUDE = "/usr/include"
-# The upstream release our subset was written against (and the one fetched into the cache).
+# The upstream release our subset was written against: pinned in tests/conformance/node.
 UPSTREAM_PACKAGE = "@grpc/grpc-js-xds"
-UPSTREAM_VERSION = os.environ.get("PILLION_UPSTREAM_VERSION", "1.14.1")
-CACHE_DIR = os.path.join(ROOT, ".cache", "grpc-js-xds")
+UPSTREAM_VERSION = node_peers.locked_version(UPSTREAM_PACKAGE)
 WKT = {"google/protobuf/" + n + ".proto"
        for n in ("any", "duration", "timestamp", "struct", "wrappers", "empty")}
-
-
-class Unavailable(Exception):
-    """The upstream protos cannot be found or fetched here (the test skips with this reason)."""
+# npm is missing and $PILLION_UPSTREAM_PROTOS is not set (the test skips with this reason).
+Unavailable = node_peers.Unavailable
 
 
 def _deps_in(path):
@@ -30,38 +27,19 @@ def _deps_in(path):
     return None
 
 
-def _installed_version(prefix):
-    pkg = os.path.join(prefix, "node_modules", "@grpc", "grpc-js-xds", "package.json")
-    try:
-        with open(pkg) as f:
-            return json.load(f).get("version")
-    except (OSError, ValueError):
-        return None
-
-
 def upstream_deps():
     """Returns the upstream deps/ folder (envoy-api, xds, googleapis, protoc-gen-validate):
-    $PILLION_UPSTREAM_PROTOS if set, else the cache, fetched with npm if missing."""
+    $PILLION_UPSTREAM_PROTOS if set, else the pinned npm install of tests/conformance/node
+    (node_peers: npm ci into .cache/node when missing)."""
     env = os.environ.get("PILLION_UPSTREAM_PROTOS")
     if env:
         deps = _deps_in(env)
         if not deps:
             raise AssertionError(f"PILLION_UPSTREAM_PROTOS={env} holds no grpc-js-xds deps/ tree")
         return deps
-    if _installed_version(CACHE_DIR) == UPSTREAM_VERSION and _deps_in(CACHE_DIR):
-        return _deps_in(CACHE_DIR)
-    npm = shutil.which("npm")
-    if not npm:
-        raise Unavailable("npm is not installed and PILLION_UPSTREAM_PROTOS is not set: "
-                          f"cannot fetch {UPSTREAM_PACKAGE}@{UPSTREAM_VERSION}")
-    os.makedirs(CACHE_DIR, exist_ok=True)
-    res = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--ignore-scripts",
-                          "--prefix", CACHE_DIR, f"{UPSTREAM_PACKAGE}@{UPSTREAM_VERSION}"],
-                         capture_output=True, text=True, timeout=600)
-    deps = _deps_in(CACHE_DIR)
-    if res.returncode != 0 or not deps:
-        raise AssertionError(f"npm install {UPSTREAM_PACKAGE}@{UPSTREAM_VERSION} failed:\n"
-                             f"{res.stdout}\n{res.stderr}")
+    deps = node_peers.upstream_deps()
+    if not _deps_in(deps):
+        raise AssertionError(f"{deps}: no envoy-api tree in the installed {UPSTREAM_PACKAGE}")
     return deps
 
 
@@ -262,3 +240,90 @@ def undeclared_omissions(ours, upstream, omitted):
         if msg in ours.messages and field in {f.name for f in ours.messages[msg].field}:
             out.append(f"OMITTED.md: {msg}.{field} is listed but present in proto/")
     return out
+
+
+def has_unknown_fields(msg):
+    """Whether msg or any message inside it holds fields its schema does not know."""
+    from google.protobuf import descriptor
+    try:
+        if msg.UnknownFields() and len(msg.UnknownFields()):
+            return True
+    except NotImplementedError:
+        pass
+    for fd, value in msg.ListFields():
+        if fd.type != descriptor.FieldDescriptor.TYPE_MESSAGE:
+            continue
+        items = value.values() if fd.message_type.GetOptions().map_entry else (
+            value if fd.label == descriptor.FieldDescriptor.LABEL_REPEATED else [value])
+        if fd.message_type.GetOptions().map_entry:
+            items = [v for v in items if hasattr(v, "ListFields")]
+        if any(has_unknown_fields(v) for v in items):
+            return True
+    return False
+
+
+def _message_class(d):
+    from google.protobuf import message_factory
+    get = getattr(message_factory, "GetMessageClass", None)
+    return get(d) if get else message_factory.MessageFactory(d.file.pool).GetPrototype(d)
+
+
+def tree(msg):
+    """A message as a plain tree, built exactly as tests/conformance/node/upstream.js builds it
+    from upstream's schema, so the two compare field by field: field name -> value for every
+    field present (scalars outside a oneof only when not the default), enums by name, 64-bit
+    integers and bytes (base64) as strings, an Any expanded to "@type" plus its message's fields
+    (its type looked up in msg's descriptor pool)."""
+    import base64
+    from google.protobuf import descriptor
+    fdesc = descriptor.FieldDescriptor
+    longs = {fdesc.TYPE_INT64, fdesc.TYPE_UINT64, fdesc.TYPE_SINT64, fdesc.TYPE_FIXED64,
+             fdesc.TYPE_SFIXED64}
+    d = msg.DESCRIPTOR
+    if d.full_name == "google.protobuf.Any":
+        try:
+            inner = _message_class(d.file.pool.FindMessageTypeByName(msg.TypeName()))()
+        except KeyError:
+            return {"@type": msg.type_url, "@value": base64.b64encode(msg.value).decode()}
+        inner.ParseFromString(msg.value)
+        return {"@type": msg.type_url, **tree(inner)}
+
+    def scalar(fd, v):
+        if fd.type == fdesc.TYPE_ENUM:
+            ev = fd.enum_type.values_by_number.get(v)
+            return ev.name if ev else v
+        if fd.type in longs:
+            return str(v)
+        if fd.type == fdesc.TYPE_BYTES:
+            return base64.b64encode(v).decode()
+        return v
+
+    out = {}
+    for fd, v in msg.ListFields():
+        if fd.message_type and fd.message_type.GetOptions().map_entry:
+            vf = fd.message_type.fields_by_name["value"]
+            out[fd.name] = {str(k).lower() if isinstance(k, bool) else str(k):
+                            tree(x) if vf.message_type else scalar(vf, x) for k, x in v.items()}
+        elif fd.label == fdesc.LABEL_REPEATED:
+            out[fd.name] = [tree(x) if fd.message_type else scalar(fd, x) for x in v]
+        else:
+            out[fd.name] = tree(v) if fd.message_type else scalar(fd, v)
+    return out
+
+
+def tree_diff(a, b, path=""):
+    """Where two trees differ, as readable lines (a: ours, b: upstream)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            p = f"{path}.{k}" if path else k
+            if k not in b:
+                out.append(f"{p}: only ours has it ({a[k]!r:.80})")
+            elif k not in a:
+                out.append(f"{p}: only upstream has it ({b[k]!r:.80})")
+            else:
+                out += tree_diff(a[k], b[k], p)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [x for i, (u, v) in enumerate(zip(a, b)) for x in tree_diff(u, v, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: ours {a!r:.80} != upstream {b!r:.80}"]

@@ -2,7 +2,8 @@
 numbers, types, labels and oneofs, so type URLs and wire bytes are Envoy's.
 
 The upstream protos come from the npm package @grpc/grpc-js-xds (folder deps/): from
-$PILLION_UPSTREAM_PROTOS, else from .cache/grpc-js-xds, fetched there with npm when missing.
+$PILLION_UPSTREAM_PROTOS, else from the version pinned in tests/conformance/node, installed into
+.cache/node with npm ci when missing (node_peers.py).
 Needs protoc and python3-protobuf (Debian packages protobuf-compiler, python3-protobuf)."""
 import json
 import shutil
@@ -163,25 +164,7 @@ def test_wire_round_trip(sets):
     kw = {"preserving_proto_field_name": True}
     assert json_format.MessageToDict(ours, descriptor_pool=opool, **kw) == \
         json_format.MessageToDict(up, descriptor_pool=upool, **kw)
-    assert not _has_unknown_fields(ours)
+    assert not pc.has_unknown_fields(ours)
     back = up_cls.FromString(ours.SerializeToString())
     assert back == up
 
-
-def _has_unknown_fields(msg):
-    from google.protobuf import descriptor
-    try:
-        if msg.UnknownFields() and len(msg.UnknownFields()):
-            return True
-    except NotImplementedError:
-        pass
-    for fd, value in msg.ListFields():
-        if fd.type != descriptor.FieldDescriptor.TYPE_MESSAGE:
-            continue
-        items = value.values() if fd.message_type.GetOptions().map_entry else (
-            value if fd.label == descriptor.FieldDescriptor.LABEL_REPEATED else [value])
-        if fd.message_type.GetOptions().map_entry:
-            items = [v for v in items if hasattr(v, "ListFields")]
-        if any(_has_unknown_fields(v) for v in items):
-            return True
-    return False
