@@ -127,6 +127,13 @@ class NodeScript:
             if pred(m):
                 return m
 
+    def find(self, pred, timeout=10, what="a message"):
+        """Like next(), but a message already seen counts too (for events whose order varies)."""
+        for m in self.seen:
+            if pred(m):
+                return m
+        return self.next(pred, timeout, what)
+
     def call(self, obj, timeout=20):
         """Sends one command and returns the next message (for scripts that answer each line)."""
         self.send(obj)
