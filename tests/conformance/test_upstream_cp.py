@@ -142,7 +142,7 @@ def test_upstream_encoded_resources_are_acked_and_route_traffic(setup):
       "not supported by pillion"]),
     # a field only the upstream schema has (VirtualHost.matcher = 21, not in our proto/)
     (RDS, routes("web", vhost_extra={"matcher": {}}),
-     ["RouteConfiguration 'routes'", "virtual_hosts[0]", "field number 21",
+     ["RouteConfiguration 'routes'.virtual_hosts[0].matcher", "field 'matcher' (field number 21)",
       "envoy.config.route.v3.VirtualHost"]),
     # a bad value
     (CDS, [cluster("web", {"connect_timeout": "0s"})],

@@ -106,6 +106,16 @@ Test(xds_walk, unsupported_cluster_field_and_unknown_field_numbers)
     cr_assert(strstr(err.v[0].msg, "field number 501"), "%s", err.v[0].msg);
     pl_err_free(&err);
     protobuf_c_message_free_unpacked(c, NULL);
+    /* an upstream field proto/OMITTED.md lists is named (VirtualHost.matcher = 21, empty) */
+    static const uint8_t vh[] = {0x0a, 0x01, 'v', 0xaa, 0x01, 0x00};
+    ProtobufCMessage *v = protobuf_c_message_unpack(
+        &envoy__config__route__v3__virtual_host__descriptor, NULL, sizeof(vh), vh);
+    cr_assert_not_null(v);
+    cr_assert_eq(pl_xds_check_fields(v, NULL, NULL, &err), PL_EINVAL);
+    cr_assert_str_eq(err.v[0].path, "matcher");
+    cr_assert(strstr(err.v[0].msg, "field 'matcher' (field number 21)"), "%s", err.v[0].msg);
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(v, NULL);
 }
 
 Test(xds_compile, rds_names_and_route_inlining)
