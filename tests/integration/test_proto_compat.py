@@ -6,6 +6,8 @@ $PILLION_UPSTREAM_PROTOS, else from the version pinned in tests/conformance/node
 .cache/node with npm ci when missing (node_peers.py).
 Needs protoc and python3-protobuf (Debian packages protobuf-compiler, python3-protobuf)."""
 import json
+import os
+import re
 import shutil
 
 import pytest
@@ -86,6 +88,13 @@ def test_omissions_are_declared(sets):
     ours, upstream = (pc.Index(s) for s in sets)
     problems = pc.undeclared_omissions(ours, upstream, pc.omitted_table())
     assert not problems, f"{len(problems)} undeclared omissions:\n" + "\n".join(problems)
+
+
+def test_nacks_name_the_omitted_fields():
+    """src/xds/walk.c names an omitted upstream field in its NACK: its table is OMITTED.md's."""
+    with open(os.path.join(pc.ROOT, "src", "xds", "walk.c")) as f:
+        rows = re.findall(r'\{"([\w.]+)", (\d+), "(\w+)"\}', f.read())
+    assert {(m, n): int(num) for m, num, n in rows} == pc.omitted_table()
 
 
 BOOTSTRAP = {
