@@ -20,26 +20,12 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/tsan.h"
 
-/* ThreadSanitizer cannot see the ordering that urcu's own barriers give (they are inline asm or
- * inside an uninstrumented library), so it is modelled with annotations: every quiescent state
- * releases a sync object that main acquires before freeing a snapshot. */
-#if defined(__SANITIZE_THREAD__)
-#define PL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PL_TSAN 1
-#endif
-#endif
-#ifdef PL_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define tsan_acquire(a) __tsan_acquire(a)
-#define tsan_release(a) __tsan_release(a)
-#else
-#define tsan_acquire(a) ((void)(a))
-#define tsan_release(a) ((void)(a))
-#endif
+/* ThreadSanitizer cannot see urcu's ordering (core/tsan.h): every quiescent state releases
+ * pl_tsan_qs_sync, which main acquires before freeing a snapshot. */
+#define tsan_acquire(a) pl_tsan_acquire(a)
+#define tsan_release(a) pl_tsan_release(a)
 
 /* Two lines: Intel's adjacent-line prefetcher pairs 64-byte lines, so 128 avoids false sharing. */
 #define PL_PIN_SLOT_SIZE 128
@@ -73,7 +59,7 @@ static struct {
     _Atomic unsigned callbacks; /* call_rcu callbacks queued and not finished */
 } g;
 
-static char qs_sync; /* TSan sync object for quiescent states */
+char pl_tsan_qs_sync; /* TSan sync object for quiescent states (core/tsan.h) */
 
 static struct pl_snapshot_pins *pins_new(struct pl_snapshot *s)
 {
@@ -90,7 +76,7 @@ static struct pl_snapshot_pins *pins_new(struct pl_snapshot *s)
 static void free_published(struct pl_snapshot *s)
 {
     /* every worker's accesses before its last quiescent state happen before this free */
-    tsan_acquire(&qs_sync);
+    tsan_acquire(&pl_tsan_qs_sync);
     if (g.hook)
         g.hook(s, g.hook_arg);
     free(s->pins);
@@ -278,19 +264,19 @@ void pl_rcu_thread_register(void)
 
 void pl_rcu_thread_unregister(void)
 {
-    tsan_release(&qs_sync);
+    tsan_release(&pl_tsan_qs_sync);
     rcu_unregister_thread();
 }
 
 void pl_rcu_quiescent(void)
 {
-    tsan_release(&qs_sync);
+    tsan_release(&pl_tsan_qs_sync);
     rcu_quiescent_state();
 }
 
 void pl_rcu_offline(void)
 {
-    tsan_release(&qs_sync);
+    tsan_release(&pl_tsan_qs_sync);
     rcu_thread_offline();
 }
 

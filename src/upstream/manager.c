@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/tsan.h"
 #include "pl_proto_all.h"
 #include "upstream/upstream_internal.h"
 
@@ -143,7 +144,10 @@ uint64_t up_seed(void)
 
 static void hs_rcu_cb(struct rcu_head *head)
 {
-    up_hostset_unref(caa_container_of(head, struct up_hostset, rcu));
+    struct up_hostset *hs = caa_container_of(head, struct up_hostset, rcu);
+    pl_tsan_acquire(hs);               /* main's writes before call_rcu */
+    pl_tsan_acquire(&pl_tsan_qs_sync); /* workers' reads before their quiescent states */
+    up_hostset_unref(hs);
     atomic_fetch_sub_explicit(&g.callbacks, 1, memory_order_release);
 }
 
@@ -191,6 +195,7 @@ static void publish(struct up_mcluster *c)
     atomic_fetch_add_explicit(&g.callbacks, 1, memory_order_relaxed);
     /* urcu-qsbr wants call_rcu from an online registered thread; main stays offline otherwise */
     rcu_thread_online();
+    pl_tsan_release(old);
     call_rcu(&old->rcu, hs_rcu_cb);
     rcu_thread_offline();
     pl_log_debug("upstream", "cluster '%s': %zu hosts (%zu healthy)", c->name, hs->n_hosts,

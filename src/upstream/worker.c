@@ -21,11 +21,13 @@ static _Thread_local struct up_worker *tls_w;
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t n_workers_made;
-static pl_upstream_pool_release pool_release;
+/* set by every HTTP connection manager compile on main (the same function each time) while
+ * workers read it: atomic, so the repeated store is not a data race */
+static _Atomic(pl_upstream_pool_release) pool_release;
 
 void pl_upstream_set_pool_release(pl_upstream_pool_release fn)
 {
-    pool_release = fn;
+    atomic_store_explicit(&pool_release, fn, memory_order_relaxed);
 }
 
 static void worker_destroy(void *p);
@@ -102,8 +104,9 @@ static void host_free(struct up_host *h)
 void up_host_retire(struct up_host *h)
 {
     h->pub.removed = true;
-    if (pool_release && (h->pub.pool_h1 || h->pub.pool_h2))
-        pool_release(&h->pub);
+    pl_upstream_pool_release release = atomic_load_explicit(&pool_release, memory_order_relaxed);
+    if (release && (h->pub.pool_h1 || h->pub.pool_h2))
+        release(&h->pub);
     if (!h->pub.refs)
         host_free(h);
 }

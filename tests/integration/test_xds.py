@@ -9,145 +9,19 @@ import time
 import pytest
 
 from conftest import CP, ROOT, free_port, run_pillion, until, write
+from h2c_client import H2cClient
+from xds_helpers import (bootstrap, clusters_yaml, get, listener_yaml, routes_yaml, served_by,
+                         start_xds, stat)
 
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")
-
-
-def listener_yaml(port, name="ingress_http", route="local_route"):
-    return f"""resources:
-- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-  name: {name}
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-  filter_chains:
-  - filters:
-    - name: envoy.filters.network.http_connection_manager
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        stat_prefix: {name}
-        rds:
-          route_config_name: {route}
-          config_source: {{ ads: {{}}, resource_api_version: V3 }}
-        http_filters:
-        - name: envoy.filters.http.router
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"""
-
-
-def routes_yaml(cluster="demo_upstream", name="local_route"):
-    return f"""resources:
-- "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
-  name: {name}
-  virtual_hosts:
-  - name: demo
-    domains: ["*"]
-    routes:
-    - match: {{ prefix: "/" }}
-      route: {{ cluster: {cluster}, timeout: 5s }}
-"""
-
-
-def cluster_yaml(name, port, extra=""):
-    return f"""- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-  name: {name}
-  type: EDS
-  connect_timeout: 1s
-  eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
-{extra}- "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-  cluster_name: {name}
-  endpoints:
-  - lb_endpoints:
-    - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
-"""
-
-
-def clusters_yaml(clusters, extra=""):
-    return "resources:\n" + "".join(cluster_yaml(n, p, extra) for n, p in clusters)
-
-
-def bootstrap(xds_port, node_id="sidecar-1", fetch_timeout=None, api_type="GRPC"):
-    ift = f", initial_fetch_timeout: {fetch_timeout}" if fetch_timeout else ""
-    return f"""node:
-  id: {node_id}
-  cluster: demo
-  metadata: {{ app: web }}
-  locality: {{ region: r1, zone: z1 }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-dynamic_resources:
-  ads_config:
-    api_type: {api_type}
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc: {{ cluster_name: xds_cluster }}
-  lds_config: {{ ads: {{}}, resource_api_version: V3{ift} }}
-  cds_config: {{ ads: {{}}, resource_api_version: V3{ift} }}
-static_resources:
-  clusters:
-  - name: xds_cluster
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds_cluster
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
-"""
-
-
-def get(port, path="/", timeout=5):
-    """One HTTP/1.1 GET through the proxy; returns (status, echoed JSON or None)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        body = r.read()
-        try:
-            return r.status, json.loads(body)
-        except ValueError:
-            return r.status, None
-    finally:
-        c.close()
-
-
-def served_by(port, name, timeout=10):
-    """Waits until requests through port reach upstream `name`."""
-    def ok():
-        status, body = get(port)
-        return status == 200 and body and body["upstream"] == name
-    return until(ok, timeout, f"traffic on :{port} to {name}")
-
-
-def stat(px, name):
-    _, _, text = px.admin("/stats")
-    for line in text.splitlines():
-        k, _, v = line.partition(": ")
-        if k == name:
-            return int(v)
-    return None
 
 
 @pytest.fixture
 def setup(tmp_path, cp, pillion, upstream):
     """pillion-cp serving one listener -> RDS -> EDS cluster, a pillion on it, one upstream."""
     def make(n_upstreams=1, api_type="GRPC"):
-        ups = [upstream(f"u{i}") for i in range(n_upstreams)]
-        lport = free_port()
-        res = tmp_path / "res"
-        res.mkdir()
-        (res / "listeners.yaml").write_text(listener_yaml(lport))
-        (res / "routes.yaml").write_text(routes_yaml())
-        (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", ups[0].port)]))
-        c = cp(res)
-        px = pillion(bootstrap(c.xds_port, api_type=api_type))
-        until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200")
-        served_by(lport, "u0")
-        return c, px, ups, lport, res
+        return start_xds(tmp_path, cp, pillion, upstream, n_upstreams, api_type)
     return make
 
 
@@ -200,6 +74,43 @@ def test_route_change_to_a_new_cluster_moves_traffic(setup):
     _, _, text = px.admin("/clusters")
     assert "demo_upstream::" not in text and "other::added_via_api::true" in text
     assert get(lport)[1]["upstream"] == "u1"
+
+
+def test_route_change_reaches_existing_connections(setup):
+    """As in Envoy, each new request uses the route configuration current when it starts, also on
+    an HTTP/1.1 keep-alive and an h2c connection opened before the change: after the proxy
+    ACKed each route version, the next request on the same connections goes to the cluster that
+    version names."""
+    c, px, ups, lport, res = setup(2)
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
+    c.node("sidecar-1",
+           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    h1 = http.client.HTTPConnection("127.0.0.1", lport, timeout=5)
+    h2 = H2cClient(lport)
+
+    def h1_get():
+        h1.request("GET", "/same-connection")
+        r = h1.getresponse()
+        body = r.read()
+        assert r.status == 200, (r.status, body)
+        return json.loads(body)["upstream"]
+    try:
+        assert h1_get() == "u0" and h2.get_json()["upstream"] == "u0"
+        cx = stat(px, "http.ingress_http.downstream_cx_total")
+        for i, (cluster, name) in enumerate([("other", "u1"), ("demo_upstream", "u0"),
+                                             ("other", "u1")]):
+            write(res / "routes.yaml", routes_yaml(cluster=cluster))
+            want = str(i + 2)
+            c.node("sidecar-1", lambda n: n["types"]["rds"]["acked_version"] == want)
+            assert h1_get() == name, f"HTTP/1.1 keep-alive after route version {want}"
+            assert h2.get_json()["upstream"] == name, f"h2c after route version {want}"
+        # the same two connections all along; the listener was not touched
+        assert stat(px, "http.ingress_http.downstream_cx_total") == cx
+        assert "removed: draining" not in px.output()
+    finally:
+        h1.close()
+        h2.close()
 
 
 def test_bad_resource_is_nacked_and_old_config_keeps_serving(setup):
@@ -347,7 +258,7 @@ def test_rds_initial_fetch_timeout_gives_up_waiting_for_routes(tmp_path, cp, pil
 
 
 def test_initial_fetch_timeout_lets_the_proxy_go_live_without_a_control_plane(pillion):
-    px = pillion(bootstrap(free_port(), fetch_timeout="0.5s"))
+    px = pillion(bootstrap(free_port(), fetch_timeout="2s"))
     assert px.admin("/ready")[0] == 503
     until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200 after initial_fetch_timeout")
     assert stat(px, "cluster_manager.cds.init_fetch_timeout") == 1
