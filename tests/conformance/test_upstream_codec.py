@@ -89,8 +89,8 @@ ROUTES = {
                        "headers": [{"name": "x-canary", "string_match": {"exact": "1"}},
                                    {"name": "x-debug", "present_match": True, "invert_match": True},
                                    {"name": "x-n", "range_match": {"start": "1", "end": "10"}}],
-                       "query_parameters": [{"name": "v",
-                                             "string_match": {"prefix": "2", "ignore_case": True}}]},
+                       "query_parameters": [{"name": "v", "string_match": {
+                           "prefix": "2", "ignore_case": True}}]},
              "route": {"weighted_clusters": {"clusters": [{"name": "api-v1", "weight": 90},
                                                           {"name": "api-v2", "weight": 10}]},
                        "prefix_rewrite": "/", "timeout": "1.500s", "idle_timeout": "30s",

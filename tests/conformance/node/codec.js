@@ -13,7 +13,9 @@ function handle(cmd) {
     const bytes = upstream.encode(cmd.type, cmd.json);
     return { b64: bytes.toString('base64'), tree: upstream.decodeTree(cmd.type, bytes) };
   }
-  if (cmd.op === 'decode') return { tree: upstream.decodeTree(cmd.type, Buffer.from(cmd.b64, 'base64')) };
+  if (cmd.op === 'decode') {
+    return { tree: upstream.decodeTree(cmd.type, Buffer.from(cmd.b64, 'base64')) };
+  }
   throw new Error(`unknown op ${cmd.op}`);
 }
 

@@ -9,7 +9,8 @@ const protobuf = require('protobufjs');
 const DEPS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
 const INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate']
   .map((d) => path.join(DEPS, d))
-  .concat([path.dirname(require.resolve('protobufjs/package.json'))]); // google/protobuf/descriptor.proto
+  // protobufjs ships google/protobuf/descriptor.proto, which the validate options import
+  .concat([path.dirname(require.resolve('protobufjs/package.json'))]);
 
 // The files whose messages conformance tests encode, decode and serve.
 const FILES = [
@@ -69,7 +70,8 @@ function durationFromJson(s, where) {
   const m = /^(-)?(\d+)(?:\.(\d{1,9}))?s$/.exec(typeof s === 'string' ? s : '');
   if (!m) fail(where, `bad duration ${JSON.stringify(s)}`);
   const sign = m[1] ? -1 : 1;
-  return { seconds: String(sign * Number(m[2])), nanos: sign * Number((m[3] || '').padEnd(9, '0')) };
+  const nanos = Number((m[3] || '').padEnd(9, '0'));
+  return { seconds: String(sign * Number(m[2])), nanos: sign * nanos };
 }
 
 // protobufjs' bundled well-known types name their fields in lowerCamel even with keepCase:
@@ -137,7 +139,8 @@ function fromJson(t, json, where = '') {
     const one = (x, w) => (field.resolvedType instanceof protobuf.Type
       ? fromJson(field.resolvedType, x, w) : scalarFromJson(field, x, w));
     if (field.map) {
-      out[field.name] = Object.fromEntries(Object.entries(v).map(([k, x]) => [k, one(x, `${fw}[${k}]`)]));
+      const entries = Object.entries(v).map(([k, x]) => [k, one(x, `${fw}[${k}]`)]);
+      out[field.name] = Object.fromEntries(entries);
     } else if (field.repeated) {
       out[field.name] = v.map((x, i) => one(x, `${fw}[${i}]`));
     } else {
@@ -148,10 +151,10 @@ function fromJson(t, json, where = '') {
 }
 
 function encodeType(t, json, where) {
-  const obj = fromJson(t, json, where);
-  const err = t.verify(t.fromObject(obj));
+  const msg = t.fromObject(fromJson(t, json, where));
+  const err = t.verify(msg);
   if (err) fail(where, `${t.fullName}: ${err}`);
-  return Buffer.from(t.encode(t.fromObject(obj)).finish());
+  return Buffer.from(t.encode(msg).finish());
 }
 
 // Proto3 JSON of message `name` -> its wire bytes, per the upstream schema.
@@ -182,7 +185,7 @@ function scalarTree(field, v) {
 // A decoded message -> a plain tree: field name -> value for every field present on the wire
 // (scalars outside a oneof only when not the default), enums by name, 64-bit integers and
 // bytes (base64) as strings, an Any expanded to its "@type" and its message's fields.
-// tests/conformance/test_upstream_codec.py builds the same tree from our proto/.
+// tests/integration/proto_compat.py (tree) builds the same from our proto/.
 function tree(t, msg) {
   if (t.fullName === '.google.protobuf.Any') {
     let inner = null;
@@ -191,7 +194,9 @@ function tree(t, msg) {
     } catch (e) {
       inner = null;
     }
-    if (!inner) return { '@type': msg.type_url, '@value': Buffer.from(msg.value).toString('base64') };
+    if (!inner) {
+      return { '@type': msg.type_url, '@value': Buffer.from(msg.value).toString('base64') };
+    }
     return { '@type': msg.type_url, ...tree(inner, inner.decode(msg.value)) };
   }
   const out = {};
