@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import PILLION, free_port
+from conftest import PILLION, free_port, stats
 
 CERT_SCRIPT = r"""
 set -e
@@ -42,63 +42,22 @@ def certs(tmp_path_factory):
     return d
 
 
-class NamedEcho:
-    """A TCP server on 127.0.0.1 that sends '<name>:' and then echoes what it reads."""
-
-    def __init__(self, name):
-        self.name = name
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
+def named_echo(name):
+    """A handler for TcpServer: sends '<name>:' and then echoes what it reads."""
+    def handler(c):
+        c.sendall(f"{name}:".encode())
         while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        try:
-            c.sendall(f"{self.name}:".encode())
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+    return handler
 
 
 @pytest.fixture
-def echo():
-    made = []
-
-    def make(name):
-        s = NamedEcho(name)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
+def echo(tcp_server):
+    """Factory: echo(name) starts a TCP server that answers '<name>:' and then echoes."""
+    return lambda name: tcp_server(named_echo(name))
 
 
 def tls_context(certs, name):
@@ -168,16 +127,6 @@ def wait_port(port, timeout=5):
                 return
         time.sleep(0.02)
     raise AssertionError(f"port {port} did not open")
-
-
-def stats(p):
-    _, _, body = p.admin("/stats")
-    out = {}
-    for line in body.splitlines():
-        k, _, v = line.partition(": ")
-        if v.strip().lstrip("-").isdigit():
-            out[k] = int(v)
-    return out
 
 
 def wait_for(pred, timeout=5):

@@ -6,65 +6,9 @@ import time
 
 import pytest
 
+from conftest import stats
+
 MB = 1024 * 1024
-
-
-class TcpServer:
-    """A threaded TCP server on 127.0.0.1; handler(conn) runs per connection."""
-
-    def __init__(self, handler):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.handler = handler
-        self.accepted = 0
-        self.stopped = False
-        self.conns = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        try:
-            self.handler(c)
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def close(self):
-        self.stopped = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def tcp_server():
-    made = []
-
-    def make(handler):
-        s = TcpServer(handler)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
 
 
 def echo(c):
@@ -140,16 +84,6 @@ static_resources:
   clusters:
 {clusters}
 """
-
-
-def stats(p):
-    _, _, body = p.admin("/stats")
-    out = {}
-    for line in body.splitlines():
-        k, _, v = line.partition(": ")
-        if v.strip().lstrip("-").isdigit():
-            out[k] = int(v)
-    return out
 
 
 def recv_all(s, timeout=10):
