@@ -346,7 +346,7 @@ class TcpServer:
         self.handler = handler
         self.accepted = 0
         self.stopped = False
-        self.conns = []
+        self.sockets = []  # every accepted connection
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -357,10 +357,10 @@ class TcpServer:
             except OSError:
                 return
             self.accepted += 1
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+            self.sockets.append(c)
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
 
-    def _serve(self, c):
+    def _handle(self, c):
         try:
             self.handler(c)
         except OSError:

@@ -4,8 +4,10 @@ import socket
 import threading
 import time
 
+from conftest import TcpServer
 
-class RecordingUpstream:
+
+class RecordingUpstream(TcpServer):
     """A threaded HTTP/1.1 server on 127.0.0.1 that records every request it receives.
 
     Paths: /status/<code> answers that code; /slow/<ms> waits before answering; /big/<bytes>
@@ -16,34 +18,13 @@ class RecordingUpstream:
     def __init__(self, name="up"):
         self.name = name
         self.requests = []
-        self.conns = 0
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(self._serve)
 
-    def close(self):
-        self.stopped = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-    def _accept(self):
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.conns += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    @property
+    def conns(self):
+        """Connections accepted so far."""
+        return self.accepted
 
     def _serve(self, c):
         f = c.makefile("rb")
