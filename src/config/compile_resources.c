@@ -1,10 +1,12 @@
 /* A resource set (bootstrap static resources + xDS resources) -> one snapshot. */
 #include "config/compile_resources.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
+#include "router/router.h"
 #include "tls/tls.h"
 
 #define HCM_T  Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
@@ -106,67 +108,11 @@ static const struct pl_res *find_res(const struct res_index *ix, const char *nam
     return r ? *r : NULL;
 }
 
-/* Writes the named route configurations inline into every RDS HCM of fc; true if any. */
-static bool inline_chain(Envoy__Config__Listener__V3__FilterChain *fc,
-                         const struct res_index *routes)
-{
-    bool any = false;
-    for (size_t i = 0; fc && i < fc->n_filters; i++) {
-        Google__Protobuf__Any *tc = fc->filters[i]->typed_config;
-        if (!is_hcm(tc))
-            continue;
-        HCM_T *h = unpack_hcm(tc);
-        if (!h)
-            continue;
-        if (h->route_specifier_case != HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS)) {
-            protobuf_c_message_free_unpacked(&h->base, NULL);
-            continue;
-        }
-        const char *name = h->rds ? h->rds->route_config_name : "";
-        const struct pl_res *r = find_res(routes, name);
-        ROUTE_T *rc;
-        if (r) {
-            rc = (ROUTE_T *)clone(r->msg);
-        } else { /* not delivered (initial_fetch_timeout): an empty table, 404 for all */
-            rc = pl_malloc(sizeof(*rc));
-            envoy__config__route__v3__route_configuration__init(rc);
-            rc->name = pl_strdup(name);
-        }
-        if (h->rds)
-            protobuf_c_message_free_unpacked(&h->rds->base, NULL);
-        h->route_specifier_case = HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG);
-        h->route_config = rc;
-        free(tc->value.data);
-        tc->value.len = protobuf_c_message_get_packed_size(&h->base);
-        tc->value.data = pl_malloc(tc->value.len ? tc->value.len : 1);
-        protobuf_c_message_pack(&h->base, tc->value.data);
-        protobuf_c_message_free_unpacked(&h->base, NULL);
-        any = true;
-    }
-    return any;
-}
-
-/* Returns l with its RDS route configurations inline (caller frees), or NULL if it has none. */
-static LISTENER_T *inline_routes(const LISTENER_T *l, const struct res_index *routes)
-{
-    if (pl_listener_rds_names(l, NULL) == 0)
-        return NULL;
-    LISTENER_T *c = (LISTENER_T *)clone(&l->base);
-    for (size_t i = 0; i < c->n_filter_chains; i++)
-        inline_chain(c->filter_chains[i], routes);
-    inline_chain(c->default_filter_chain, routes);
-    return c;
-}
-
 static int add_listener(struct pl_snapshot *s, const LISTENER_T *l, const struct pl_res *dyn,
-                        const struct res_index *routes, const struct timespec *now,
-                        struct pl_err *err)
+                        const struct timespec *now, struct pl_err *err)
 {
-    LISTENER_T *eff = inline_routes(l, routes);
     struct pl_listener_cfg *out = &s->listeners[s->n_listeners];
-    int rc = pl_compile_listener(l, eff, dyn ? &dyn->last_updated : now, out, err);
-    if (eff)
-        protobuf_c_message_free_unpacked(&eff->base, NULL);
+    int rc = pl_compile_listener(l, NULL, dyn ? &dyn->last_updated : now, out, err);
     if (rc < 0)
         return rc;
     if (dyn) {
@@ -198,6 +144,29 @@ static int add_cluster(struct pl_snapshot *s, const CLUSTER_T *cl, const struct 
         out->dynamic = true;
         free(out->version_info);
         out->version_info = pl_strdup(dyn->version_info ? dyn->version_info : "");
+    }
+    return rc;
+}
+
+/* Compiles every RDS route configuration once into s->route_tables (sorted by name): the HTTP
+ * connection managers that name one look it up per snapshot, so a route change is not a
+ * listener change and reaches existing connections. */
+static int add_route_tables(struct pl_snapshot *s, const struct res_index *routes,
+                            struct pl_err *err)
+{
+    int rc = 0;
+    s->route_tables = pl_calloc(routes->n + 1, sizeof(*s->route_tables));
+    for (size_t i = 0; i < routes->n; i++) {
+        const struct pl_res *r = routes->v[i];
+        char path[320];
+        snprintf(path, sizeof(path), "RouteConfiguration '%.256s'", r->name);
+        struct pl_route_table *t = NULL;
+        if (pl_router_compile((const ROUTE_T *)r->msg, path, &t, err) < 0) {
+            rc = PL_EINVAL;
+            continue;
+        }
+        s->route_tables[s->n_route_tables++] =
+            (struct pl_route_table_cfg){.name = pl_strdup(r->name), .table = t};
     }
     return rc;
 }
@@ -234,12 +203,14 @@ int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snap
     int rc = 0;
     struct res_index routes = index_of(rs->routes, rs->n_routes);
     struct res_index clas = index_of(rs->clas, rs->n_clas);
+    if (add_route_tables(s, &routes, err) < 0)
+        rc = PL_EINVAL;
     for (size_t i = 0; i < nsl; i++)
-        if (add_listener(s, sr->listeners[i], NULL, &routes, &now, err) < 0)
+        if (add_listener(s, sr->listeners[i], NULL, &now, err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < rs->n_listeners; i++)
-        if (add_listener(s, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], &routes,
-                         &now, err) < 0)
+        if (add_listener(s, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], &now,
+                         err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < nsc; i++)
         if (add_cluster(s, sr->clusters[i], NULL, &clas, &now, err) < 0)

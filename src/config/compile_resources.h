@@ -39,8 +39,8 @@ struct pl_resource_set {
 };
 
 /* Compiles one listener into out (zeroed by the caller). The filter chains are compiled from
- * effective (l with its RDS route configurations written inline) when not NULL; the stored proto
- * and the hash are l's. On failure out owns nothing and is not to be counted. */
+ * effective (a rewritten copy of l) when not NULL, else from l; the stored proto and the hash
+ * are l's. On failure out owns nothing and is not to be counted. */
 int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
                         const Envoy__Config__Listener__V3__Listener *effective,
                         const struct timespec *now, struct pl_listener_cfg *out,
@@ -51,9 +51,11 @@ int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
                        const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
                        const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err);
 
-/* Builds a new snapshot (owned by the caller) from a resource set. RDS listeners get the named
- * route configuration of rs->routes, or an empty one when it is missing (initial fetch timed
- * out); EDS clusters get their assignment from rs->clas, or no endpoints. */
+/* Builds a new snapshot (owned by the caller) from a resource set. Each route configuration of
+ * rs->routes is compiled once into s->route_tables, where the HTTP connection managers that
+ * name it over RDS look it up when a stream starts (a name missing there, e.g. after an
+ * initial fetch timeout, routes nothing: 404); EDS clusters get their assignment from rs->clas,
+ * or no endpoints. */
 int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snapshot **out,
                                 struct pl_err *err);
 

@@ -6,6 +6,7 @@
 #include "core/err.h"
 #include "net/conn.h"
 #include "net/filter.h"
+#include "router/router.h"
 
 struct pl_snapshot *pl_snapshot_new(void)
 {
@@ -58,6 +59,11 @@ void pl_snapshot_free(struct pl_snapshot *s)
     if (s->bootstrap)
         protobuf_c_message_free_unpacked(s->bootstrap, NULL);
     pl_dyn_resources_free(s->routes, s->n_routes);
+    for (size_t i = 0; i < s->n_route_tables; i++) {
+        free(s->route_tables[i].name);
+        pl_route_table_free(s->route_tables[i].table);
+    }
+    free(s->route_tables);
     pl_dyn_resources_free(s->endpoints, s->n_endpoints);
     pl_dyn_resources_free(s->warming_listeners, s->n_warming_listeners);
     pl_dyn_resources_free(s->warming_clusters, s->n_warming_clusters);
@@ -79,5 +85,21 @@ const struct pl_cluster_cfg *pl_snapshot_cluster(const struct pl_snapshot *s, co
     for (size_t i = 0; i < s->n_clusters; i++)
         if (!strcmp(s->clusters[i].name, name))
             return &s->clusters[i];
+    return NULL;
+}
+
+const struct pl_route_table *pl_snapshot_route_table(const struct pl_snapshot *s, const char *name)
+{
+    size_t lo = 0, hi = s->n_route_tables;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, s->route_tables[mid].name);
+        if (c == 0)
+            return s->route_tables[mid].table;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }

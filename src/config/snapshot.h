@@ -11,6 +11,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 struct pl_filter_chains;
+struct pl_route_table;
 struct pl_transport_vtable;
 
 /* A listener as workers need it: where to bind, and the Envoy resource it came from. */
@@ -100,6 +101,13 @@ struct pl_dyn_resource {
     struct timespec last_updated;
 };
 
+/* An RDS route configuration compiled once per snapshot and shared by every HTTP connection
+ * manager that names it (a stream looks it up by name in the snapshot current when it starts). */
+struct pl_route_table_cfg {
+    char *name;
+    struct pl_route_table *table; /* router/router.h, owned */
+};
+
 struct pl_snapshot_pins; /* private to config/publish.c */
 
 struct pl_snapshot {
@@ -111,10 +119,11 @@ struct pl_snapshot {
     ProtobufCMessage *bootstrap; /* the bootstrap as loaded, owned; for /config_dump */
     struct timespec bootstrap_loaded;
 
-    /* xDS (all empty without dynamic_resources); the compiled route tables of RDS routes live
-     * inside the listeners that name them */
+    /* xDS (all empty without dynamic_resources) */
     struct pl_dyn_resource *routes; /* RDS RouteConfigurations, by name */
     size_t n_routes;
+    struct pl_route_table_cfg *route_tables; /* routes compiled, sorted by name */
+    size_t n_route_tables;
     struct pl_dyn_resource *endpoints; /* EDS ClusterLoadAssignments, by cluster_name */
     size_t n_endpoints;
     struct pl_dyn_resource *warming_listeners; /* accepted, waiting for their RDS */
@@ -138,5 +147,7 @@ void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n);
 const struct pl_listener_cfg *pl_snapshot_listener(const struct pl_snapshot *s, const char *name);
 /* Returns the cluster named name, or NULL. */
 const struct pl_cluster_cfg *pl_snapshot_cluster(const struct pl_snapshot *s, const char *name);
+/* Returns the compiled RDS route table named name (owned by s), or NULL (binary search). */
+const struct pl_route_table *pl_snapshot_route_table(const struct pl_snapshot *s, const char *name);
 
 #endif

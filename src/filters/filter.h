@@ -80,11 +80,13 @@ struct pl_filter_stream {
     struct pl_arena *arena;              /* freed when the stream ends */
     struct pl_stream_info *info;         /* filters fill the upstream parts and response flags */
     struct pl_http_head *request;        /* the request head (mutable until it went upstream) */
-    const struct pl_route_table *routes; /* the HCM's route table */
+    const struct pl_route_table *routes; /* the stream's route table (inline, or RDS: of snap) */
     struct ev_loop *loop;
     struct pl_worker *worker; /* NULL in unit tests */
     unsigned worker_id;
-    const struct pl_snapshot *snap; /* pinned for the connection's life */
+    const struct pl_snapshot *snap; /* routes and clusters come from it; pinned for the stream's
+                                       life (the connection's, or with RDS the one current when
+                                       the request head arrived) */
     const struct sockaddr *peer;    /* downstream remote address */
     const struct sockaddr *local;   /* downstream local address */
     bool tls;                       /* downstream is TLS */

@@ -33,6 +33,7 @@ static void hcm_free_cfg(void *p)
     }
     free(c->filters);
     pl_route_table_free(c->routes);
+    free(c->rds_name);
     pl_access_logs_free(c->access_logs);
     free(c->stat_prefix);
     free(c->server_name);
@@ -170,9 +171,12 @@ static int hcm_compile(const ProtobufCMessage *m, const struct pl_compile_ctx *c
         int r = pl_router_compile(h->route_config, path, &c->routes, err);
         if (r < 0)
             rc = r;
+    } else if (h->route_specifier_case == HCM(HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) &&
+               h->rds && *h->rds->route_config_name) {
+        c->rds_name = pl_strdup(h->rds->route_config_name);
     } else {
         rc = pl_err_add(err, NULL, 0, 0, where,
-                        "route_config is required (rds and scoped_routes are not supported)");
+                        "route_config or rds is required (scoped_routes is not supported)");
     }
     int r = compile_filters(h, c, where, err);
     if (r < 0)

@@ -42,8 +42,9 @@ struct hcm_stats {
 /* A compiled HttpConnectionManager (immutable, in the snapshot). */
 struct hcm_config {
     int codec_type;
-    char *stat_prefix; /* "http.<stat_prefix>." */
-    struct pl_route_table *routes;
+    char *stat_prefix;             /* "http.<stat_prefix>." */
+    struct pl_route_table *routes; /* route_config (inline); NULL with rds */
+    char *rds_name; /* rds.route_config_name: looked up per stream in the current snapshot */
     struct hcm_filter *filters;
     uint32_t n_filters;
     uint32_t max_request_headers_kb;
@@ -96,6 +97,7 @@ struct hcm_stream {
     uint64_t idle_ms;     /* stream idle timeout in force (0: none) */
     bool remote_complete, local_complete, response_started, finished, codec_gone;
     bool grpc, head_req, upgrade, h2_above;
+    const struct pl_snapshot *pinned; /* RDS: the stream's snapshot when not the connection's */
     char request_id[40];
     struct sockaddr_storage client_addr; /* from x-forwarded-for, when used */
 };
@@ -116,6 +118,13 @@ struct hcm_conn {
     ev_timer defer;
     ev_timer drain_timer;   /* HTTP/2: drain_timeout after GOAWAY */
     uint32_t read_disabled; /* HTTP/1: decoder watermark holds on reading */
+    /* RDS: the snapshot seen current last (rt_seen, its generation rt_gen; compared, never
+     * dereferenced unless it is current again), the route table it gave and the snapshot that
+     * table lives in (rt_seen, or the connection's when rt_seen lacks the name) */
+    const struct pl_snapshot *rt_seen;
+    uint64_t rt_gen;
+    const struct pl_snapshot *rt_snap;
+    const struct pl_route_table *rt_table;
     uint64_t id;
     bool closing, torn_down, draining, above_high, refeed, remote_closed;
 };
@@ -139,6 +148,12 @@ void hcm_stream_on_reset(struct hcm_stream *st, enum pl_reset_reason why);
 void hcm_stream_destroy(struct hcm_stream *st);
 /* The downstream's write side went above / below its watermark for st. */
 void hcm_stream_watermark(struct hcm_stream *st, bool above);
+/* Returns the snapshot whose route table (*routes) a stream starting now uses: the HCM's inline
+ * table with the connection's snapshot, or (RDS) the table named rds_name in cur, the snapshot
+ * current now (NULL: none published), cached on hc per snapshot generation; the connection's
+ * snapshot when cur lacks the name. Pinning the result is the caller's. */
+const struct pl_snapshot *hcm_route_snapshot(struct hcm_conn *hc, const struct pl_snapshot *cur,
+                                             const struct pl_route_table **routes);
 
 /* conn_manager_util.c */
 /* Writes the current HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT") into buf (>= 30 bytes). */

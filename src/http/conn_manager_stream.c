@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config/publish.h"
 #include "core/log.h"
 #include "http/conn_manager_internal.h"
 #include "http/h1_codec.h"
@@ -117,6 +118,50 @@ void *hcm_stream_new(struct hcm_conn *hc, struct pl_codec_stream *cs)
     hc->n_streams++;
     pl_gauge_add(cfg->st.rq_active, 1);
     return st;
+}
+
+/* ---- the route configuration of a stream ---- */
+
+const struct pl_snapshot *hcm_route_snapshot(struct hcm_conn *hc, const struct pl_snapshot *cur,
+                                             const struct pl_route_table **routes)
+{
+    const struct hcm_config *cfg = hc->cfg;
+    const struct pl_snapshot *own = hc->acc.snap;
+    if (!cfg->rds_name || !cur) {
+        *routes = cfg->rds_name && own ? pl_snapshot_route_table(own, cfg->rds_name) : cfg->routes;
+        return own;
+    }
+    /* the generation tells a new snapshot from a freed one reallocated at the same address */
+    if (cur != hc->rt_seen || cur->generation != hc->rt_gen) {
+        hc->rt_seen = cur;
+        hc->rt_gen = cur->generation;
+        hc->rt_snap = cur;
+        hc->rt_table = pl_snapshot_route_table(cur, cfg->rds_name);
+        if (!hc->rt_table && own && own != cur) {
+            /* gone from the current snapshot (its listener changed): keep what we had */
+            hc->rt_snap = own;
+            hc->rt_table = pl_snapshot_route_table(own, cfg->rds_name);
+        }
+    }
+    *routes = hc->rt_table;
+    return hc->rt_snap;
+}
+
+/* RDS: the stream takes the route table of the snapshot current now (Envoy: each stream uses
+ * the route configuration of its start) and pins that snapshot for its life when it is not the
+ * connection's, so the route and the cluster it names come from one snapshot. */
+static void use_current_routes(struct hcm_stream *st)
+{
+    struct hcm_conn *hc = st->hc;
+    if (!hc->cfg->rds_name || st->pinned)
+        return;
+    const struct pl_snapshot *cur = hc->acc.worker ? pl_snapshot_current() : NULL;
+    const struct pl_snapshot *s = hcm_route_snapshot(hc, cur, &st->fs.routes);
+    if (s && s != hc->acc.snap) { /* s is cur: read as current in this read-side section */
+        pl_snapshot_pin(s, st->fs.worker_id);
+        st->pinned = s;
+    }
+    st->fs.snap = s;
 }
 
 /* ---- request header handling (Envoy's ConnectionManagerUtility) ---- */
@@ -419,6 +464,7 @@ int hcm_stream_on_head(struct hcm_stream *st, struct pl_http_head *h, bool end)
         ev_timer_start(st->hc->loop, &st->req_timer);
     if (sanitize_request(st, h))
         return 0;
+    use_current_routes(st);
     st->dec.head = h;
     st->dec.headers_end = end;
     dec_headers(st, 0);
@@ -910,6 +956,8 @@ void hcm_stream_destroy(struct hcm_stream *st)
         if (f->vt->on_destroy)
             f->vt->on_destroy(&st->fs, f->cfg, st->states[i]);
     }
+    if (st->pinned) /* after on_destroy: filters may hold what the snapshot owns */
+        pl_snapshot_unpin(st->pinned, st->fs.worker_id);
     pl_buf_free(&st->dec.buf);
     pl_buf_free(&st->enc.buf);
     pl_arena_free(&st->arena);

@@ -20,10 +20,15 @@
  * subscribe/unsubscribe diffs, per-resource versions, removed_resources, and on reconnect
  * initial_resource_versions with what is held.
  *
- * RDS: a listener's HTTP connection managers that name an RDS route configuration are compiled
- * from a copy with that configuration written inline (config/compile_resources.h), so the
- * listener keeps its hash and sockets when only its routes change; connections accepted before a
- * route change keep the routes of the snapshot they pinned (the connection manager's model).
+ * RDS: an HTTP connection manager that names an RDS route configuration keeps only the name.
+ * Each snapshot compiles every route configuration once (snapshot.h route_tables, shared by all
+ * the HCMs naming it), so a route change leaves listeners, their hashes and sockets alone. As in
+ * Envoy, each new stream (request) uses the route configuration current when its head arrives,
+ * also on connections accepted earlier: the HCM reads the current snapshot, looks the name up
+ * (cached per connection until the snapshot changes) and pins that snapshot for the stream's
+ * life when it is not the connection's, so the route and the cluster it names come from the
+ * same snapshot; a stream in flight keeps what it started with. A name the current snapshot
+ * lacks (its listener changed) falls back to the connection's snapshot.
  *
  * Stats (Envoy's names): cluster_manager.cds.*, listener_manager.lds.*,
  * http.<stat_prefix>.rds.<route_config_name>.*, cluster.<name>.update_* (EDS):

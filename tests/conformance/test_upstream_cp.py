@@ -8,7 +8,7 @@ flowing."""
 import pytest
 
 from conftest import free_port, until
-from test_xds import bootstrap, get, served_by, stat
+from xds_helpers import bootstrap, get, served_by, stat
 
 T = "type.googleapis.com/envoy."
 LDS = T + "config.listener.v3.Listener"

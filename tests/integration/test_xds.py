@@ -10,8 +10,9 @@ import pytest
 
 from conftest import CP, ROOT, free_port, run_pillion, until, write
 from h2c_client import H2cClient
+from http_helpers import stat
 from xds_helpers import (bootstrap, clusters_yaml, get, listener_yaml, routes_yaml, served_by,
-                         start_xds, stat)
+                         start_xds)
 
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")

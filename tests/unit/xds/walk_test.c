@@ -1,5 +1,5 @@
 /* The support check over binary resources (what the JSON field hook does for text), and the
- * resource-set compile: RDS route configurations written inline, EDS endpoints. */
+ * resource-set compile: RDS route configurations compiled by name, EDS endpoints. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +118,7 @@ Test(xds_walk, unsupported_cluster_field_and_unknown_field_numbers)
     protobuf_c_message_free_unpacked(v, NULL);
 }
 
-Test(xds_compile, rds_names_and_route_inlining)
+Test(xds_compile, rds_names_and_route_tables)
 {
     ProtobufCMessage *l = listener("");
     char **names;
@@ -166,7 +166,9 @@ Test(xds_compile, rds_names_and_route_inlining)
     cr_assert(s->listeners[0].dynamic);
     cr_assert_str_eq(s->listeners[0].version_info, "3");
     cr_assert_not_null(s->listeners[0].chains);
-    /* the stored listener is the one received (rds), not the inlined one */
+    /* the stored listener is the one received (rds); its route table is the snapshot's */
+    cr_assert_eq(s->n_route_tables, 1);
+    cr_assert_not_null(pl_snapshot_route_table(s, "r1"));
     const Envoy__Config__Listener__V3__Listener *stored =
         (const Envoy__Config__Listener__V3__Listener *)s->listeners[0].proto;
     const Google__Protobuf__Any *tc = stored->filter_chains[0]->filters[0]->typed_config;
