@@ -27,6 +27,7 @@ static void usage(FILE *out)
           "  --xds-address H:P       ADS gRPC listen address (default 127.0.0.1:15010)\n"
           "  --status-address H:P    status HTTP listen address (default 127.0.0.1:15014)\n"
           "  --no-watch              do not reload the files when they change\n"
+          "  --watch-debounce-ms N   reload N ms after the last change (default 50)\n"
           "  -l, --log-level LEVEL   trace, debug, info, warning, error, critical, off\n",
           out);
 }
@@ -109,12 +110,14 @@ int main(int argc, char **argv)
         {"xds-address", required_argument, NULL, 'x'},
         {"status-address", required_argument, NULL, 's'},
         {"no-watch", no_argument, NULL, 'n'},
+        {"watch-debounce-ms", required_argument, NULL, 'd'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *resources = NULL, *xds = "127.0.0.1:15010", *status = "127.0.0.1:15014";
     bool watch = true;
+    long debounce_ms = -1;
     int c;
     while ((c = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
         switch (c) {
@@ -130,6 +133,16 @@ int main(int argc, char **argv)
         case 'n':
             watch = false;
             break;
+        case 'd': {
+            char *end;
+            debounce_ms = strtol(optarg, &end, 10);
+            if (end == optarg || *end || debounce_ms < 1 || debounce_ms > 60000) {
+                fprintf(stderr, "pillion-cp: --watch-debounce-ms: expected 1..60000, got '%s'\n",
+                        optarg);
+                return 1;
+            }
+            break;
+        }
         case 'l': {
             int lvl = pl_log_level_parse(optarg);
             if (lvl < 0) {
@@ -186,6 +199,8 @@ int main(int argc, char **argv)
                       false, on_status, &m);
     if (watch && pl_cp_watch_new(m.loop, resources, reload, &m, &w, &err) < 0)
         goto fail;
+    if (w && debounce_ms > 0)
+        pl_cp_watch_set_debounce(w, (double)debounce_ms / 1000.0);
     if (pl_cp_server_new(xds, set, &m.srv, &xds_port, &err) < 0)
         goto fail;
     set = NULL; /* the server's now */

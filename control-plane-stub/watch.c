@@ -22,6 +22,7 @@ struct pl_cp_watch {
     int fd;
     ev_io io;
     ev_timer debounce;
+    double debounce_s;
     char *only; /* watching a file: its base name; NULL for a directory */
     void (*cb)(void *ud);
     void *ud;
@@ -64,7 +65,7 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (hit) {
         ev_timer_stop(loop, &w->debounce);
-        ev_timer_set(&w->debounce, PL_CP_WATCH_DEBOUNCE_S, 0);
+        ev_timer_set(&w->debounce, w->debounce_s, 0);
         ev_timer_start(loop, &w->debounce);
     }
 }
@@ -112,10 +113,16 @@ int pl_cp_watch_new(struct ev_loop *loop, const char *path, void (*cb)(void *ud)
     ev_io_init(&w->io, on_inotify, w->fd, EV_READ);
     w->io.data = w;
     ev_io_start(loop, &w->io);
-    ev_timer_init(&w->debounce, on_debounce, PL_CP_WATCH_DEBOUNCE_S, 0);
+    w->debounce_s = PL_CP_WATCH_DEBOUNCE_S;
+    ev_timer_init(&w->debounce, on_debounce, w->debounce_s, 0);
     w->debounce.data = w;
     *out = w;
     return 0;
+}
+
+void pl_cp_watch_set_debounce(struct pl_cp_watch *w, double seconds)
+{
+    w->debounce_s = seconds;
 }
 
 void pl_cp_watch_free(struct pl_cp_watch *w)
