@@ -8,7 +8,8 @@ flowing."""
 import pytest
 
 from conftest import free_port, until
-from xds_helpers import bootstrap, get, served_by, stat
+from http_helpers import stat
+from xds_helpers import bootstrap, get, served_by
 
 T = "type.googleapis.com/envoy."
 LDS = T + "config.listener.v3.Listener"
