@@ -140,6 +140,7 @@ def run_pillion(*args, timeout=30):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the head and the body are two writes: no 40 ms stall
 
     def _reply(self):
         length = int(self.headers.get("content-length") or 0)
@@ -161,12 +162,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _EchoServer(http.server.ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a proxy opening many upstream connections at once
+    # (HTTP/1.1 pools under h2 load) would see SYNs dropped and 1 s connect timeouts
+    request_queue_size = 128
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client gone mid-answer
+            super().handle_error(request, client_address)
+
+
 class Upstream:
     """A real HTTP/1.1 server on 127.0.0.1 that echoes what it received as JSON."""
 
     def __init__(self, name):
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.srv.daemon_threads = True
+        self.srv = _EchoServer(("127.0.0.1", 0), _Handler)
         self.srv.name = name
         self.port = self.srv.server_address[1]
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)

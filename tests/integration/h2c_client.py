@@ -37,6 +37,8 @@ class H2cClient:
 
     def __init__(self, port, host="127.0.0.1", timeout=5):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        # small writes back to back (WINDOW_UPDATE, then the next HEADERS): no Nagle delay
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.next_id = 1
         self.authority = f"{host}:{port}"

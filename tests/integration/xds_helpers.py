@@ -2,6 +2,8 @@
 resource files (listener -> RDS -> EDS clusters), the ADS bootstrap, and small clients."""
 import http.client
 import json
+import re
+import subprocess
 
 from conftest import free_port, until
 
@@ -135,3 +137,32 @@ def start_xds(tmp_path, cp, pillion, upstream, n_upstreams=1, api_type="GRPC", c
     until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200")
     served_by(lport, "u0")
     return c, px, ups, lport, res
+
+
+def h2load(port, seconds, clients=4, streams=4, rps=None, path="/load"):
+    """h2load over h2c (prior knowledge) for `seconds` (-D: requests still in flight at the end
+    are neither done nor failed), at most rps requests/s per connection when given, bounded by a
+    kill timeout; returns its counters (total, started, done, succeeded, failed, errored,
+    timeout, 2xx, 3xx, 4xx, 5xx) and the output (out)."""
+    rate = [f"--rps={rps}"] if rps else []
+    r = subprocess.run(["h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{seconds}", *rate,
+                        f"http://127.0.0.1:{port}{path}"],
+                       capture_output=True, text=True, timeout=seconds + 30)
+    out = r.stdout + r.stderr
+    req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                    r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    assert r.returncode == 0 and req and codes, out
+    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    res = dict(zip(keys, map(int, req.groups())))
+    res.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, codes.groups())))
+    res["out"] = out
+    return res
+
+
+def assert_h2load_clean(res):
+    """No request failed, errored or timed out, some were done, and every status was 2xx (h2load
+    also counts the status of requests still in flight when -D ends: 2xx may exceed done)."""
+    assert res["failed"] == 0 and res["errored"] == 0 and res["timeout"] == 0, res["out"]
+    assert res["3xx"] == res["4xx"] == res["5xx"] == 0, res["out"]
+    assert res["done"] > 0 and res["2xx"] >= res["done"], res["out"]
