@@ -81,7 +81,10 @@ static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const c
                             NULL, tc->value.len, tc->value.data);
                 if (!h)
                     continue;
-                if (h->rds && !strcmp(h->rds->route_config_name, name)) {
+                /* rds and route_config share a oneof: ask which one is set */
+                if (h->route_specifier_case ==
+                        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS &&
+                    !strcmp(h->rds->route_config_name, name)) {
                     char prefix[600];
                     snprintf(prefix, sizeof(prefix), "http.%.200s.rds.%.300s", h->stat_prefix,
                              name);

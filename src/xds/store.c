@@ -350,7 +350,8 @@ static double rds_timeout(const LISTENER_T *l)
                     NULL, tc->value.len, tc->value.data);
             if (!h)
                 continue;
-            if (h->rds) {
+            if (h->route_specifier_case ==
+                ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
                 double v = source_timeout(h->rds->config_source);
                 if (t != 0 && (v == 0 || v > t))
                     t = v;

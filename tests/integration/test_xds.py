@@ -114,6 +114,31 @@ def test_route_change_reaches_existing_connections(setup):
         h2.close()
 
 
+def test_rds_update_next_to_an_inline_route_listener(setup):
+    """An LDS listener with route_config written inline next to one using RDS: RDS updates (and
+    their stats) leave the inline one alone. (Both are one protobuf oneof: reading `rds` of the
+    inline one read the route configuration as an Rds and crashed.)"""
+    c, px, ups, lport, res = setup(2)
+    iport = free_port()
+    inline = listener_yaml(iport, name="inline").split("resources:\n")[1].replace(
+        "        rds:\n          route_config_name: local_route\n"
+        "          config_source: { ads: {}, resource_api_version: V3 }\n",
+        "        route_config:\n          virtual_hosts:\n"
+        "          - { name: v, domains: ['*'], routes: [{ match: { prefix: / }, "
+        "route: { cluster: demo_upstream } }] }\n")
+    write(res / "listeners.yaml", listener_yaml(lport) + inline)
+    served_by(iport, "u0")
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
+    c.node("sidecar-1",
+           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    write(res / "routes.yaml", routes_yaml(cluster="other"))
+    served_by(lport, "u1")
+    assert get(iport)[1]["upstream"] == "u0"
+    assert stat(px, "http.ingress_http.rds.local_route.update_success") == 2
+    assert px.proc.poll() is None
+
+
 def test_bad_resource_is_nacked_and_old_config_keeps_serving(setup):
     c, px, ups, lport, res = setup(2)
     write(res / "clusters.yaml", clusters_yaml(
