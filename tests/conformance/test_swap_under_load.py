@@ -28,7 +28,7 @@ import pytest
 from conftest import CP, write
 from h2c_client import H2cClient
 from http_helpers import stat
-from xds_helpers import assert_h2load_clean, clusters_yaml, h2load, routes_yaml, start_xds
+from xds_helpers import add_other_cluster, assert_h2load_clean, h2load, routes_yaml, start_xds
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")
 
@@ -64,10 +64,7 @@ class Load(threading.Thread):
 def test_1000_route_swaps_under_load(tmp_path, cp, pillion, upstream):
     c, px, ups, lport, res = start_xds(tmp_path, cp, pillion, upstream, 2,
                                        cp_args=("--watch-debounce-ms", "2"))
-    write(res / "clusters.yaml",
-          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
-    c.node("sidecar-1",
-           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    add_other_cluster(c, res, ups)
     h1 = http.client.HTTPConnection("127.0.0.1", lport, timeout=5)
     h2 = H2cClient(lport)
     load = Load(lport)

@@ -11,8 +11,8 @@ import pytest
 from conftest import CP, ROOT, free_port, run_pillion, until, write
 from h2c_client import H2cClient
 from http_helpers import stat
-from xds_helpers import (bootstrap, clusters_yaml, get, listener_yaml, routes_yaml, served_by,
-                         start_xds)
+from xds_helpers import (add_other_cluster, bootstrap, clusters_yaml, get, listener_yaml,
+                         routes_yaml, served_by, start_xds)
 
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")
@@ -61,10 +61,7 @@ def test_endpoint_change_moves_traffic(setup):
 
 def test_route_change_to_a_new_cluster_moves_traffic(setup):
     c, px, ups, lport, res = setup(2)
-    write(res / "clusters.yaml",
-          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
-    c.node("sidecar-1",
-           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    add_other_cluster(c, res, ups)
     write(res / "routes.yaml", routes_yaml(cluster="other"))
     served_by(lport, "u1")
     # the listener kept its sockets: a route change is not a listener change
@@ -83,10 +80,7 @@ def test_route_change_reaches_existing_connections(setup):
     ACKed each route version, the next request on the same connections goes to the cluster that
     version names."""
     c, px, ups, lport, res = setup(2)
-    write(res / "clusters.yaml",
-          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
-    c.node("sidecar-1",
-           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    add_other_cluster(c, res, ups)
     h1 = http.client.HTTPConnection("127.0.0.1", lport, timeout=5)
     h2 = H2cClient(lport)
 
@@ -128,10 +122,7 @@ def test_rds_update_next_to_an_inline_route_listener(setup):
         "route: { cluster: demo_upstream } }] }\n")
     write(res / "listeners.yaml", listener_yaml(lport) + inline)
     served_by(iport, "u0")
-    write(res / "clusters.yaml",
-          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
-    c.node("sidecar-1",
-           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    add_other_cluster(c, res, ups)
     write(res / "routes.yaml", routes_yaml(cluster="other"))
     served_by(lport, "u1")
     assert get(iport)[1]["upstream"] == "u0"
@@ -383,10 +374,7 @@ def test_route_changes_under_load_lose_no_request(setup):
     every request succeeds and new connections follow the route of the moment."""
     import threading
     c, px, ups, lport, res = setup(2)
-    write(res / "clusters.yaml",
-          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
-    c.node("sidecar-1",
-           lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
+    add_other_cluster(c, res, ups)
     stop = threading.Event()
     results = {"ok": 0, "failed": [], "kept_ok": 0}
 

@@ -5,7 +5,7 @@ import json
 import re
 import subprocess
 
-from conftest import free_port, until
+from conftest import free_port, until, write
 
 
 def listener_yaml(port, name="ingress_http", route="local_route"):
@@ -119,6 +119,15 @@ def served_by(port, name, timeout=10):
         status, body = get(port)
         return status == 200 and body and body["upstream"] == name
     return until(ok, timeout, f"traffic on :{port} to {name}")
+
+
+def add_other_cluster(cp, res, ups):
+    """Serves cluster `other` (upstream u1) next to demo_upstream (u0) and waits until the
+    proxy subscribed to both assignments."""
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[1].port)]))
+    cp.node("sidecar-1",
+            lambda n: sorted(n["types"]["eds"]["subscribed"]) == ["demo_upstream", "other"])
 
 
 def start_xds(tmp_path, cp, pillion, upstream, n_upstreams=1, api_type="GRPC", cp_args=()):
