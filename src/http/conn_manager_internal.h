@@ -117,6 +117,7 @@ struct hcm_conn {
     struct hcm_stream *dead; /* finished streams to free on the next loop turn */
     ev_timer defer;
     ev_timer drain_timer;   /* HTTP/2: drain_timeout after GOAWAY */
+    ev_prepare flush_w;     /* HTTP/2: output and finished streams, once per loop iteration */
     uint32_t read_disabled; /* HTTP/1: decoder watermark holds on reading */
     /* RDS: the snapshot seen current last (rt_seen, its generation rt_gen; compared, never
      * dereferenced unless it is current again), the route table it gave and the snapshot that
@@ -127,6 +128,7 @@ struct hcm_conn {
     const struct pl_route_table *rt_table;
     uint64_t id;
     bool closing, torn_down, draining, above_high, refeed, remote_closed;
+    bool in_flush; /* flush_w's callback is running */
 };
 
 /* conn_manager.c */
