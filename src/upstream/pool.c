@@ -111,7 +111,7 @@ static void stream_free(struct pl_pool_stream *s)
 
 /* ---- connection output and state ---- */
 
-static void conn_flush(struct pool_conn *pc)
+void pool_conn_flush_now(struct pool_conn *pc)
 {
     if (!pc->conn || !pc->codec)
         return;
@@ -120,13 +120,22 @@ static void conn_flush(struct pool_conn *pc)
         pl_conn_write(pc->conn, o, o->len, false);
 }
 
+static void conn_flush(struct pool_conn *pc)
+{
+    if (pc->conn && pc->codec && !pool_h2_flush_later(pc))
+        pool_conn_flush_now(pc);
+}
+
 /* Closes the connection now; its streams are reset (codec destroy) and it is freed. */
 void pool_conn_close(struct pool_conn *pc, bool flush)
 {
     if (pc->closed)
         return;
+    if (flush)
+        pool_conn_flush_now(pc);
     pc->closed = true;
     struct pl_pool *p = pc->pool;
+    ev_prepare_stop(p->loop, &pc->flush_w);
     if (pc->state == PC_CONNECTING && p->n_connecting)
         p->n_connecting--;
     pc->state = PC_CLOSED;
@@ -483,6 +492,7 @@ static void conn_new(struct pl_pool *p)
     struct pool_conn *pc = pl_calloc(1, sizeof(*pc));
     pc->pool = p;
     pc->state = PC_CONNECTING;
+    pool_h2_flush_init(pc);
     conn_link(p, pc);
     p->n_connecting++;
     if (p->has_stats) {

@@ -32,6 +32,34 @@ struct pl_codec *pool_h2_codec_new(struct pool_conn *pc, const struct pl_codec_c
     return pl_h2_codec_new(false, &s, cb, pc);
 }
 
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct pool_conn *pc = w->data;
+    ev_prepare_stop(loop, w);
+    if (pc->closed)
+        return;
+    pool_conn_flush_now(pc);
+    pool_h2_settle(pc); /* the codec may be done now that its output left */
+}
+
+void pool_h2_flush_init(struct pool_conn *pc)
+{
+    ev_prepare_init(&pc->flush_w, flush_cb);
+    pc->flush_w.data = pc;
+}
+
+/* A prepare watcher runs after every event of the loop iteration was dispatched, before the
+ * loop polls again. A failed session's GOAWAY leaves at once (the connection closes next). */
+bool pool_h2_flush_later(struct pool_conn *pc)
+{
+    if (!pl_codec_is_h2(pc->codec) || pc->closed || pl_h2_codec_error(pc->codec))
+        return false;
+    if (!ev_is_active(&pc->flush_w))
+        ev_prepare_start(pc->pool->loop, &pc->flush_w);
+    return true;
+}
+
 uint32_t pool_h2_capacity(struct pool_conn *pc)
 {
     return pc->codec ? pl_h2_codec_capacity(pc->codec) : 0;

@@ -32,6 +32,7 @@ struct pool_conn {
     socklen_t local_len;
     const char *reset_reason; /* why streams of a closing connection are reset */
     int depth;                /* our frames on the stack: free when it is back to 0 */
+    ev_prepare flush_w;       /* HTTP/2: output written once per loop iteration */
     bool closed, freed, goaway, above_high;
 };
 
@@ -70,6 +71,8 @@ struct pl_pool {
 
 /* Closes a connection (flush: write what is queued first); its streams are reset. */
 void pool_conn_close(struct pool_conn *pc, bool flush);
+/* Writes the codec's output to the connection now. */
+void pool_conn_flush_now(struct pool_conn *pc);
 /* Schedules deferred work (failing requests, binding pending ones) on the next loop turn. */
 void pool_schedule(struct pl_pool *p);
 
@@ -81,6 +84,11 @@ uint32_t pool_h2_capacity(struct pool_conn *pc);
 size_t pool_h2_connecting_capacity(const struct pl_pool *p);
 /* After events on an HTTP/2 connection: bind waiting requests, close it when done. */
 void pool_h2_settle(struct pool_conn *pc);
+/* Prepares pc's flush watcher (every connection, before its first flush). */
+void pool_h2_flush_init(struct pool_conn *pc);
+/* HTTP/2: leaves pc's output for the end of the loop iteration (one write for every frame made
+ * in it); false when it must be written now. */
+bool pool_h2_flush_later(struct pool_conn *pc);
 
 /* Returns the upstream transport (TLS) of a cluster and its compiled config, or NULL (raw). */
 const struct pl_transport_vtable *pool_cluster_transport(const struct pl_cluster_cfg *cfg,
