@@ -158,9 +158,18 @@ void pl_buf_append(struct pl_buf *b, const void *data, size_t len)
     }
 }
 
+char *pl_buf_reserve(struct pl_buf *b, size_t n)
+{
+    if (tail_room(b) < n)
+        link_tail(b, slice_new_cap(n > PL_BUF_SLICE_SIZE ? n : PL_BUF_SLICE_SIZE));
+    return b->tail->data + b->tail->end;
+}
+
 void pl_buf_printf(struct pl_buf *b, const char *fmt, ...)
 {
     va_list ap;
+    if (tail_room(b) == 0)
+        link_tail(b, slice_new());
     size_t room = tail_room(b);
     char *dst = room ? b->tail->data + b->tail->end : NULL;
     va_start(ap, fmt);

@@ -35,7 +35,16 @@ void pl_buf_init(struct pl_buf *b);
 void pl_buf_free(struct pl_buf *b);
 /* Appends a copy of len bytes. */
 void pl_buf_append(struct pl_buf *b, const void *data, size_t len);
-/* Appends formatted text. */
+/* Returns n (> 0) contiguous writable bytes at the end of b, linking a new slice when the last one
+ * has less room; write them, then pl_buf_commit how many were written. */
+char *pl_buf_reserve(struct pl_buf *b, size_t n);
+/* Makes the first n bytes of the last pl_buf_reserve part of the buffer. */
+static inline void pl_buf_commit(struct pl_buf *b, size_t n)
+{
+    b->tail->end += (uint32_t)n;
+    b->len += n;
+}
+/* Appends formatted text (not for the request path: see core/fmt.h). */
 void pl_buf_printf(struct pl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Moves the first len bytes (at most src->len) of src to the end of dst: whole slices are
  * relinked; only a partial first or last slice is copied. */

@@ -9,6 +9,7 @@
 
 #include <ev.h>
 
+#include "core/fmt.h"
 #include "core/log.h"
 #include "filters/filter.h"
 #include "http/conn_manager.h"
@@ -246,9 +247,10 @@ static void on_head(void *user, struct pl_http_head *h, bool end, bool info)
         fs->info->last_upstream_rx_byte_ns = now;
     if (rs->crt)
         pl_upstream_count_status(rs->crt, (unsigned)h->status);
-    char ms[24];
-    int n = snprintf(ms, sizeof(ms), "%lld", (long long)((now - rs->upstream_start_ns) / 1000000));
-    pl_headers_set(&h->headers, fs->arena, "x-envoy-upstream-service-time", 29, ms, (size_t)n);
+    char ms[PL_FMT_U64_MAX];
+    int64_t took = (now - rs->upstream_start_ns) / 1000000;
+    size_t n = pl_fmt_u64(ms, took > 0 ? (uint64_t)took : 0);
+    pl_headers_set(&h->headers, fs->arena, "x-envoy-upstream-service-time", 29, ms, n);
     pl_router_apply_response(&rs->m, h, &rs->rctx, fs->arena);
     fs->info->response_code_details = "via_upstream";
     if (end)
@@ -423,9 +425,9 @@ static enum pl_filter_status route_to_cluster(struct router_state *rs, struct pl
     if (ri->auto_host_rewrite)
         auto_host(rs, h);
     if (rs->timeout_ms) {
-        char v[24];
-        int n = snprintf(v, sizeof(v), "%llu", (unsigned long long)rs->timeout_ms);
-        pl_headers_set(&h->headers, fs->arena, "x-envoy-expected-rq-timeout-ms", 30, v, (size_t)n);
+        char v[PL_FMT_U64_MAX];
+        size_t n = pl_fmt_u64(v, rs->timeout_ms);
+        pl_headers_set(&h->headers, fs->arena, "x-envoy-expected-rq-timeout-ms", 30, v, n);
     }
     rs->req_end = end;
     rs->started = true;

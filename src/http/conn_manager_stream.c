@@ -292,7 +292,7 @@ static int sanitize_request(struct hcm_stream *st, struct pl_http_head *h)
         st->info.downstream_remote_addr = (const struct sockaddr *)&st->client_addr;
         st->info.downstream_remote_addr_len = sizeof(st->client_addr);
     } else {
-        snprintf(client, sizeof(client), "%s", ip);
+        memcpy(client, ip, strlen(ip) + 1);
     }
     if (edge) {
         internal = cfg->xff_num_trusted_hops
@@ -302,7 +302,9 @@ static int sanitize_request(struct hcm_stream *st, struct pl_http_head *h)
             if (xff) {
                 size_t n = xff->value_len + 2 + strlen(ip);
                 char *v = pl_arena_alloc(&st->arena, n + 1);
-                snprintf(v, n + 1, "%.*s, %s", (int)xff->value_len, xff->value, ip);
+                memcpy(v, xff->value, xff->value_len);
+                memcpy(v + xff->value_len, ", ", 2);
+                memcpy(v + xff->value_len + 2, ip, strlen(ip) + 1);
                 set(st, &h->headers, "x-forwarded-for", v, n);
             } else {
                 set(st, &h->headers, "x-forwarded-for", ip, strlen(ip));

@@ -128,13 +128,31 @@ bool hcm_addr_internal(const struct sockaddr *sa)
     return false;
 }
 
+/* Dotted quad without inet_ntop (which formats through sprintf): this runs per request. */
+static void ipv4_str(const struct in_addr *in, char *buf, size_t cap)
+{
+    const uint8_t *a = (const uint8_t *)&in->s_addr;
+    char tmp[16], *p = tmp;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
+    if ((size_t)(p - tmp) <= cap)
+        memcpy(buf, tmp, (size_t)(p - tmp));
+}
+
 void hcm_addr_ip(const struct sockaddr *sa, char *buf, size_t cap)
 {
     buf[0] = '\0';
     if (!sa)
         return;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
+        ipv4_str(&((const struct sockaddr_in *)sa)->sin_addr, buf, cap);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
 }

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "core/err.h"
+#include "core/fmt.h"
 
 struct h1_stream {
     struct pl_codec_stream base;
@@ -581,30 +582,55 @@ static void h1_feed_eof(struct pl_codec *base)
 
 /* ---- sending ---- */
 
-static void put_field(struct pl_buf *o, const char *n, size_t nl, const char *v, size_t vl)
+static char *put_mem(char *p, const void *src, size_t n)
 {
-    pl_buf_append(o, n, nl);
-    pl_buf_append(o, ": ", 2);
-    pl_buf_append(o, v, vl);
-    pl_buf_append(o, "\r\n", 2);
+    memcpy(p, src, n);
+    return p + n;
 }
 
-/* Writes the header fields, skipping the ones the codec decides (framing, connection). */
-static void put_fields(struct pl_buf *o, const struct pl_headers *h, bool keep_connection,
-                       bool *has_cl)
+#define PUT_LIT(p, lit) put_mem((p), (lit), sizeof(lit) - 1)
+
+/* Bytes the fields of h take on the wire at most ("name: value\r\n" each). */
+static size_t fields_bound(const struct pl_headers *h)
 {
-    for (uint32_t i = 0; i < h->n; i++) {
-        const struct pl_header *f = &h->v[i];
-        if (pl_header_name_eq(f->name, f->name_len, "transfer-encoding", 17))
-            continue;
-        if (pl_header_name_eq(f->name, f->name_len, "host", 4))
-            continue;
-        if (!keep_connection && pl_header_name_eq(f->name, f->name_len, "connection", 10))
-            continue;
-        if (pl_header_name_eq(f->name, f->name_len, "content-length", 14))
+    size_t n = 0;
+    for (uint32_t i = 0; h && i < h->n; i++)
+        n += h->v[i].name_len + h->v[i].value_len + 4;
+    return n;
+}
+
+/* True for the fields the codec decides itself (framing, connection), which it leaves out. */
+static bool skip_field(const struct pl_header *f, bool keep_connection, bool *has_cl)
+{
+    switch (f->name_len) {
+    case 4:
+        return pl_header_name_eq(f->name, 4, "host", 4);
+    case 10:
+        return !keep_connection && pl_header_name_eq(f->name, 10, "connection", 10);
+    case 14:
+        if (pl_header_name_eq(f->name, 14, "content-length", 14))
             *has_cl = true;
-        put_field(o, f->name, f->name_len, f->value, f->value_len);
+        return false;
+    case 17:
+        return pl_header_name_eq(f->name, 17, "transfer-encoding", 17);
+    default:
+        return false;
     }
+}
+
+/* Writes the header fields at p (room: fields_bound), skipping the ones the codec decides. */
+static char *put_fields(char *p, const struct pl_headers *h, bool keep_connection, bool *has_cl)
+{
+    for (uint32_t i = 0; h && i < h->n; i++) {
+        const struct pl_header *f = &h->v[i];
+        if (skip_field(f, keep_connection, has_cl))
+            continue;
+        p = put_mem(p, f->name, f->name_len);
+        p = PUT_LIT(p, ": ");
+        p = put_mem(p, f->value, f->value_len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    return p;
 }
 
 static void tx_complete(struct h1_codec *c, struct h1_stream *s)
@@ -619,21 +645,35 @@ static void tx_complete(struct h1_codec *c, struct h1_stream *s)
     }
 }
 
+/* Room for the lines a head ends with: framing, connection, the empty line. */
+#define HEAD_TAIL_BOUND 64
+
 static int encode_response(struct h1_codec *c, struct h1_stream *s, const struct pl_http_head *h,
                            bool end)
 {
     int st = h->status;
     if (st < 100 || st > 999)
         return PL_EINVAL;
-    pl_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", st, reason_phrase(st));
+    const char *reason = reason_phrase(st);
+    size_t rl = strlen(reason);
+    /* one reservation: the head is written with plain copies into one slice */
+    char *start = pl_buf_reserve(&c->out, 16 + rl + fields_bound(&h->headers) + HEAD_TAIL_BOUND);
+    char *p = PUT_LIT(start, "HTTP/1.1 ");
+    *p++ = (char)('0' + st / 100);
+    *p++ = (char)('0' + st / 10 % 10);
+    *p++ = (char)('0' + st % 10);
+    *p++ = ' ';
+    p = put_mem(p, reason, rl);
+    p = PUT_LIT(p, "\r\n");
     bool has_cl = false;
     if (st < 200 && st != 101) { /* informational: another head follows */
-        put_fields(&c->out, &h->headers, false, &has_cl);
-        pl_buf_append(&c->out, "\r\n", 2);
+        p = put_fields(p, &h->headers, false, &has_cl);
+        p = PUT_LIT(p, "\r\n");
+        pl_buf_commit(&c->out, (size_t)(p - start));
         return 0;
     }
     bool upgrade = st == 101 && s->req_upgrade;
-    put_fields(&c->out, &h->headers, upgrade, &has_cl);
+    p = put_fields(p, &h->headers, upgrade, &has_cl);
     s->tx_head_sent = true;
     s->tx_no_body = s->req_head || st == 204 || st == 304 || upgrade;
     if (upgrade) {
@@ -643,11 +683,11 @@ static int encode_response(struct h1_codec *c, struct h1_stream *s, const struct
     } else if (st == 204 || st == 304) {
         /* no framing */
     } else if (!has_cl && end && !s->req_head) {
-        pl_buf_append(&c->out, "content-length: 0\r\n", 19);
+        p = PUT_LIT(p, "content-length: 0\r\n");
     } else if (!has_cl && !end && !s->req_head) {
         if (s->head.version == 11) {
             s->tx_chunked = true;
-            pl_buf_append(&c->out, "transfer-encoding: chunked\r\n", 28);
+            p = PUT_LIT(p, "transfer-encoding: chunked\r\n");
         } else
             c->closing = true; /* HTTP/1.0: the body ends when the connection closes */
     }
@@ -659,11 +699,12 @@ static int encode_response(struct h1_codec *c, struct h1_stream *s, const struct
         if (!s->rx_done)
             c->closing = true; /* answered before the request ended (as Envoy does) */
         if (c->closing)
-            pl_buf_append(&c->out, "connection: close\r\n", 19);
+            p = PUT_LIT(p, "connection: close\r\n");
         else if (s->head.version == 10)
-            pl_buf_append(&c->out, "connection: keep-alive\r\n", 24);
+            p = PUT_LIT(p, "connection: keep-alive\r\n");
     }
-    pl_buf_append(&c->out, "\r\n", 2);
+    p = PUT_LIT(p, "\r\n");
+    pl_buf_commit(&c->out, (size_t)(p - start));
     if (end)
         tx_complete(c, s);
     return 0;
@@ -675,30 +716,34 @@ static int encode_request(struct h1_codec *c, struct h1_stream *s, const struct 
     if (!h->method || !h->method_len)
         return PL_EINVAL;
     bool connect = h->method_len == 7 && !memcmp(h->method, "CONNECT", 7);
-    pl_buf_append(&c->out, h->method, h->method_len);
-    pl_buf_append(&c->out, " ", 1);
+    size_t bound = h->method_len + h->path_len + 2 * (size_t)h->authority_len + 32 +
+                   fields_bound(&h->headers) + HEAD_TAIL_BOUND;
+    char *start = pl_buf_reserve(&c->out, bound);
+    char *p = put_mem(start, h->method, h->method_len);
+    *p++ = ' ';
     if (connect)
-        pl_buf_append(&c->out, h->authority, h->authority_len);
+        p = put_mem(p, h->authority, h->authority_len);
     else if (h->path_len)
-        pl_buf_append(&c->out, h->path, h->path_len);
+        p = put_mem(p, h->path, h->path_len);
     else
-        pl_buf_append(&c->out, "/", 1);
-    pl_buf_append(&c->out, " HTTP/1.1\r\nhost: ", 17);
-    pl_buf_append(&c->out, h->authority, h->authority_len);
-    pl_buf_append(&c->out, "\r\n", 2);
+        *p++ = '/';
+    p = PUT_LIT(p, " HTTP/1.1\r\nhost: ");
+    p = put_mem(p, h->authority, h->authority_len);
+    p = PUT_LIT(p, "\r\n");
     bool has_cl = false;
     s->req_upgrade = h->protocol && h->protocol_len;
-    put_fields(&c->out, &h->headers, s->req_upgrade, &has_cl);
+    p = put_fields(p, &h->headers, s->req_upgrade, &has_cl);
     if (!has_cl && !end && !s->req_upgrade && !connect) {
         s->tx_chunked = true;
-        pl_buf_append(&c->out, "transfer-encoding: chunked\r\n", 28);
+        p = PUT_LIT(p, "transfer-encoding: chunked\r\n");
     } else if (!has_cl && end &&
                ((h->method_len == 4 && !memcmp(h->method, "POST", 4)) ||
                 (h->method_len == 3 && !memcmp(h->method, "PUT", 3)) ||
                 (h->method_len == 5 && !memcmp(h->method, "PATCH", 5)))) {
-        pl_buf_append(&c->out, "content-length: 0\r\n", 19);
+        p = PUT_LIT(p, "content-length: 0\r\n");
     }
-    pl_buf_append(&c->out, "\r\n", 2);
+    p = PUT_LIT(p, "\r\n");
+    pl_buf_commit(&c->out, (size_t)(p - start));
     pl_h1_parser_set_request(&c->parser, h->method, h->method_len);
     s->tx_head_sent = true;
     if (end)
@@ -716,12 +761,20 @@ static int h1_encode_head(struct pl_codec *base, struct pl_codec_stream *bs,
     return c->server ? encode_response(c, s, h, end) : encode_request(c, s, h, end);
 }
 
+/* The last chunk and the trailer section (t may be NULL). */
 static void put_trailers(struct pl_buf *o, const struct pl_headers *t)
 {
-    pl_buf_append(o, "0\r\n", 3);
-    for (uint32_t i = 0; t && i < t->n; i++)
-        put_field(o, t->v[i].name, t->v[i].name_len, t->v[i].value, t->v[i].value_len);
-    pl_buf_append(o, "\r\n", 2);
+    char *start = pl_buf_reserve(o, 5 + fields_bound(t));
+    char *p = PUT_LIT(start, "0\r\n");
+    for (uint32_t i = 0; t && i < t->n; i++) {
+        const struct pl_header *f = &t->v[i];
+        p = put_mem(p, f->name, f->name_len);
+        p = PUT_LIT(p, ": ");
+        p = put_mem(p, f->value, f->value_len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    p = PUT_LIT(p, "\r\n");
+    pl_buf_commit(o, (size_t)(p - start));
 }
 
 static int h1_encode_data(struct pl_codec *base, struct pl_codec_stream *bs, struct pl_buf *data,
@@ -747,7 +800,10 @@ static int h1_encode_data(struct pl_codec *base, struct pl_codec_stream *bs, str
         pl_buf_drain(data, data->len);
     } else if (s->tx_chunked) {
         if (data->len) {
-            pl_buf_printf(&c->out, "%zx\r\n", data->len);
+            char *p = pl_buf_reserve(&c->out, 20);
+            size_t n = pl_fmt_hex(p, data->len);
+            memcpy(p + n, "\r\n", 2);
+            pl_buf_commit(&c->out, n + 2);
             pl_buf_move(&c->out, data, data->len);
             pl_buf_append(&c->out, "\r\n", 2);
         }

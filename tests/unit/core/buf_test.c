@@ -237,3 +237,36 @@ Test(buf, fd_round_trip_through_socketpair)
     free(data);
     pl_buf_pool_trim();
 }
+
+Test(buf, reserve_commit_is_contiguous)
+{
+    struct pl_buf b = PL_BUF_INIT;
+    pl_buf_append(&b, "x", 1);
+    char *p = pl_buf_reserve(&b, 5);
+    memcpy(p, "hello", 5);
+    pl_buf_commit(&b, 5);
+    check_contents(&b, "xhello", 6);
+    /* more than the last slice has left: a new slice, contiguous */
+    size_t n = PL_BUF_SLICE_SIZE - 2;
+    p = pl_buf_reserve(&b, n);
+    memset(p, 'z', n);
+    pl_buf_commit(&b, n);
+    cr_assert_eq(b.len, 6 + n);
+    cr_assert_neq(b.head, b.tail);
+    /* larger than a slice */
+    p = pl_buf_reserve(&b, PL_BUF_SLICE_SIZE * 2);
+    memset(p, 'w', PL_BUF_SLICE_SIZE * 2);
+    pl_buf_commit(&b, PL_BUF_SLICE_SIZE * 2);
+    cr_assert_eq(b.len, 6 + n + PL_BUF_SLICE_SIZE * 2);
+    pl_buf_free(&b);
+    pl_buf_pool_trim();
+}
+
+Test(buf, printf_into_empty_buffer)
+{
+    struct pl_buf b = PL_BUF_INIT;
+    pl_buf_printf(&b, "%d-%s", 42, "x");
+    check_contents(&b, "42-x", 4);
+    pl_buf_free(&b);
+    pl_buf_pool_trim();
+}
