@@ -3,6 +3,10 @@
 #include <string.h>
 #include <strings.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 enum {
     ST_HEAD,
     ST_LENGTH,
@@ -29,16 +33,26 @@ enum {
 #define MAX_CHUNK_SIZE (UINT64_C(1) << 60)
 
 /* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
- * / DIGIT / ALPHA */
-static bool is_tchar(unsigned char c)
+ * / DIGIT / ALPHA, as a table: one lookup per byte of every field name. */
+#define T(c) [c] = 1
+static const uint8_t tchar[256] = {
+    T('!'), T('#'), T('$'), T('%'), T('&'), T('\''), T('*'), T('+'), T('-'), T('.'), T('^'),
+    T('_'), T('`'), T('|'), T('~'), T('0'), T('1'),  T('2'), T('3'), T('4'), T('5'), T('6'),
+    T('7'), T('8'), T('9'), T('A'), T('B'), T('C'),  T('D'), T('E'), T('F'), T('G'), T('H'),
+    T('I'), T('J'), T('K'), T('L'), T('M'), T('N'),  T('O'), T('P'), T('Q'), T('R'), T('S'),
+    T('T'), T('U'), T('V'), T('W'), T('X'), T('Y'),  T('Z'), T('a'), T('b'), T('c'), T('d'),
+    T('e'), T('f'), T('g'), T('h'), T('i'), T('j'),  T('k'), T('l'), T('m'), T('n'), T('o'),
+    T('p'), T('q'), T('r'), T('s'), T('t'), T('u'),  T('v'), T('w'), T('x'), T('y'), T('z'),
+};
+#undef T
+
+static inline bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar[c];
 }
 
 /* field-vchar / SP / HTAB / obs-text */
-static bool is_value_char(unsigned char c)
+static inline bool is_value_char(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
@@ -96,31 +110,58 @@ static int fail(struct pl_h1_parser *p, int err)
     return err;
 }
 
+/* One CR or LF at i while scanning a header block: returns 1 when the block ends there (*end set),
+ * 0 to go on, or an error. A CR is checked against the byte after it once that byte is in. */
+static inline int scan_hit(struct pl_h1_parser *p, const char *buf, size_t i, size_t lim,
+                           bool skip_leading, size_t *end)
+{
+    if (buf[i] == '\r')
+        return i + 1 < lim && buf[i + 1] != '\n' ? fail(p, PL_H1_E_BARE_CR) : 0;
+    if (i == 0 || buf[i - 1] != '\r')
+        return fail(p, PL_H1_E_BARE_LF);
+    if (i - 1 == p->line_start) { /* empty line */
+        if (skip_leading && p->line_start == p->skip) {
+            p->skip = i + 1;
+        } else {
+            p->scanned = i + 1;
+            *end = i + 1;
+            return 1;
+        }
+    }
+    p->line_start = i + 1;
+    return 0;
+}
+
 /* Scans buf for the end of a header block (an empty line), from where the last call stopped.
  * Checks CRLF discipline on the way. Returns 1 and *end (just past the empty line), 0 for more,
- * or an error. skip_leading: empty lines before the first line are skipped (p->skip). */
+ * or an error. skip_leading: empty lines before the first line are skipped (p->skip). Only CR
+ * and LF need a look, so 16 bytes at a time are searched for them. */
 static int scan_block(struct pl_h1_parser *p, const char *buf, size_t len, bool skip_leading,
                       size_t *end)
 {
     size_t i = p->scanned;
     size_t lim = len < p->cfg.max_header_bytes ? len : p->cfg.max_header_bytes;
+    if (i > 0 && i < lim && buf[i - 1] == '\r' && buf[i] != '\n')
+        return fail(p, PL_H1_E_BARE_CR); /* a CR ended the previous call's bytes */
+#ifdef __SSE2__
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+    for (; i + 16 <= lim; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(buf + i));
+        unsigned m =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, cr), _mm_cmpeq_epi8(x, lf)));
+        while (m) {
+            int r = scan_hit(p, buf, i + (size_t)__builtin_ctz(m), lim, skip_leading, end);
+            if (r)
+                return r;
+            m &= m - 1;
+        }
+    }
+#endif
     for (; i < lim; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c == '\n') {
-            if (i == 0 || buf[i - 1] != '\r')
-                return fail(p, PL_H1_E_BARE_LF);
-            if (i - 1 == p->line_start) { /* empty line */
-                if (skip_leading && p->line_start == p->skip) {
-                    p->skip = i + 1;
-                } else {
-                    p->scanned = i + 1;
-                    *end = i + 1;
-                    return 1;
-                }
-            }
-            p->line_start = i + 1;
-        } else if (i > 0 && buf[i - 1] == '\r') {
-            return fail(p, PL_H1_E_BARE_CR);
+        if (buf[i] == '\r' || buf[i] == '\n') {
+            int r = scan_hit(p, buf, i, lim, skip_leading, end);
+            if (r)
+                return r;
         }
     }
     p->scanned = i;
@@ -291,6 +332,21 @@ static int on_transfer_encoding(struct facts *f, const char *v, size_t n, bool r
     return any ? 0 : PL_H1_E_TE_INVALID;
 }
 
+/* Connection: one pass over the list for the three tokens that matter. */
+static void on_connection(struct facts *f, const char *v, size_t n)
+{
+    const char *s = v, *end = v + n, *e;
+    size_t elen;
+    while (next_elem(&s, end, &e, &elen)) {
+        if (elen == 5 && !strncasecmp(e, "close", 5))
+            f->close = true;
+        else if (elen == 10 && !strncasecmp(e, "keep-alive", 10))
+            f->keep_alive = true;
+        else if (elen == 7 && !strncasecmp(e, "upgrade", 7))
+            f->upgrade_tok = true;
+    }
+}
+
 static int on_header(struct facts *f, const struct pl_h1_header *h, bool request)
 {
     switch (h->name_len) {
@@ -303,11 +359,8 @@ static int on_header(struct facts *f, const struct pl_h1_header *h, bool request
             return on_transfer_encoding(f, h->value, h->value_len, request);
         break;
     case 10:
-        if (name_is(h, "connection")) {
-            f->close |= pl_h1_list_has_token(h->value, h->value_len, "close");
-            f->keep_alive |= pl_h1_list_has_token(h->value, h->value_len, "keep-alive");
-            f->upgrade_tok |= pl_h1_list_has_token(h->value, h->value_len, "upgrade");
-        }
+        if (name_is(h, "connection"))
+            on_connection(f, h->value, h->value_len);
         break;
     case 7:
         if (name_is(h, "upgrade"))
@@ -322,36 +375,58 @@ static int on_header(struct facts *f, const struct pl_h1_header *h, bool request
     return 0;
 }
 
-/* Parses header lines in [s, end) (each ends in CRLF; the block ends with an empty line). */
+/* Returns the first byte at or after v that is not a field-value byte (a field value ends at its
+ * line's CR, which scan_block checked is there before end). */
+static const char *value_end(const char *v, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f), tab = _mm_set1_epi8('\t');
+    for (; end - v >= 16; v += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)v);
+        __m128i ge_sp = _mm_cmpeq_epi8(_mm_max_epu8(x, sp), x); /* x >= 0x20, unsigned */
+        __m128i ok =
+            _mm_andnot_si128(_mm_cmpeq_epi8(x, del), _mm_or_si128(ge_sp, _mm_cmpeq_epi8(x, tab)));
+        unsigned bad = ~(unsigned)_mm_movemask_epi8(ok) & 0xffff;
+        if (bad)
+            return v + __builtin_ctz(bad);
+    }
+#else
+    (void)end;
+#endif
+    while (is_value_char((unsigned char)*v))
+        v++;
+    return v;
+}
+
+/* Parses header lines in [s, end): scan_block checked that each ends in CRLF, that CR and LF
+ * appear nowhere else and that the block ends with an empty line. */
 static int parse_fields(struct pl_h1_parser *p, const char *s, const char *end,
                         struct pl_h1_header *arr, size_t cap, size_t *count, struct facts *f,
                         bool request)
 {
     size_t n = 0;
-    for (;;) {
-        const char *lf = memchr(s, '\n', (size_t)(end - s));
-        const char *le = lf - 1; /* the CR */
-        if (le == s)
-            break;
+    while (*s != '\r') { /* a CR first is the empty line */
         if (is_ows((unsigned char)*s))
             return PL_H1_E_OBS_FOLD;
         const char *c = s;
-        while (c < le && is_tchar((unsigned char)*c))
+        while (is_tchar((unsigned char)*c)) /* stops at the line's CR at the latest */
             c++;
-        if (c == le)
-            return PL_H1_E_HEADER_NO_COLON;
-        if (*c != ':')
+        if (*c != ':') {
+            if (*c == '\r')
+                return PL_H1_E_HEADER_NO_COLON;
             return is_ows((unsigned char)*c) ? PL_H1_E_HEADER_NAME_WS : PL_H1_E_HEADER_NAME;
+        }
         if (c == s)
             return PL_H1_E_HEADER_NAME;
-        const char *v = c + 1, *ve = le;
-        while (v < ve && is_ows((unsigned char)*v))
+        const char *v = c + 1;
+        while (is_ows((unsigned char)*v))
             v++;
+        const char *le = value_end(v, end);
+        if (*le != '\r')
+            return PL_H1_E_HEADER_VALUE;
+        const char *ve = le;
         while (ve > v && is_ows((unsigned char)ve[-1]))
             ve--;
-        for (const char *q = v; q < ve; q++)
-            if (!is_value_char((unsigned char)*q))
-                return PL_H1_E_HEADER_VALUE;
         if (n >= p->cfg.max_headers || (arr && n >= cap))
             return PL_H1_E_TOO_MANY_HEADERS;
         struct pl_h1_header h = {s, (size_t)(c - s), v, (size_t)(ve - v)};
@@ -363,7 +438,7 @@ static int parse_fields(struct pl_h1_parser *p, const char *s, const char *end,
             if (r)
                 return r;
         }
-        s = lf + 1;
+        s = le + 2;
     }
     *count = n;
     return 0;

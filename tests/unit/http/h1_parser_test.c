@@ -670,3 +670,65 @@ Test(h1_parser, helpers)
     cr_assert(!pl_h1_list_has_token(v, strlen(v), "ba"));
     cr_assert_str_eq(pl_h1_strerror(PL_H1_E_OBS_FOLD), "obsolete line folding");
 }
+
+/* Parses one request head given with its length (NUL bytes allowed); returns 0 or the error. */
+static int head_err(const char *in, size_t len)
+{
+    struct pl_h1_parser p;
+    pl_h1_parser_init(&p, PL_H1_REQUEST, NULL);
+    struct pl_h1_header h[8];
+    struct pl_h1_msg m = {.headers = h, .headers_cap = 8};
+    int r = pl_h1_parse_head(&p, in, len, &m);
+    return r > 0 ? 0 : r;
+}
+
+Test(h1_parser, every_byte_in_field_names_and_values)
+{
+    const char *tchars = "!#$%&'*+-.^_`|~";
+    for (int c = 0; c < 256; c++) {
+        char in[128];
+        int n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: a\r\nX-A%cb: v\r\n\r\n", 'Z');
+        in[27] = (char)c; /* the byte after "X-A" */
+        bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     (c && strchr(tchars, c));
+        int r = head_err(in, (size_t)n);
+        if (tchar || c == ':') /* "X-A:b: v" is the field X-A with the value "b: v" */
+            cr_assert_eq(r, 0, "name byte %d", c);
+        else
+            cr_assert_neq(r, 0, "name byte %d", c);
+        /* the same byte in a value, early and late in a line long enough for block scans */
+        for (int at = 0; at < 40; at += 13) {
+            static const char pre[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a";
+            size_t k = sizeof(pre) - 1;
+            memcpy(in, pre, k);
+            memset(in + k, 'v', 48);
+            in[k + at] = (char)c;
+            memcpy(in + k + 48, "z\r\n\r\n", 5);
+            bool ok = c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
+            int want = ok          ? 0
+                       : c == '\r' ? PL_H1_E_BARE_CR
+                       : c == '\n' ? PL_H1_E_BARE_LF
+                                   : PL_H1_E_HEADER_VALUE;
+            cr_assert_eq(head_err(in, k + 48 + 5), want, "value byte %d at %d", c, at);
+        }
+    }
+}
+
+Test(h1_parser, crlf_errors_at_every_offset)
+{
+    /* a bare CR or LF anywhere in a long head is found, whatever its place in a 16-byte block */
+    char base[] =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Long-Name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    size_t n = strlen(base);
+    for (size_t at = 25; at < n - 4; at++) {
+        if (base[at] == '\r' || base[at] == '\n')
+            continue;
+        char in[sizeof(base)];
+        memcpy(in, base, sizeof(base));
+        in[at] = '\n';
+        cr_assert_eq(head_err(in, n), PL_H1_E_BARE_LF, "LF at %zu", at);
+        in[at] = '\r';
+        cr_assert_eq(head_err(in, n), PL_H1_E_BARE_CR, "CR at %zu", at);
+    }
+    cr_assert_eq(req_err(base), 0);
+}
