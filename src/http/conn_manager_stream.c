@@ -7,6 +7,7 @@
 
 #include "config/publish.h"
 #include "core/log.h"
+#include "core/slab.h"
 #include "http/conn_manager_internal.h"
 #include "http/h1_codec.h"
 #include "server/worker.h"
@@ -67,10 +68,13 @@ static void touch(struct hcm_stream *st)
 
 /* ---- creation ---- */
 
+/* Streams are per request: they come from a per-thread cache, not from malloc. */
+static __thread struct pl_slab stream_cache = PL_SLAB_INIT(sizeof(struct hcm_stream), 1024);
+
 void *hcm_stream_new(struct hcm_conn *hc, struct pl_codec_stream *cs)
 {
     const struct hcm_config *cfg = hc->cfg;
-    struct hcm_stream *st = pl_calloc(1, sizeof(*st));
+    struct hcm_stream *st = pl_slab_calloc(&stream_cache);
     st->hc = hc;
     st->cs = cs;
     pl_stream_info_start(&st->info);
@@ -963,7 +967,7 @@ void hcm_stream_destroy(struct hcm_stream *st)
     pl_buf_free(&st->dec.buf);
     pl_buf_free(&st->enc.buf);
     pl_arena_free(&st->arena);
-    free(st);
+    pl_slab_free(&stream_cache, st);
 }
 
 static void set_idle_timeout(struct pl_filter_stream *fs, uint64_t ms)

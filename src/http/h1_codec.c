@@ -7,6 +7,7 @@
 
 #include "core/err.h"
 #include "core/fmt.h"
+#include "core/slab.h"
 
 struct h1_stream {
     struct pl_codec_stream base;
@@ -58,12 +59,15 @@ bool pl_codec_is_h1(const struct pl_codec *c)
     return c && c->vt == &h1_vt;
 }
 
+/* Streams are per request: they come from a per-thread cache, not from malloc. */
+static __thread struct pl_slab stream_cache = PL_SLAB_INIT(sizeof(struct h1_stream), 1024);
+
 static void stream_free(struct h1_stream *s)
 {
     if (!s)
         return;
     pl_arena_free(&s->arena);
-    free(s);
+    pl_slab_free(&stream_cache, s);
 }
 
 static void reap(struct h1_codec *c)
@@ -77,7 +81,7 @@ static void reap(struct h1_codec *c)
 
 static struct h1_stream *stream_new(struct h1_codec *c, void *user)
 {
-    struct h1_stream *s = pl_calloc(1, sizeof(*s));
+    struct h1_stream *s = pl_slab_calloc(&stream_cache);
     s->base.user = user;
     s->base.id = c->next_id++;
     s->head.content_length = -1;

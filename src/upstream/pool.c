@@ -6,6 +6,7 @@
 
 #include "config/address.h"
 #include "core/log.h"
+#include "core/slab.h"
 #include "http/h1_codec.h"
 #include "net/conn.h"
 #include "upstream/pool_internal.h"
@@ -104,9 +105,12 @@ static void stream_detach(struct pl_pool_stream *s)
         pl_upstream_host_rq_end(pc->pool->host);
 }
 
+/* Pool streams are per request: they come from a per-thread cache, not from malloc. */
+static __thread struct pl_slab stream_cache = PL_SLAB_INIT(sizeof(struct pl_pool_stream), 1024);
+
 static void stream_free(struct pl_pool_stream *s)
 {
-    free(s);
+    pl_slab_free(&stream_cache, s);
 }
 
 /* ---- connection output and state ---- */
@@ -677,7 +681,7 @@ struct pl_pool *pl_pool_get(struct ev_loop *loop, struct pl_host_rt *h,
 struct pl_pool_stream *pl_pool_new_stream(struct pl_pool *p, const struct pl_pool_callbacks *cb,
                                           void *user)
 {
-    struct pl_pool_stream *s = pl_calloc(1, sizeof(*s));
+    struct pl_pool_stream *s = pl_slab_calloc(&stream_cache);
     s->pool = p;
     s->cb = cb;
     s->user = user;
