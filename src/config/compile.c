@@ -39,9 +39,10 @@ static uint64_t duration_ms(const Google__Protobuf__Duration *d, uint64_t dflt)
     return (uint64_t)d->seconds * 1000 + (uint64_t)d->nanos / 1000000;
 }
 
-int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
-                        const Envoy__Config__Listener__V3__Listener *effective,
-                        const struct timespec *now, struct pl_listener_cfg *out, struct pl_err *err)
+/* Fills out from l (proto and hash are the caller's); on failure out owns nothing. */
+static int listener_body(const Envoy__Config__Listener__V3__Listener *l,
+                         const ProtobufCMessage *chains_from, const struct timespec *now,
+                         struct pl_listener_cfg *out, struct pl_err *err)
 {
     struct pl_addr a;
     const char *why;
@@ -52,19 +53,42 @@ int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
     out->addr_str = pl_strdup(a.str);
     /* Envoy names an unnamed listener itself; its address is unique and readable */
     out->name = pl_strdup(*l->name ? l->name : a.str);
-    out->proto = clone_msg(&l->base, &out->hash);
     out->version_info = pl_strdup("");
     out->last_updated = *now;
-    /* on error the caller does not count out as compiled: free what it owns here */
-    const ProtobufCMessage *chains_from = effective ? &effective->base : out->proto;
     if (pl_filter_chains_compile(chains_from, out->name, &out->chains, err) < 0) {
         free(out->name);
         free(out->addr_str);
         free(out->version_info);
-        protobuf_c_message_free_unpacked(out->proto, NULL);
         memset(out, 0, sizeof(*out));
         return PL_EINVAL;
     }
+    return 0;
+}
+
+int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
+                        const Envoy__Config__Listener__V3__Listener *effective,
+                        const struct timespec *now, struct pl_listener_cfg *out, struct pl_err *err)
+{
+    uint64_t hash;
+    ProtobufCMessage *proto = clone_msg(&l->base, &hash);
+    const ProtobufCMessage *chains_from = effective ? &effective->base : proto;
+    if (listener_body(l, chains_from, now, out, err) < 0) {
+        protobuf_c_message_free_unpacked(proto, NULL);
+        return PL_EINVAL;
+    }
+    out->proto = proto;
+    out->hash = hash;
+    return 0;
+}
+
+int pl_compile_listener_borrowed(const Envoy__Config__Listener__V3__Listener *l, uint64_t hash,
+                                 const struct timespec *now, struct pl_listener_cfg *out,
+                                 struct pl_err *err)
+{
+    if (listener_body(l, &l->base, now, out, err) < 0)
+        return PL_EINVAL;
+    out->proto = (ProtobufCMessage *)&l->base;
+    out->hash = hash;
     return 0;
 }
 
@@ -186,9 +210,11 @@ static int compile_cluster_transport(const Envoy__Config__Cluster__V3__Cluster *
     return rc;
 }
 
-int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
-                       const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
-                       const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err)
+/* Fills out from cl and its endpoints (eds, or cl's load_assignment); proto and hash are the
+ * caller's. out is filled even on failure. */
+static int cluster_body(const Envoy__Config__Cluster__V3__Cluster *cl,
+                        const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                        const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err)
 {
     out->name = pl_strdup(cl->name);
     out->type = cl->cluster_discovery_type_case == CLUSTER(CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE)
@@ -196,17 +222,11 @@ int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
                     : (int)CLUSTER(CLUSTER__DISCOVERY_TYPE__STATIC);
     out->lb_policy = cl->lb_policy;
     out->connect_timeout_ms = duration_ms(cl->connect_timeout, 5000);
-    out->proto = clone_msg(&cl->base, &out->hash);
     out->version_info = pl_strdup("");
     out->last_updated = *now;
     compile_cluster_lb(cl, out);
     compile_cluster_http(cl, out);
     const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = eds ? eds : cl->load_assignment;
-    if (eds) { /* the host set follows the assignment: a changed one is a changed cluster */
-        uint64_t h;
-        protobuf_c_message_free_unpacked(clone_msg(&eds->base, &h), NULL);
-        out->hash = (out->hash ^ h) * 0x100000001b3ULL;
-    }
     size_t n = 0;
     for (size_t i = 0; la && i < la->n_endpoints; i++)
         n += la->endpoints[i]->n_lb_endpoints;
@@ -236,6 +256,29 @@ int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
         }
     }
     return compile_cluster_transport(cl, out, err);
+}
+
+int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
+                       const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                       const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err)
+{
+    out->proto = clone_msg(&cl->base, &out->hash);
+    if (eds) { /* the host set follows the assignment: a changed one is a changed cluster */
+        uint64_t h;
+        protobuf_c_message_free_unpacked(clone_msg(&eds->base, &h), NULL);
+        out->hash = (out->hash ^ h) * 0x100000001b3ULL;
+    }
+    return cluster_body(cl, eds, now, out, err);
+}
+
+int pl_compile_cluster_borrowed(const Envoy__Config__Cluster__V3__Cluster *cl,
+                                const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                                uint64_t hash, const struct timespec *now,
+                                struct pl_cluster_cfg *out, struct pl_err *err)
+{
+    out->proto = (ProtobufCMessage *)&cl->base;
+    out->hash = hash;
+    return cluster_body(cl, eds, now, out, err);
 }
 
 int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, struct pl_err *err)
@@ -268,6 +311,7 @@ int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, stru
         pl_snapshot_free(s);
         return rc;
     }
+    pl_snapshot_index_build(s);
     *out = s;
     return 0;
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/compile_internal.h"
+#include "config/nametab.h"
 #include "core/err.h"
 #include "router/router.h"
 #include "tls/tls.h"
@@ -99,60 +101,64 @@ static struct res_index index_of(const struct pl_res *v, size_t n)
     return ix;
 }
 
-static const struct pl_res *find_res(const struct res_index *ix, const char *name)
+static void add_failure(const char ***v, size_t *n, const char *name)
 {
-    struct pl_res key = {.name = name};
-    const struct pl_res *kp = &key;
-    const struct pl_res **r =
-        ix->n ? bsearch(&kp, ix->v, ix->n, sizeof(*ix->v), cmp_res_ptr) : NULL;
-    return r ? *r : NULL;
+    *v = pl_realloc(*v, (*n + 1) * sizeof(**v));
+    (*v)[(*n)++] = name;
 }
 
-static int add_listener(struct pl_snapshot *s, const LISTENER_T *l, const struct pl_res *dyn,
-                        const struct timespec *now, struct pl_err *err)
+static int add_listener(struct pl_snapshot *s, const struct pl_resource_set *rs,
+                        const LISTENER_T *l, const struct pl_res *dyn, const struct timespec *now,
+                        struct pl_err *err)
 {
     struct pl_listener_cfg *out = &s->listeners[s->n_listeners];
-    int rc = pl_compile_listener(l, NULL, dyn ? &dyn->last_updated : now, out, err);
-    if (rc < 0)
+    int rc = pl_cc_listener(rs->cache, l, dyn, now, out, err);
+    if (rc < 0) {
+        if (dyn && rs->failed)
+            add_failure(&rs->failed->listeners, &rs->failed->n_listeners, dyn->name);
         return rc;
-    if (dyn) {
-        out->dynamic = true;
-        free(out->version_info);
-        out->version_info = pl_strdup(dyn->version_info ? dyn->version_info : "");
     }
     s->n_listeners++;
     return 0;
 }
 
-static int add_cluster(struct pl_snapshot *s, const CLUSTER_T *cl, const struct pl_res *dyn,
-                       const struct res_index *clas, const struct timespec *now, struct pl_err *err)
+static const char *res_key(const void *item)
+{
+    return ((const struct pl_res *)item)->name;
+}
+
+static int add_cluster(struct pl_snapshot *s, const struct pl_resource_set *rs, const CLUSTER_T *cl,
+                       const struct pl_res *dyn, const struct pl_nametab *clas,
+                       const struct timespec *now, struct pl_err *err)
 {
     const CLA_T *eds = NULL;
+    const struct pl_res *r = NULL;
     if (cl->cluster_discovery_type_case ==
             ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
         cl->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS) {
         const char *svc = cl->eds_cluster_config && *cl->eds_cluster_config->service_name
                               ? cl->eds_cluster_config->service_name
                               : cl->name;
-        const struct pl_res *r = find_res(clas, svc);
+        r = pl_nametab_get(clas, svc);
         static const CLA_T empty = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
         eds = r ? (const CLA_T *)r->msg : &empty;
     }
-    struct pl_cluster_cfg *out = &s->clusters[s->n_clusters++];
-    int rc = pl_compile_cluster(cl, eds, dyn ? &dyn->last_updated : now, out, err);
-    if (dyn) {
-        out->dynamic = true;
-        free(out->version_info);
-        out->version_info = pl_strdup(dyn->version_info ? dyn->version_info : "");
+    struct pl_cluster_cfg *out = &s->clusters[s->n_clusters];
+    int rc = pl_cc_cluster(rs->cache, cl, dyn, eds, r, now, out, err);
+    if (rc < 0) {
+        if (dyn && rs->failed)
+            add_failure(&rs->failed->clusters, &rs->failed->n_clusters, dyn->name);
+        return rc;
     }
-    return rc;
+    s->n_clusters++;
+    return 0;
 }
 
 /* Compiles every RDS route configuration once into s->route_tables (sorted by name): the HTTP
  * connection managers that name one look it up per snapshot, so a route change is not a
  * listener change and reaches existing connections. */
-static int add_route_tables(struct pl_snapshot *s, const struct res_index *routes,
-                            struct pl_err *err)
+static int add_route_tables(struct pl_snapshot *s, const struct pl_resource_set *rs,
+                            const struct res_index *routes, struct pl_err *err)
 {
     int rc = 0;
     s->route_tables = pl_calloc(routes->n + 1, sizeof(*s->route_tables));
@@ -160,21 +166,32 @@ static int add_route_tables(struct pl_snapshot *s, const struct res_index *route
         const struct pl_res *r = routes->v[i];
         char path[320];
         snprintf(path, sizeof(path), "RouteConfiguration '%.256s'", r->name);
-        struct pl_route_table *t = NULL;
-        if (pl_router_compile((const ROUTE_T *)r->msg, path, &t, err) < 0) {
+        struct pl_route_table_cfg *out = &s->route_tables[s->n_route_tables];
+        if (pl_cc_route_table(rs->cache, r, path, out, err) < 0) {
+            if (rs->failed)
+                add_failure(&rs->failed->routes, &rs->failed->n_routes, r->name);
             rc = PL_EINVAL;
             continue;
         }
-        s->route_tables[s->n_route_tables++] =
-            (struct pl_route_table_cfg){.name = pl_strdup(r->name), .table = t};
+        s->n_route_tables++;
     }
     return rc;
 }
 
+/* The resources as the snapshot keeps them: shared with their owner, else copied. */
 static struct pl_dyn_resource *copy_res(const struct pl_res *v, size_t n)
 {
     struct pl_dyn_resource *d = pl_calloc(n ? n : 1, sizeof(*d));
     for (size_t i = 0; i < n; i++) {
+        if (v[i].owner) {
+            pl_shared_ref(v[i].owner);
+            d[i] = (struct pl_dyn_resource){.name = (char *)v[i].name,
+                                            .proto = (ProtobufCMessage *)v[i].msg,
+                                            .version_info = (char *)v[i].version_info,
+                                            .last_updated = v[i].last_updated,
+                                            .shared = v[i].owner};
+            continue;
+        }
         d[i].name = pl_strdup(v[i].name);
         d[i].proto = clone(v[i].msg);
         d[i].version_info = pl_strdup(v[i].version_info ? v[i].version_info : "");
@@ -202,25 +219,29 @@ int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snap
     s->clusters = pl_calloc(nsc + rs->n_clusters + 1, sizeof(*s->clusters));
     int rc = 0;
     struct res_index routes = index_of(rs->routes, rs->n_routes);
-    struct res_index clas = index_of(rs->clas, rs->n_clas);
-    if (add_route_tables(s, &routes, err) < 0)
+    struct pl_nametab clas;
+    pl_nametab_init(&clas, res_key);
+    pl_nametab_reserve(&clas, rs->n_clas);
+    for (size_t i = rs->n_clas; i-- > 0;) /* the first of a name wins */
+        pl_nametab_put(&clas, (void *)&rs->clas[i]);
+    if (add_route_tables(s, rs, &routes, err) < 0)
         rc = PL_EINVAL;
     for (size_t i = 0; i < nsl; i++)
-        if (add_listener(s, sr->listeners[i], NULL, &now, err) < 0)
+        if (add_listener(s, rs, sr->listeners[i], NULL, &now, err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < rs->n_listeners; i++)
-        if (add_listener(s, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], &now,
+        if (add_listener(s, rs, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], &now,
                          err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < nsc; i++)
-        if (add_cluster(s, sr->clusters[i], NULL, &clas, &now, err) < 0)
+        if (add_cluster(s, rs, sr->clusters[i], NULL, &clas, &now, err) < 0)
             rc = PL_EINVAL;
     for (size_t i = 0; i < rs->n_clusters; i++)
-        if (add_cluster(s, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], &clas, &now,
-                        err) < 0)
+        if (add_cluster(s, rs, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], &clas,
+                        &now, err) < 0)
             rc = PL_EINVAL;
     free(routes.v);
-    free(clas.v);
+    pl_nametab_clear(&clas);
     s->routes = copy_res(rs->routes, rs->n_routes);
     s->n_routes = rs->n_routes;
     s->endpoints = copy_res(rs->clas, rs->n_clas);
@@ -235,6 +256,7 @@ int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snap
         pl_snapshot_free(s);
         return rc;
     }
+    pl_snapshot_index_build(s);
     *out = s;
     return 0;
 }

@@ -17,7 +17,23 @@ struct pl_res {
     const ProtobufCMessage *msg;
     const char *version_info;
     struct timespec last_updated;
+    uint64_t hash;           /* of the resource's encoding (with owner set) */
+    struct pl_shared *owner; /* NULL, or the reference-counted owner of name, msg and
+                                version_info: the snapshot then shares them, and the compile
+                                cache knows the resource by it (it must stay unchanged) */
 };
+
+/* Names of dynamic resources that failed to compile (names borrowed from the resource set;
+ * the caller frees the three arrays). */
+struct pl_compile_failures {
+    const char **listeners, **clusters, **routes;
+    size_t n_listeners, n_clusters, n_routes;
+};
+
+/* Compiled listeners, clusters and route tables kept between compiles, so that a compile
+ * compiles only what changed: an entry is reused when its sources are the same objects (the
+ * pl_res owner, or the same static message) as last time. Main thread. */
+struct pl_compile_cache;
 
 /* What one snapshot is built from. Every array may be empty. */
 struct pl_resource_set {
@@ -36,6 +52,8 @@ struct pl_resource_set {
     size_t n_warming_clusters;
     const char *lds_version; /* NULL: none accepted yet */
     const char *cds_version;
+    struct pl_compile_cache *cache;     /* NULL: compile everything */
+    struct pl_compile_failures *failed; /* NULL, or filled with what failed to compile */
 };
 
 /* Compiles one listener into out (zeroed by the caller). The filter chains are compiled from
@@ -50,6 +68,27 @@ int pl_compile_listener(const Envoy__Config__Listener__V3__Listener *l,
 int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
                        const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
                        const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err);
+
+/* As pl_compile_listener without a copy: out->proto is l (not owned: the caller keeps l alive
+ * and unchanged as long as out) and out->hash is hash. */
+int pl_compile_listener_borrowed(const Envoy__Config__Listener__V3__Listener *l, uint64_t hash,
+                                 const struct timespec *now, struct pl_listener_cfg *out,
+                                 struct pl_err *err);
+/* As pl_compile_cluster without a copy: out->proto is cl (not owned), out->hash is hash. */
+int pl_compile_cluster_borrowed(const Envoy__Config__Cluster__V3__Cluster *cl,
+                                const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                                uint64_t hash, const struct timespec *now,
+                                struct pl_cluster_cfg *out, struct pl_err *err);
+
+/* Returns a new empty compile cache (pl_compile_cache_free). */
+struct pl_compile_cache *pl_compile_cache_new(void);
+/* Frees the cache; snapshots keep what they share with it. NULL is fine. */
+void pl_compile_cache_free(struct pl_compile_cache *c);
+/* After a compile with the cache: its snapshot was published; what it uses is kept for the
+ * next compile and the rest is let go. */
+void pl_compile_cache_commit(struct pl_compile_cache *c);
+/* After a compile with the cache whose snapshot was not published: the cache stays as it was. */
+void pl_compile_cache_rollback(struct pl_compile_cache *c);
 
 /* Builds a new snapshot (owned by the caller) from a resource set. Each route configuration of
  * rs->routes is compiled once into s->route_tables, where the HTTP connection managers that

@@ -3,10 +3,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/nametab.h"
 #include "core/err.h"
 #include "net/conn.h"
 #include "net/filter.h"
 #include "router/router.h"
+
+struct pl_snapshot_index {
+    size_t n_listeners, n_clusters; /* the array sizes it was built for */
+    const struct pl_listener_cfg *listeners;
+    const struct pl_cluster_cfg *clusters;
+    struct pl_nametab l, c;
+};
+
+void pl_shared_ref(struct pl_shared *sh)
+{
+    if (sh)
+        atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+}
+
+void pl_shared_unref(struct pl_shared *sh)
+{
+    if (sh && atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) == 1)
+        sh->free(sh);
+}
 
 struct pl_snapshot *pl_snapshot_new(void)
 {
@@ -16,6 +36,10 @@ struct pl_snapshot *pl_snapshot_new(void)
 void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (v[i].shared) {
+            pl_shared_unref(v[i].shared);
+            continue;
+        }
         free(v[i].name);
         free(v[i].version_info);
         if (v[i].proto)
@@ -24,56 +48,132 @@ void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n)
     free(v);
 }
 
+static void index_free(struct pl_snapshot_index *ix)
+{
+    if (!ix)
+        return;
+    pl_nametab_clear(&ix->l);
+    pl_nametab_clear(&ix->c);
+    free(ix);
+}
+
 void pl_snapshot_free(struct pl_snapshot *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->n_listeners; i++) {
-        struct pl_listener_cfg *l = &s->listeners[i];
-        free(l->name);
-        free(l->addr_str);
-        free(l->version_info);
-        if (l->proto)
-            protobuf_c_message_free_unpacked(l->proto, NULL);
-        pl_filter_chains_free(l->chains);
-    }
+    for (size_t i = 0; i < s->n_listeners; i++)
+        pl_listener_cfg_release(&s->listeners[i]);
     free(s->listeners);
-    for (size_t i = 0; i < s->n_clusters; i++) {
-        struct pl_cluster_cfg *c = &s->clusters[i];
-        free(c->name);
-        free(c->version_info);
-        for (size_t j = 0; j < c->n_endpoints; j++) {
-            free(c->endpoints[j].addr_str);
-            free(c->endpoints[j].hostname);
-            free(c->endpoints[j].locality);
-        }
-        free(c->endpoints);
-        if (c->link && c->link_release)
-            c->link_release(c->link);
-        if (c->transport && c->transport->free_cfg && c->transport_cfg)
-            c->transport->free_cfg(c->transport_cfg);
-        if (c->proto)
-            protobuf_c_message_free_unpacked(c->proto, NULL);
-    }
+    for (size_t i = 0; i < s->n_clusters; i++)
+        pl_cluster_cfg_release(&s->clusters[i]);
     free(s->clusters);
     if (s->bootstrap)
         protobuf_c_message_free_unpacked(s->bootstrap, NULL);
     pl_dyn_resources_free(s->routes, s->n_routes);
-    for (size_t i = 0; i < s->n_route_tables; i++) {
-        free(s->route_tables[i].name);
-        pl_route_table_free(s->route_tables[i].table);
-    }
+    for (size_t i = 0; i < s->n_route_tables; i++)
+        pl_route_table_cfg_release(&s->route_tables[i]);
     free(s->route_tables);
     pl_dyn_resources_free(s->endpoints, s->n_endpoints);
     pl_dyn_resources_free(s->warming_listeners, s->n_warming_listeners);
     pl_dyn_resources_free(s->warming_clusters, s->n_warming_clusters);
     free(s->lds_version);
     free(s->cds_version);
+    index_free(s->index);
     free(s);
+}
+
+void pl_listener_cfg_release(struct pl_listener_cfg *l)
+{
+    if (l->shared) {
+        pl_shared_unref(l->shared);
+        return;
+    }
+    free(l->name);
+    free(l->addr_str);
+    free(l->version_info);
+    if (l->proto)
+        protobuf_c_message_free_unpacked(l->proto, NULL);
+    pl_filter_chains_free(l->chains);
+}
+
+void pl_cluster_cfg_release(struct pl_cluster_cfg *c)
+{
+    if (c->link && c->link_release)
+        c->link_release(c->link);
+    c->link = NULL;
+    if (c->shared) {
+        pl_shared_unref(c->shared);
+        return;
+    }
+    free(c->name);
+    free(c->version_info);
+    for (size_t j = 0; j < c->n_endpoints; j++) {
+        free(c->endpoints[j].addr_str);
+        free(c->endpoints[j].hostname);
+        free(c->endpoints[j].locality);
+    }
+    free(c->endpoints);
+    if (c->transport && c->transport->free_cfg && c->transport_cfg)
+        c->transport->free_cfg(c->transport_cfg);
+    if (c->proto)
+        protobuf_c_message_free_unpacked(c->proto, NULL);
+}
+
+void pl_route_table_cfg_release(struct pl_route_table_cfg *r)
+{
+    if (r->shared) {
+        pl_shared_unref(r->shared);
+        return;
+    }
+    free(r->name);
+    pl_route_table_free(r->table);
+}
+
+static const char *listener_key(const void *item)
+{
+    return ((const struct pl_listener_cfg *)item)->name;
+}
+
+static const char *cluster_key(const void *item)
+{
+    return ((const struct pl_cluster_cfg *)item)->name;
+}
+
+void pl_snapshot_index_build(struct pl_snapshot *s)
+{
+    index_free(s->index);
+    struct pl_snapshot_index *ix = pl_calloc(1, sizeof(*ix));
+    pl_nametab_init(&ix->l, listener_key);
+    pl_nametab_init(&ix->c, cluster_key);
+    pl_nametab_reserve(&ix->l, s->n_listeners);
+    pl_nametab_reserve(&ix->c, s->n_clusters);
+    /* the first of a name wins, as the linear scan finds it */
+    for (size_t i = s->n_listeners; i-- > 0;)
+        pl_nametab_put(&ix->l, &s->listeners[i]);
+    for (size_t i = s->n_clusters; i-- > 0;)
+        pl_nametab_put(&ix->c, &s->clusters[i]);
+    ix->n_listeners = s->n_listeners;
+    ix->n_clusters = s->n_clusters;
+    ix->listeners = s->listeners;
+    ix->clusters = s->clusters;
+    s->index = ix;
+}
+
+/* The index when it still describes s's arrays. */
+static const struct pl_snapshot_index *index_of(const struct pl_snapshot *s)
+{
+    const struct pl_snapshot_index *ix = s->index;
+    if (ix && ix->n_listeners == s->n_listeners && ix->n_clusters == s->n_clusters &&
+        ix->listeners == s->listeners && ix->clusters == s->clusters)
+        return ix;
+    return NULL;
 }
 
 const struct pl_listener_cfg *pl_snapshot_listener(const struct pl_snapshot *s, const char *name)
 {
+    const struct pl_snapshot_index *ix = index_of(s);
+    if (ix)
+        return pl_nametab_get(&ix->l, name);
     for (size_t i = 0; i < s->n_listeners; i++)
         if (!strcmp(s->listeners[i].name, name))
             return &s->listeners[i];
@@ -82,24 +182,25 @@ const struct pl_listener_cfg *pl_snapshot_listener(const struct pl_snapshot *s, 
 
 const struct pl_cluster_cfg *pl_snapshot_cluster(const struct pl_snapshot *s, const char *name)
 {
+    const struct pl_snapshot_index *ix = index_of(s);
+    if (ix)
+        return pl_nametab_get(&ix->c, name);
     for (size_t i = 0; i < s->n_clusters; i++)
         if (!strcmp(s->clusters[i].name, name))
             return &s->clusters[i];
     return NULL;
 }
 
+static int cmp_table(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct pl_route_table_cfg *)elem)->name);
+}
+
 const struct pl_route_table *pl_snapshot_route_table(const struct pl_snapshot *s, const char *name)
 {
-    size_t lo = 0, hi = s->n_route_tables;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(name, s->route_tables[mid].name);
-        if (c == 0)
-            return s->route_tables[mid].table;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    if (!name || !*name || !s->n_route_tables)
+        return NULL;
+    const struct pl_route_table_cfg *r =
+        bsearch(name, s->route_tables, s->n_route_tables, sizeof(*s->route_tables), cmp_table);
+    return r ? r->table : NULL;
 }

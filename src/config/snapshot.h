@@ -2,6 +2,7 @@
 #ifndef PL_CONFIG_SNAPSHOT_H
 #define PL_CONFIG_SNAPSHOT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +14,20 @@
 struct pl_filter_chains;
 struct pl_route_table;
 struct pl_transport_vtable;
+
+/* A reference-counted owner of parts that several snapshots share: compiled clusters and
+ * listeners, xDS resources as received (config/compile_resources.h). A snapshot entry whose
+ * `shared` is set owns one reference and none of the pointers it shares; pl_snapshot_free drops
+ * the reference, and the owner's free runs with the last one. */
+struct pl_shared {
+    _Atomic uint32_t refs;
+    void (*free)(struct pl_shared *sh); /* frees the owner and what it holds */
+};
+
+/* Takes a reference on sh (NULL is fine). */
+void pl_shared_ref(struct pl_shared *sh);
+/* Drops a reference; the last one frees the owner (NULL is fine). */
+void pl_shared_unref(struct pl_shared *sh);
 
 /* A listener as workers need it: where to bind, and the Envoy resource it came from. */
 struct pl_listener_cfg {
@@ -27,6 +42,8 @@ struct pl_listener_cfg {
     struct pl_filter_chains *chains; /* compiled filter chains (net/filter.h), owned; NULL if
                                         the listener has none (tests) */
     bool dynamic;                    /* added over xDS (LDS): /config_dump's dynamic_listeners */
+    struct pl_shared *shared; /* set: name, addr_str, proto, version_info and chains belong to
+                                 this owner (a compiled listener reused across snapshots) */
 };
 
 /* An endpoint of a cluster. */
@@ -89,7 +106,9 @@ struct pl_cluster_cfg {
     struct pl_cluster_link *link;
     void (*link_release)(struct pl_cluster_link *link);
 
-    bool dynamic; /* added over xDS (CDS): /config_dump's dynamic_active_clusters */
+    bool dynamic;             /* added over xDS (CDS): /config_dump's dynamic_active_clusters */
+    struct pl_shared *shared; /* set: every pointer but link belongs to this owner (a compiled
+                                 cluster reused across snapshots); link stays per entry */
 };
 
 /* A resource from xDS kept in the snapshot as received (for /config_dump): an RDS route
@@ -99,6 +118,7 @@ struct pl_dyn_resource {
     ProtobufCMessage *proto; /* owned */
     char *version_info;
     struct timespec last_updated;
+    struct pl_shared *shared; /* set: name, proto and version_info belong to this owner */
 };
 
 /* An RDS route configuration compiled once per snapshot and shared by every HTTP connection
@@ -106,9 +126,11 @@ struct pl_dyn_resource {
 struct pl_route_table_cfg {
     char *name;
     struct pl_route_table *table; /* router/router.h, owned */
+    struct pl_shared *shared;     /* set: name and table belong to this owner (compile cache) */
 };
 
-struct pl_snapshot_pins; /* private to config/publish.c */
+struct pl_snapshot_pins;  /* private to config/publish.c */
+struct pl_snapshot_index; /* private to config/snapshot.c */
 
 struct pl_snapshot {
     uint64_t generation; /* increases by one per publish */
@@ -135,14 +157,27 @@ struct pl_snapshot {
 
     /* RCU and pin bookkeeping, owned by config/publish.c */
     struct pl_snapshot_pins *pins;
+
+    /* name lookups (pl_snapshot_cluster, pl_snapshot_listener) in O(1): built by
+     * pl_snapshot_index_build; NULL, or out of date with the arrays: a linear scan */
+    struct pl_snapshot_index *index;
 };
 
 /* Returns a new empty snapshot (no listeners, no clusters); owned by the caller until published. */
 struct pl_snapshot *pl_snapshot_new(void);
 /* Frees a snapshot and everything it owns. Only publish.c calls this on a published snapshot. */
 void pl_snapshot_free(struct pl_snapshot *s);
+/* Frees what a listener entry owns, or drops its reference on l->shared (not l itself). */
+void pl_listener_cfg_release(struct pl_listener_cfg *l);
+/* Frees what a cluster entry owns (its link reference in any case), or drops c->shared. */
+void pl_cluster_cfg_release(struct pl_cluster_cfg *c);
+/* Frees what a route table entry owns, or drops r->shared. */
+void pl_route_table_cfg_release(struct pl_route_table_cfg *r);
 /* Frees n dynamic resources and the array (NULL is fine). */
 void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n);
+/* Builds (or rebuilds) the name index of s for its current listeners and clusters; main thread,
+ * before publish (the compile functions call it). */
+void pl_snapshot_index_build(struct pl_snapshot *s);
 /* Returns the listener named name, or NULL. */
 const struct pl_listener_cfg *pl_snapshot_listener(const struct pl_snapshot *s, const char *name);
 /* Returns the cluster named name, or NULL. */

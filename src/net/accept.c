@@ -123,8 +123,9 @@ int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct p
     for (size_t i = 0; i < s->n_listeners; i++) {
         const struct pl_listener_cfg *l = &s->listeners[i];
         struct pl_filter_chains *fc = l->chains;
-        if (!fc)
+        if (!fc || fc->prepared) /* shared with an earlier snapshot (compile cache): done */
             continue;
+        int before = rc;
         if (fc->listener_filters) {
             char prefix[200];
             listener_prefix(l, prefix, sizeof(prefix));
@@ -135,6 +136,7 @@ int pl_net_prepare(const struct pl_snapshot *s, struct pl_stats *stats, struct p
                 rc = PL_EINVAL;
         if (fc->dflt && prepare_chain(fc->dflt, s, stats, err) < 0)
             rc = PL_EINVAL;
+        fc->prepared = rc == before;
     }
     return rc;
 }

@@ -108,6 +108,7 @@ struct pl_filter_chains {
     size_t n;
     struct pl_filter_chain *dflt;                 /* default_filter_chain, or NULL */
     struct pl_listener_filters *listener_filters; /* net/listener_filter.h; NULL: none */
+    bool prepared; /* pl_net_prepare ran (the chains are bound to stats, no snapshot pointers) */
 };
 
 /* What a connection needs to give back at its end. Filters embed it in their connection. */

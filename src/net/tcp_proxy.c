@@ -28,7 +28,6 @@ struct tp_cluster_stats {
 struct tp_cluster {
     char *name;
     uint32_t weight;
-    const struct pl_cluster_cfg *cfg; /* in the same snapshot; set by prepare */
     struct tp_cluster_stats st;
 };
 
@@ -51,6 +50,7 @@ struct tp_session {
     struct ev_loop *loop;
     struct pl_conn *down, *up;
     struct tp_cluster *cl;
+    const struct pl_cluster_cfg *ccfg; /* cl in the session's (pinned) snapshot, or NULL */
     uint32_t attempts;
     bool up_connected;
     bool down_reading_held; /* downstream reading disabled until the upstream connects */
@@ -159,8 +159,7 @@ static int tp_prepare(void *p, const struct pl_snapshot *snap, struct pl_stats *
     int rc = 0;
     for (size_t i = 0; i < c->n_clusters; i++) {
         struct tp_cluster *cl = &c->clusters[i];
-        cl->cfg = pl_snapshot_cluster(snap, cl->name);
-        if (!cl->cfg)
+        if (!pl_snapshot_cluster(snap, cl->name))
             rc = pl_err_add(err, NULL, 0, 0, NULL, "tcp_proxy '%s': unknown cluster '%s'",
                             c->stat_prefix, cl->name);
         snprintf(scope, sizeof(scope), "cluster.%s.", cl->name);
@@ -209,14 +208,14 @@ static struct tp_cluster *pick_cluster(const struct tp_cfg *c)
 
 /* The host for the next connection attempt, from the cluster's load balancer on this worker.
  * Returns false when the cluster has no usable host. */
-static bool pick_host(const struct tp_cluster *cl, const struct sockaddr_storage *local,
+static bool pick_host(const struct pl_cluster_cfg *cfg, const struct sockaddr_storage *local,
                       socklen_t local_len, struct sockaddr_storage *addr, socklen_t *len,
                       char *addr_str, size_t cap)
 {
-    if (!cl->cfg)
+    if (!cfg)
         return false;
     struct pl_lb_ctx ctx = {.orig_dst = (const struct sockaddr *)local, .orig_dst_len = local_len};
-    struct pl_host_rt *h = pl_upstream_pick(pl_upstream_cluster(cl->cfg), &ctx);
+    struct pl_host_rt *h = pl_upstream_pick(pl_upstream_cluster(cfg), &ctx);
     if (!h || h->addrlen == 0)
         return false;
     memcpy(addr, &h->addr, h->addrlen); /* h is only valid in this loop iteration */
@@ -407,7 +406,7 @@ static void up_connect(struct tp_session *s)
     s->attempts++;
     struct sockaddr_storage addr;
     socklen_t len;
-    if (!pick_host(s->cl, &s->local, s->local_len, &addr, &len, s->upstream_host,
+    if (!pick_host(s->ccfg, &s->local, s->local_len, &addr, &len, s->upstream_host,
                    sizeof(s->upstream_host))) {
         pl_counter_inc(s->cl->st.none_healthy);
         s->si.response_flags |= PL_RF_UH;
@@ -420,14 +419,14 @@ static void up_connect(struct tp_session *s)
     struct pl_conn_opts o = {
         .cb = &up_cb,
         .arg = s,
-        .transport = s->cl->cfg->transport, /* the cluster's transport_socket (TLS) */
-        .transport_cfg = s->cl->cfg->transport_cfg,
-        .buffer_limit = s->cl->cfg->per_connection_buffer_limit_bytes,
+        .transport = s->ccfg->transport, /* the cluster's transport_socket (TLS) */
+        .transport_cfg = s->ccfg->transport_cfg,
+        .buffer_limit = s->ccfg->per_connection_buffer_limit_bytes,
     };
     struct pl_err err = PL_ERR_INIT;
     pl_counter_inc(s->cl->st.cx_total);
     if (pl_conn_connect(s->loop, (struct sockaddr *)&addr, len,
-                        s->cl->cfg->connect_timeout_ms / 1000.0, &o, &s->up, &err) < 0) {
+                        s->ccfg->connect_timeout_ms / 1000.0, &o, &s->up, &err) < 0) {
         pl_counter_inc(s->cl->st.connect_fail);
         pl_log_warn("tcp", "tcp_proxy '%s': upstream %s: %s", s->cfg->stat_prefix, s->upstream_host,
                     err.n ? err.v[0].msg : "connect failed");
@@ -518,6 +517,8 @@ static int tp_on_accept(const struct pl_accept_info *info, void *p)
         ev_timer_start(s->loop, &s->idle);
     }
     s->cl = pick_cluster(cfg);
+    /* the chain config may be shared by several snapshots: the cluster is the session's */
+    s->ccfg = pl_snapshot_cluster(info->snap, s->cl->name);
     s->si.upstream_cluster = s->cl->name;
     up_connect(s);
     return 0;

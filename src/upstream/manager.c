@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "config/nametab.h"
 #include "core/log.h"
 #include "core/tsan.h"
 #include "pl_proto_all.h"
@@ -53,6 +54,7 @@ static struct {
     struct pl_stats *stats;
     struct up_resolver *res;
     struct up_mcluster *clusters;
+    struct pl_nametab by_name; /* the same clusters by name */
     pl_upstream_update_hook hook;
     void *hook_arg;
     uint64_t seed;
@@ -346,6 +348,11 @@ static void mcluster_free(struct up_mcluster *c)
     free(c);
 }
 
+static const char *mcluster_key(const void *item)
+{
+    return ((const struct up_mcluster *)item)->name;
+}
+
 int pl_upstream_init(const struct pl_upstream_opts *o, struct pl_err *err)
 {
     if (g.inited || !o || !o->loop || !o->stats)
@@ -357,6 +364,7 @@ int pl_upstream_init(const struct pl_upstream_opts *o, struct pl_err *err)
     g.stats = o->stats;
     g.res = r;
     g.seed = o->seed;
+    pl_nametab_init(&g.by_name, mcluster_key);
     if (!g.seed && getrandom(&g.seed, sizeof(g.seed), 0) != sizeof(g.seed))
         g.seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
     g.inited = true;
@@ -371,9 +379,7 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
         c->seen = false;
     for (size_t i = 0; i < s->n_clusters; i++) {
         struct pl_cluster_cfg *cfg = &s->clusters[i];
-        struct up_mcluster *c = g.clusters;
-        while (c && strcmp(c->name, cfg->name))
-            c = c->next;
+        struct up_mcluster *c = pl_nametab_get(&g.by_name, cfg->name);
         if (!c) {
             c = pl_calloc(1, sizeof(*c));
             c->name = pl_strdup(cfg->name);
@@ -381,6 +387,7 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
             c->link = up_link_new(cfg->name, g.stats, up_hostset_from_cfg(cfg));
             c->next = g.clusters;
             g.clusters = c;
+            pl_nametab_put(&g.by_name, c);
             publish(c); /* the same hosts; tells the hook */
             mcluster_start_dns(c);
         } else if (c->cfg_hash != cfg->hash) {
@@ -403,6 +410,7 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
         }
         *pp = c->next;
         pl_log_debug("upstream", "cluster '%s' removed", c->name);
+        pl_nametab_del(&g.by_name, c->name);
         mcluster_free(c);
     }
     return 0;
@@ -417,6 +425,7 @@ void pl_upstream_shutdown(void)
         g.clusters = c->next;
         mcluster_free(c);
     }
+    pl_nametab_clear(&g.by_name);
     up_resolver_free(g.res);
     while (atomic_load_explicit(&g.callbacks, memory_order_acquire))
         usleep(1000);
@@ -434,17 +443,13 @@ void pl_upstream_set_update_hook(pl_upstream_update_hook fn, void *arg)
 
 const struct pl_cluster_stats *pl_upstream_main_stats(const char *cluster)
 {
-    for (struct up_mcluster *c = g.clusters; c; c = c->next)
-        if (!strcmp(c->name, cluster))
-            return &c->link->stats;
-    return NULL;
+    const struct up_mcluster *c = g.inited ? pl_nametab_get(&g.by_name, cluster) : NULL;
+    return c ? &c->link->stats : NULL;
 }
 
 size_t pl_upstream_main_hosts(const char *cluster, struct pl_upstream_host_info *out, size_t cap)
 {
-    const struct up_mcluster *c = g.clusters;
-    while (c && strcmp(c->name, cluster))
-        c = c->next;
+    const struct up_mcluster *c = g.inited ? pl_nametab_get(&g.by_name, cluster) : NULL;
     if (!c)
         return 0;
     const struct up_hostset *hs = atomic_load_explicit(&c->link->hosts, memory_order_relaxed);

@@ -56,18 +56,25 @@ static void bump(const struct pl_xds_type_stats *t, enum outcome o, const char *
         pl_counter_inc(t->rejected);
 }
 
-/* RDS stats live under every HCM naming the route: http.<stat_prefix>.rds.<name>.* */
-static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const char *version)
+/* Calls fn for every HTTP connection manager of the static and accepted listeners. */
+static void each_hcm(
+    struct pl_xds *x,
+    void (*fn)(
+        struct pl_xds *x,
+        const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
+            *h,
+        void *arg),
+    void *arg)
 {
-    if (!x->o.stats)
-        return;
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
     size_t ns = sr ? sr->n_listeners : 0;
-    for (size_t i = 0; i < ns + x->acc[PL_XDS_LDS].n; i++) {
+    const struct pl_xds_resmap *m = &x->acc[PL_XDS_LDS];
+    for (size_t i = 0; i < ns + m->tab.cap; i++) {
+        const struct pl_xds_res *e = i < ns ? NULL : pl_xds_resmap_at(m, i - ns);
+        if (i >= ns && !e)
+            continue;
         const Envoy__Config__Listener__V3__Listener *l =
-            i < ns
-                ? sr->listeners[i]
-                : (const Envoy__Config__Listener__V3__Listener *)x->acc[PL_XDS_LDS].v[i - ns].msg;
+            i < ns ? sr->listeners[i] : (const Envoy__Config__Listener__V3__Listener *)e->rec->msg;
         for (size_t c = 0; c <= l->n_filter_chains; c++) {
             const Envoy__Config__Listener__V3__FilterChain *fc =
                 c < l->n_filter_chains ? l->filter_chains[c] : l->default_filter_chain;
@@ -81,46 +88,110 @@ static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const c
                             NULL, tc->value.len, tc->value.data);
                 if (!h)
                     continue;
-                /* rds and route_config share a oneof: ask which one is set */
-                if (h->route_specifier_case ==
-                        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS &&
-                    !strcmp(h->rds->route_config_name, name)) {
-                    char prefix[600];
-                    snprintf(prefix, sizeof(prefix), "http.%.200s.rds.%.300s", h->stat_prefix,
-                             name);
-                    struct pl_xds_type_stats t = type_stats(x->o.stats, prefix);
-                    bump(&t, o, version);
-                }
+                fn(x, h, arg);
                 protobuf_c_message_free_unpacked(&h->base, NULL);
             }
         }
     }
 }
 
-static void bump_type(struct pl_xds *x, enum pl_xds_type t, enum outcome o,
-                      const Envoy__Service__Discovery__V3__DiscoveryResponse *r)
+struct rds_bump {
+    const char *name;
+    enum outcome o;
+    const char *version;
+};
+
+static void bump_rds_hcm(
+    struct pl_xds *x,
+    const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *h,
+    void *arg)
 {
-    if (t == PL_XDS_CDS)
-        bump(&x->st_cds, o, r->version_info);
-    else if (t == PL_XDS_LDS)
-        bump(&x->st_lds, o, r->version_info);
-    for (size_t i = 0; (t == PL_XDS_RDS || t == PL_XDS_EDS) && i < r->n_resources; i++) {
-        ProtobufCMessage *m = protobuf_c_message_unpack(
-            pl_xds_type_desc(t), NULL, r->resources[i]->value.len, r->resources[i]->value.data);
-        if (!m)
-            continue;
-        if (t == PL_XDS_RDS) {
-            bump_rds(x, ((Envoy__Config__Route__V3__RouteConfiguration *)m)->name, o,
-                     r->version_info);
-        } else if (x->o.stats) {
-            char prefix[300];
-            snprintf(prefix, sizeof(prefix), "cluster.%.256s",
-                     ((Envoy__Config__Endpoint__V3__ClusterLoadAssignment *)m)->cluster_name);
-            struct pl_xds_type_stats st = type_stats(x->o.stats, prefix);
-            bump(&st, o, r->version_info);
-        }
-        protobuf_c_message_free_unpacked(m, NULL);
+    const struct rds_bump *b = arg;
+    /* rds and route_config share a oneof: ask which one is set */
+    if (h->route_specifier_case !=
+            ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS ||
+        strcmp(h->rds->route_config_name, b->name))
+        return;
+    char prefix[600];
+    snprintf(prefix, sizeof(prefix), "http.%.200s.rds.%.300s", h->stat_prefix, b->name);
+    struct pl_xds_type_stats t = type_stats(x->o.stats, prefix);
+    bump(&t, b->o, b->version);
+}
+
+/* RDS stats live under every HCM naming the route: http.<stat_prefix>.rds.<name>.* */
+static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const char *version)
+{
+    if (!x->o.stats)
+        return;
+    struct rds_bump b = {.name = name, .o = o, .version = version};
+    each_hcm(x, bump_rds_hcm, &b);
+}
+
+/* cluster.<name>.update_*, made once per name. */
+struct eds_stats {
+    char *name;
+    struct pl_xds_type_stats st;
+};
+
+static const char *eds_stats_key(const void *item)
+{
+    return ((const struct eds_stats *)item)->name;
+}
+
+static void bump_eds(struct pl_xds *x, const char *name, enum outcome o, const char *version)
+{
+    if (!x->o.stats)
+        return;
+    struct eds_stats *e = pl_nametab_get(&x->eds_stats, name);
+    if (!e) {
+        e = pl_calloc(1, sizeof(*e));
+        e->name = pl_strdup(name);
+        char prefix[300];
+        snprintf(prefix, sizeof(prefix), "cluster.%.256s", name);
+        e->st = type_stats(x->o.stats, prefix);
+        pl_nametab_put(&x->eds_stats, e);
     }
+    bump(&e->st, o, version);
+}
+
+static int free_eds_stats(void *item, void *arg)
+{
+    (void)arg;
+    free(((struct eds_stats *)item)->name);
+    free(item);
+    return 0;
+}
+
+static void bump_one(struct pl_xds *x, enum pl_xds_type t, const char *name, enum outcome o,
+                     const char *version)
+{
+    if (t == PL_XDS_RDS)
+        bump_rds(x, name, o, version);
+    else
+        bump_eds(x, name, o, version);
+}
+
+/* update_attempt, and update_success or update_rejected: per type for CDS and LDS (rejected when
+ * anything of the response was), per resource for RDS and EDS (a valid resource that was applied
+ * succeeds even when another one of the response fails). */
+static void bump_update(struct pl_xds *x, enum pl_xds_type t, const struct pl_xds_update *u,
+                        bool all_ok, bool applied, const char *version)
+{
+    if (t == PL_XDS_CDS || t == PL_XDS_LDS) {
+        const struct pl_xds_type_stats *st = t == PL_XDS_CDS ? &x->st_cds : &x->st_lds;
+        bump(st, ATTEMPT, version);
+        bump(st, all_ok ? SUCCESS : REJECTED, version);
+        return;
+    }
+    for (size_t i = 0; i < u->names.cap; i++) {
+        const char *name = u->names.slots[i].item;
+        if (name)
+            bump_one(x, t, name, ATTEMPT, version);
+    }
+    for (size_t i = 0; i < u->n; i++)
+        bump_one(x, t, u->recs[i]->name, applied ? SUCCESS : REJECTED, version);
+    for (size_t i = 0; i < u->n_bad; i++)
+        bump_one(x, t, u->bad[i], REJECTED, version);
 }
 
 /* Sends type t's request now (ACK, NACK with error, or a subscription change). */
@@ -224,7 +295,7 @@ static void check_initialized(struct pl_xds *x)
     static const enum pl_xds_type need[] = {PL_XDS_CDS, PL_XDS_LDS};
     for (size_t k = 0; k < 2; k++) {
         enum pl_xds_type t = need[k];
-        if (!x->enabled[t] || x->sub[t].received)
+        if (!x->enabled[t] || x->answered[t])
             continue;
         if (x->fetch_timeout_s[t] <= 0 || now < x->start_time + x->fetch_timeout_s[t])
             return;
@@ -250,7 +321,7 @@ static void arm_timer(struct pl_xds *x)
     for (size_t k = 0; k < 2 && !x->initialized; k++) {
         enum pl_xds_type t = need[k];
         double f = x->start_time + x->fetch_timeout_s[t];
-        if (x->enabled[t] && !x->sub[t].received && x->fetch_timeout_s[t] > 0 && (!d || f < d))
+        if (x->enabled[t] && !x->answered[t] && x->fetch_timeout_s[t] > 0 && (!d || f < d))
             d = f;
     }
     ev_timer_stop(x->o.loop, &x->timer);
@@ -266,12 +337,63 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct pl_xds *x = w->data;
     struct pl_err err = PL_ERR_INIT;
-    if (pl_xds_store_rebuild(x, &err) < 0) {
+    if (pl_xds_store_rebuild(x, NULL, &err) < 0) {
         char *msg = pl_err_join(&err);
         pl_log_error("xds", "applying after a warming timeout failed: %s", msg);
         free(msg);
     }
     pl_err_free(&err);
+    check_initialized(x);
+    arm_timer(x);
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* One response (SotW, or Delta as a SotW response with per-resource versions and removals):
+ * every valid resource is applied, the invalid ones keep their previous version; the response is
+ * ACKed when all were valid and applied, else NACKed with an error naming each bad resource. */
+static void handle(struct pl_xds *x, enum pl_xds_type t,
+                   const Envoy__Service__Discovery__V3__DiscoveryResponse *r,
+                   const char *const *versions, bool merge, char *const *removed, size_t n_removed)
+{
+    double t0 = mono_ms();
+    struct pl_err err = PL_ERR_INIT;
+    struct pl_xds_update u;
+    int rc = pl_xds_store_check(x, t, r, &u, versions, &err);
+    int changed =
+        u.unusable ? PL_EINVAL : pl_xds_store_update(x, t, &u, merge, removed, n_removed, &err);
+    bool all_ok = rc == 0 && changed >= 0 && err.n == 0;
+    x->last_apply_ms[t] = mono_ms() - t0;
+    x->answered[t] = true;
+    if (changed > 0 || all_ok) {
+        free(x->applied_version[t]);
+        x->applied_version[t] = pl_strdup(r->version_info);
+    }
+    bump_update(x, t, &u, all_ok, changed >= 0, r->version_info);
+    pl_xds_update_free(&u);
+    if (all_ok) {
+        pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);
+        pl_log_info("xds", "%s update accepted: version '%s', %zu resources (%.1f ms)",
+                    pl_xds_type_name(t), r->version_info, r->n_resources, x->last_apply_ms[t]);
+        send_request(x, t, NULL);
+    } else {
+        char *msg = pl_err_join(&err);
+        pl_log_warn("xds", "%s update (version '%s') rejected%s: %s", pl_xds_type_name(t),
+                    r->version_info, changed > 0 ? " in part (the valid resources applied)" : "",
+                    msg);
+        pl_xds_sub_reject(&x->sub[t], r->nonce);
+        send_request(x, t, msg);
+        free(x->last_nack[t]);
+        x->last_nack[t] = msg;
+    }
+    pl_err_free(&err);
+    if (changed > 0 && (t == PL_XDS_CDS || t == PL_XDS_LDS))
+        update_subscriptions(x);
     check_initialized(x);
     arm_timer(x);
 }
@@ -285,33 +407,8 @@ static void on_response(struct pl_xds *x, const Envoy__Service__Discovery__V3__D
     }
     pl_log_debug("xds", "%s response: version '%s' nonce '%s', %zu resources", pl_xds_type_name(t),
                  r->version_info, r->nonce, r->n_resources);
-    bump_type(x, t, ATTEMPT, r);
-    struct pl_err err = PL_ERR_INIT;
-    struct pl_xds_resvec in;
-    int rc = pl_xds_store_check(x, t, r, &in, &err);
-    if (rc == 0) /* SotW: LDS and CDS responses are the whole set, RDS and EDS by name */
-        rc = pl_xds_store_update(x, t, &in, t == PL_XDS_EDS || t == PL_XDS_RDS, NULL, 0, &err);
-    if (rc < 0) {
-        char *msg = pl_err_join(&err);
-        pl_log_warn("xds", "%s update (version '%s') rejected: %s", pl_xds_type_name(t),
-                    r->version_info, msg);
-        bump_type(x, t, REJECTED, r);
-        pl_xds_sub_reject(&x->sub[t], r->nonce);
-        send_request(x, t, msg);
-        free(x->last_nack[t]);
-        x->last_nack[t] = msg;
-        pl_err_free(&err);
-        return;
-    }
-    pl_err_free(&err);
-    pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);
-    bump_type(x, t, SUCCESS, r);
-    pl_log_info("xds", "%s update accepted: version '%s', %zu resources", pl_xds_type_name(t),
-                r->version_info, r->n_resources);
-    send_request(x, t, NULL);
-    update_subscriptions(x);
-    check_initialized(x);
-    arm_timer(x);
+    /* SotW: LDS and CDS responses are the whole set, RDS and EDS by name */
+    handle(x, t, r, NULL, t == PL_XDS_EDS || t == PL_XDS_RDS, NULL, 0);
 }
 
 /* Delta: resources come with their own versions; removals are explicit. */
@@ -335,41 +432,15 @@ static void on_delta_response(struct pl_xds *x,
     r.type_url = d->type_url;
     r.nonce = d->nonce;
     r.resources = pl_calloc(d->n_resources + 1, sizeof(*r.resources));
+    const char **versions = pl_calloc(d->n_resources + 1, sizeof(*versions));
     Google__Protobuf__Any empty = GOOGLE__PROTOBUF__ANY__INIT;
-    for (size_t i = 0; i < d->n_resources; i++)
+    for (size_t i = 0; i < d->n_resources; i++) {
         r.resources[i] = d->resources[i]->resource ? d->resources[i]->resource : &empty;
+        versions[i] = d->resources[i]->version;
+    }
     r.n_resources = d->n_resources;
-    bump_type(x, t, ATTEMPT, &r);
-    struct pl_err err = PL_ERR_INIT;
-    struct pl_xds_resvec in;
-    int rc = pl_xds_store_check(x, t, &r, &in, &err);
-    for (size_t i = 0; rc == 0 && i < in.n; i++) { /* each resource's own version */
-        free(in.v[i].version);
-        in.v[i].version = pl_strdup(d->resources[i]->version);
-    }
-    if (rc == 0)
-        rc = pl_xds_store_update(x, t, &in, true, d->removed_resources, d->n_removed_resources,
-                                 &err);
-    if (rc < 0) {
-        char *msg = pl_err_join(&err);
-        pl_log_warn("xds", "%s delta update (system version '%s') rejected: %s",
-                    pl_xds_type_name(t), d->system_version_info, msg);
-        bump_type(x, t, REJECTED, &r);
-        pl_xds_sub_reject(&x->sub[t], d->nonce);
-        send_request(x, t, msg);
-        free(x->last_nack[t]);
-        x->last_nack[t] = msg;
-    } else {
-        pl_xds_sub_accept(&x->sub[t], d->system_version_info, d->nonce);
-        bump_type(x, t, SUCCESS, &r);
-        pl_log_info("xds", "%s delta update accepted: %zu resources, %zu removed",
-                    pl_xds_type_name(t), d->n_resources, d->n_removed_resources);
-        send_request(x, t, NULL);
-        update_subscriptions(x);
-        check_initialized(x);
-        arm_timer(x);
-    }
-    pl_err_free(&err);
+    handle(x, t, &r, versions, true, d->removed_resources, d->n_removed_resources);
+    free(versions);
     free(r.resources);
 }
 
@@ -377,12 +448,16 @@ static void on_delta_response(struct pl_xds *x,
 static void delta_resubscribe(struct pl_xds *x, enum pl_xds_type t)
 {
     struct pl_xds_sub *s = &x->sub[t];
-    const struct pl_xds_resvec *held = &x->acc[t];
-    const char **hn = pl_calloc(held->n + 1, sizeof(*hn));
-    const char **hv = pl_calloc(held->n + 1, sizeof(*hv));
-    for (size_t i = 0; i < held->n; i++) {
-        hn[i] = held->v[i].name;
-        hv[i] = held->v[i].version;
+    const struct pl_xds_resmap *held = &x->acc[t];
+    const char **hn = pl_calloc(held->tab.n + 1, sizeof(*hn));
+    const char **hv = pl_calloc(held->tab.n + 1, sizeof(*hv));
+    size_t n_held = 0;
+    for (size_t i = 0; i < held->tab.cap; i++) {
+        const struct pl_xds_res *e = pl_xds_resmap_at(held, i);
+        if (e) {
+            hn[n_held] = e->rec->name;
+            hv[n_held++] = e->rec->version;
+        }
     }
     const Envoy__Config__Core__V3__Node *node =
         x->node_first_only && x->stream_node_sent ? NULL : x->node;
@@ -391,7 +466,7 @@ static void delta_resubscribe(struct pl_xds *x, enum pl_xds_type t)
                                   .n_subscribe = s->wildcard ? 0 : s->n_names,
                                   .held_names = hn,
                                   .held_versions = hv,
-                                  .n_held = held->n};
+                                  .n_held = n_held};
     size_t len;
     bool had_node = s->node_sent;
     uint8_t *buf = pl_xds_sub_delta_request(s, &d, &len);
@@ -556,8 +631,10 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
         d->ads_config->api_type == ENVOY__CONFIG__CORE__V3__API_CONFIG_SOURCE__API_TYPE__DELTA_GRPC;
     for (int t = 0; t < PL_XDS_NTYPES; t++) {
         pl_xds_sub_init(&x->sub[t], t);
+        pl_xds_resmap_init(&x->acc[t]);
         x->fetch_timeout_s[t] = 15.0;
     }
+    pl_nametab_init(&x->eds_stats, eds_stats_key);
     x->enabled[PL_XDS_CDS] = d->cds_config != NULL;
     x->enabled[PL_XDS_LDS] = d->lds_config != NULL;
     x->fetch_timeout_s[PL_XDS_CDS] = fetch_timeout(d->cds_config);
@@ -576,7 +653,7 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
     ev_init(&x->timer, timer_cb);
     x->timer.data = x;
     /* the static part serves at once; its RDS/EDS names are the first subscriptions */
-    if (pl_xds_store_rebuild(x, err) < 0) {
+    if (pl_xds_store_rebuild(x, NULL, err) < 0) {
         pl_xds_free(x);
         return PL_EINVAL;
     }
@@ -602,11 +679,12 @@ void pl_xds_free(struct pl_xds *x)
     ev_timer_stop(x->o.loop, &x->timer);
     for (int t = 0; t < PL_XDS_NTYPES; t++) {
         pl_xds_sub_free(&x->sub[t]);
-        pl_xds_resvec_free(&x->acc[t]);
         free(x->last_nack[t]);
+        free(x->applied_version[t]);
     }
-    pl_xds_resvec_free(&x->active_l);
-    pl_xds_resvec_free(&x->active_c);
+    pl_xds_store_free(x);
+    pl_nametab_filter(&x->eds_stats, free_eds_stats, NULL);
+    pl_nametab_clear(&x->eds_stats);
     if (x->node)
         envoy__config__core__v3__node__free_unpacked(x->node, NULL);
     free(x->target);
@@ -640,6 +718,8 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+#define STATUS_NAMES 100
+
 char *pl_xds_status_json(const struct pl_xds *x)
 {
     char *buf = NULL;
@@ -661,10 +741,14 @@ char *pl_xds_status_json(const struct pl_xds *x)
         json_str(f, s->version);
         fprintf(f, ", \"nonce\": ");
         json_str(f, s->nonce);
-        fprintf(f, ", \"resources\": %zu, \"subscribed\": [", x->acc[t].n);
+        fprintf(f,
+                ", \"resources\": %zu, \"last_apply_ms\": %.3f, \"subscribed_count\": %zu, "
+                "\"subscribed\": [",
+                x->acc[t].tab.n, x->last_apply_ms[t], s->wildcard ? 0 : s->n_names);
         if (s->wildcard)
             fprintf(f, "\"*\"");
-        for (size_t i = 0; !s->wildcard && i < s->n_names; i++) {
+        /* the first names only: a status line, not a dump (10,000 EDS names are 200 kB) */
+        for (size_t i = 0; !s->wildcard && i < s->n_names && i < STATUS_NAMES; i++) {
             fprintf(f, "%s", i ? ", " : "");
             json_str(f, s->names[i]);
         }

@@ -1,32 +1,77 @@
 /* Private to src/xds: the client's state on the main thread, shared by client.c (protocol,
- * events, stats) and store.c (accepted resources, checks, warming, snapshot builds). */
+ * events, stats), store.c (accepted resources, per-resource checks, updates and their undo) and
+ * build.c (warming, snapshot builds). */
 #ifndef PL_XDS_CLIENT_INTERNAL_H
 #define PL_XDS_CLIENT_INTERNAL_H
 
 #include <ev.h>
 #include <time.h>
 
+#include "config/compile_resources.h"
+#include "config/nametab.h"
+#include "config/snapshot.h"
 #include "stats/stats.h"
 #include "xds/xds.h"
 #include "xds/xds_internal.h"
 
-/* One resource as accepted (or, in the active lists, as served). */
-struct pl_xds_res {
+/* A resource as accepted: immutable once made and reference counted (sh), shared by the store,
+ * the lists of what serves and every snapshot built from it (their `shared` owner), so an
+ * unchanged resource is never decoded, copied or compiled again. */
+struct pl_xds_rec {
+    struct pl_shared sh;
     char *name;
-    ProtobufCMessage *msg; /* shared by the copies of the entry (refs) */
-    unsigned *refs;
     char *version;
-    uint64_t hash; /* of the serialized message */
+    ProtobufCMessage *msg;
+    uint64_t hash; /* XXH64 of the encoding as received */
     struct timespec updated;
-    double warm_deadline; /* ev_now when warming gives up waiting; 0: not warming */
 };
 
-/* Entries sorted by name (pl_xds_resvec_find is a binary search), except the output of
- * pl_xds_store_check, which keeps the response's order. */
-struct pl_xds_resvec {
-    struct pl_xds_res *v;
-    size_t n;
+/* Returns a new reference on r. */
+struct pl_xds_rec *pl_xds_rec_ref(struct pl_xds_rec *r);
+/* Drops a reference (NULL is fine). */
+void pl_xds_rec_unref(struct pl_xds_rec *r);
+
+/* One name of a type: the resource accepted for it, and its warming state. */
+struct pl_xds_res {
+    struct pl_xds_rec *rec;     /* a reference */
+    struct pl_xds_rec *serving; /* LDS/CDS: the version in the current snapshot (rec, or the
+                                   previous one while rec warms); NULL: none; a reference */
+    double warm_deadline;       /* ev_now when warming gives up waiting; 0: not warming; -1:
+                                   waits forever; -2: gave up (serves without) */
 };
+
+/* Entries of one type by name, each owned (heap) by the map. */
+struct pl_xds_resmap {
+    struct pl_nametab tab;
+};
+
+/* Initializes an empty map. */
+void pl_xds_resmap_init(struct pl_xds_resmap *m);
+/* Frees every entry and the map's slots. */
+void pl_xds_resmap_free(struct pl_xds_resmap *m);
+/* Returns the entry named name, or NULL. */
+struct pl_xds_res *pl_xds_resmap_get(const struct pl_xds_resmap *m, const char *name);
+/* Returns the accepted resource named name, or NULL. */
+const struct pl_xds_rec *pl_xds_resmap_rec(const struct pl_xds_resmap *m, const char *name);
+/* Iterates: for (size_t i = 0; i < m->tab.cap; i++) if ((e = pl_xds_resmap_at(m, i))) ... */
+static inline struct pl_xds_res *pl_xds_resmap_at(const struct pl_xds_resmap *m, size_t i)
+{
+    return m->tab.slots[i].item;
+}
+
+/* What one response brings (pl_xds_store_check): the valid resources and what the others were. */
+struct pl_xds_update {
+    struct pl_xds_rec **recs; /* valid, first of each name, response order; references */
+    size_t n;
+    struct pl_nametab names; /* every name the response carries, valid or not (char *,
+                                borrowed from recs and bad) */
+    char **bad;              /* names of the invalid resources: their previous version stays */
+    size_t n_bad;
+    bool unusable; /* a resource without a name or of another type: nothing of it applies */
+};
+
+/* Frees what u holds. */
+void pl_xds_update_free(struct pl_xds_update *u);
 
 struct pl_xds_type_stats {
     struct pl_counter attempt, success, rejected, failure, init_fetch_timeout;
@@ -47,12 +92,16 @@ struct pl_xds {
     unsigned reconnects;
 
     struct pl_xds_sub sub[PL_XDS_NTYPES];
-    bool enabled[PL_XDS_NTYPES]; /* LDS/CDS configured; EDS/RDS when names are subscribed */
-    struct pl_xds_resvec acc[PL_XDS_NTYPES]; /* accepted, by type */
-    struct pl_xds_resvec active_l, active_c; /* LDS listeners / CDS clusters in service */
+    bool enabled[PL_XDS_NTYPES];  /* LDS/CDS configured; EDS/RDS when names are subscribed */
+    bool answered[PL_XDS_NTYPES]; /* a response came (accepted or not): initial fetch done */
+    struct pl_xds_resmap acc[PL_XDS_NTYPES]; /* accepted, by type */
+    char *applied_version[PL_XDS_NTYPES];    /* of the last response any resource came from */
     char *last_nack[PL_XDS_NTYPES];
-    unsigned n_warming;     /* resources waiting at the last build (not timed out) */
-    double static_deadline; /* when the first waiting static resource gives up; 0: none */
+    double last_apply_ms[PL_XDS_NTYPES]; /* check + build + apply of the last response */
+    unsigned n_warming;                  /* resources waiting at the last build (not timed out) */
+    double static_deadline;         /* when the first waiting static resource gives up; 0: none */
+    struct pl_compile_cache *cache; /* compiled clusters, listeners, route tables: reused */
+    struct pl_nametab eds_stats;    /* cluster.<name>.update_*: struct eds_stats * by name */
 
     double start_time;
     double fetch_timeout_s[PL_XDS_NTYPES]; /* initial_fetch_timeout (0: wait forever) */
@@ -62,38 +111,41 @@ struct pl_xds {
 
     struct pl_xds_type_stats st_lds, st_cds;
     struct pl_gauge connected_state;
-    struct pl_counter inert_fields;
+    struct pl_counter inert_fields; /* server.dynamic_inert_fields: set, accepted, no effect */
     /* cluster_manager.active_clusters / warming_clusters,
      * listener_manager.total_listeners_active / total_listeners_warming */
-    struct pl_gauge active_clusters, warming_clusters, active_listeners,
-        warming_listeners; /* server.dynamic_inert_fields: set, accepted, no effect */
+    struct pl_gauge active_clusters, warming_clusters, active_listeners, warming_listeners;
 };
 
-/* Frees the entries of v and its array. */
-void pl_xds_resvec_free(struct pl_xds_resvec *v);
-/* Returns the entry named name, or NULL. */
-struct pl_xds_res *pl_xds_resvec_find(const struct pl_xds_resvec *v, const char *name);
-
-/* Checks every resource of a response of type t (support table, validation, names, duplicates)
- * and returns them in *out (owned, new entries with version and hash). Errors name the
- * resource and field. */
+/* Checks every resource of a response of type t: the support table, validation, names,
+ * duplicates (the first of a name counts). Fills u with the valid ones (a resource whose bytes
+ * equal the accepted one of its name is taken as is, unchecked) and adds an error naming
+ * resource and field for each invalid one. New resources get versions[i] (Delta) or the
+ * response's version_info (versions NULL). Returns 0 when all were valid, else PL_EINVAL. */
 int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
                        const Envoy__Service__Discovery__V3__DiscoveryResponse *r,
-                       struct pl_xds_resvec *out, struct pl_err *err);
-/* Makes the accepted set of type t what a response says: with merge false (SotW LDS and CDS)
- * in replaces the whole set; with merge true (SotW RDS/EDS, Delta) in updates the names it has
- * and the names in removed go. Rebuilds and applies the snapshot. On failure nothing changed
- * (errors in err). Takes over in. */
-int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *in, bool merge,
+                       struct pl_xds_update *u, const char *const *versions, struct pl_err *err);
+/* Applies the valid resources of u to the accepted set of type t and rebuilds: with merge false
+ * (SotW LDS and CDS) the names u does not carry go; with merge true (SotW RDS/EDS, Delta) the
+ * names in removed go. A resource that fails to compile keeps its previous version (error in
+ * err); when the snapshot still cannot be applied, nothing of u stays. Returns how many
+ * resources were applied (changed, added or removed; 0 also when nothing changed) or PL_EINVAL
+ * when nothing of u could be applied. */
+int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_update *u, bool merge,
                         char *const *removed, size_t n_removed, struct pl_err *err);
-/* Builds the snapshot from the accepted resources (warming decides what serves) and applies it. */
-int pl_xds_store_rebuild(struct pl_xds *x, struct pl_err *err);
-/* The RDS and EDS names the accepted (and static) listeners and clusters need, as new arrays
- * of borrowed-from-nothing strings (caller frees each and the arrays). */
+/* Builds the snapshot from the accepted resources (warming decides what serves) and applies it;
+ * failed (may be NULL) gets the names of dynamic resources that failed to compile. */
+int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, struct pl_err *err);
+/* The RDS and EDS names the accepted (and static) listeners and clusters need, as a new array
+ * of new strings (caller frees each and the array). */
 size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names);
+/* Whether cl takes its endpoints from EDS; *svc gets the assignment's name then. */
+bool pl_xds_cluster_eds_name(const Envoy__Config__Cluster__V3__Cluster *cl, const char **svc);
 /* Drops accepted RDS/EDS resources that are no longer subscribed. */
 void pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t);
 /* Earliest warming deadline of the last build (ev_now scale), 0 if none. */
 double pl_xds_store_next_deadline(const struct pl_xds *x);
+/* Frees the store's resources (accepted, active, compile cache). */
+void pl_xds_store_free(struct pl_xds *x);
 
 #endif

@@ -1,11 +1,10 @@
-/* Accepted xDS resources: checking a response, warming, and building + applying snapshots. */
+/* Accepted xDS resources: checking a response resource by resource, applying what is valid
+ * (with an undo log), and the RDS/EDS names the accepted resources need. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/compile_resources.h"
 #include "config/validate.h"
 #include "core/log.h"
-#include "server/server.h"
 #include "upstream/upstream.h"
 #include "xds/client_internal.h"
 
@@ -15,73 +14,105 @@
 #define ROUTE_T    Envoy__Config__Route__V3__RouteConfiguration
 #define CLUSTER(x) ENVOY__CONFIG__CLUSTER__V3__##x
 
-static uint64_t fnv(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
+/* ---- records and maps ----------------------------------------------------------------------- */
 
-static void res_free(struct pl_xds_res *r)
+static void rec_free(struct pl_shared *sh)
 {
+    struct pl_xds_rec *r = (struct pl_xds_rec *)sh;
     free(r->name);
     free(r->version);
-    if (r->refs && --*r->refs == 0) {
+    if (r->msg)
         protobuf_c_message_free_unpacked(r->msg, NULL);
-        free(r->refs);
+    free(r);
+}
+
+static struct pl_xds_rec *rec_new(const char *name, ProtobufCMessage *msg, const char *version,
+                                  uint64_t hash, const struct timespec *now)
+{
+    struct pl_xds_rec *r = pl_calloc(1, sizeof(*r));
+    atomic_init(&r->sh.refs, 1);
+    r->sh.free = rec_free;
+    r->name = pl_strdup(name);
+    r->version = pl_strdup(version);
+    r->msg = msg;
+    r->hash = hash;
+    r->updated = *now;
+    return r;
+}
+
+struct pl_xds_rec *pl_xds_rec_ref(struct pl_xds_rec *r)
+{
+    pl_shared_ref(&r->sh);
+    return r;
+}
+
+void pl_xds_rec_unref(struct pl_xds_rec *r)
+{
+    if (r)
+        pl_shared_unref(&r->sh);
+}
+
+static const char *res_key(const void *item)
+{
+    return ((const struct pl_xds_res *)item)->rec->name;
+}
+
+void pl_xds_resmap_init(struct pl_xds_resmap *m)
+{
+    pl_nametab_init(&m->tab, res_key);
+}
+
+static void res_free(struct pl_xds_res *e)
+{
+    if (e) {
+        pl_xds_rec_unref(e->rec);
+        pl_xds_rec_unref(e->serving);
+        free(e);
     }
 }
 
-/* A copy of src sharing its message. */
-static void res_copy(struct pl_xds_res *dst, const struct pl_xds_res *src)
+static int drop_all(void *item, void *arg)
 {
-    *dst = *src;
-    dst->name = pl_strdup(src->name);
-    dst->version = pl_strdup(src->version);
-    ++*dst->refs;
+    (void)arg;
+    res_free(item);
+    return 0;
 }
 
-void pl_xds_resvec_free(struct pl_xds_resvec *v)
+void pl_xds_resmap_free(struct pl_xds_resmap *m)
 {
-    for (size_t i = 0; i < v->n; i++)
-        res_free(&v->v[i]);
-    free(v->v);
-    v->v = NULL;
-    v->n = 0;
+    pl_nametab_filter(&m->tab, drop_all, NULL);
+    pl_nametab_clear(&m->tab);
 }
 
-static int cmp_res(const void *a, const void *b)
+struct pl_xds_res *pl_xds_resmap_get(const struct pl_xds_resmap *m, const char *name)
 {
-    return strcmp(((const struct pl_xds_res *)a)->name, ((const struct pl_xds_res *)b)->name);
+    return pl_nametab_get(&m->tab, name);
 }
 
-static void sort(struct pl_xds_resvec *v)
+const struct pl_xds_rec *pl_xds_resmap_rec(const struct pl_xds_resmap *m, const char *name)
 {
-    if (v->n > 1)
-        qsort(v->v, v->n, sizeof(*v->v), cmp_res);
+    const struct pl_xds_res *e = pl_nametab_get(&m->tab, name);
+    return e ? e->rec : NULL;
 }
 
-struct pl_xds_res *pl_xds_resvec_find(const struct pl_xds_resvec *v, const char *name)
+static const char *str_key(const void *item)
 {
-    struct pl_xds_res key = {.name = (char *)name};
-    return v->n ? bsearch(&key, v->v, v->n, sizeof(*v->v), cmp_res) : NULL;
+    return item;
 }
 
-static int cmp_ptr(const void *a, const void *b)
+void pl_xds_update_free(struct pl_xds_update *u)
 {
-    return cmp_res(*(const struct pl_xds_res *const *)a, *(const struct pl_xds_res *const *)b);
+    pl_nametab_clear(&u->names); /* before the recs its names borrow from */
+    for (size_t i = 0; i < u->n; i++)
+        pl_xds_rec_unref(u->recs[i]);
+    free(u->recs);
+    for (size_t i = 0; i < u->n_bad; i++)
+        free(u->bad[i]);
+    free(u->bad);
+    memset(u, 0, sizeof(*u));
 }
 
-/* Adds an error for each name used twice in one response. */
-static int check_duplicates(const struct pl_xds_resvec *v, enum pl_xds_type t, struct pl_err *err);
-
-static struct pl_xds_res *push(struct pl_xds_resvec *v)
-{
-    v->v = pl_realloc(v->v, (v->n + 1) * sizeof(*v->v));
-    memset(&v->v[v->n], 0, sizeof(v->v[0]));
-    return &v->v[v->n++];
-}
+/* ---- checks --------------------------------------------------------------------------------- */
 
 static const char *res_name(enum pl_xds_type t, const ProtobufCMessage *m)
 {
@@ -130,13 +161,14 @@ static const char **known_clusters(struct pl_xds *x, size_t *n)
 {
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
     size_t ns = sr ? sr->n_clusters : 0;
-    const struct pl_xds_resvec *c = &x->acc[PL_XDS_CDS];
-    const char **v = pl_calloc(ns + c->n + 1, sizeof(*v));
+    const struct pl_xds_resmap *c = &x->acc[PL_XDS_CDS];
+    const char **v = pl_calloc(ns + c->tab.n + 1, sizeof(*v));
     *n = 0;
     for (size_t i = 0; i < ns; i++)
         v[(*n)++] = sr->clusters[i]->name;
-    for (size_t i = 0; i < c->n; i++)
-        v[(*n)++] = c->v[i].name;
+    for (size_t i = 0; i < c->tab.cap; i++)
+        if (pl_xds_resmap_at(c, i))
+            v[(*n)++] = pl_xds_resmap_at(c, i)->rec->name;
     return v;
 }
 
@@ -174,124 +206,321 @@ static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessag
     return rc ? PL_EINVAL : 0;
 }
 
+/* The name of an encoded resource without decoding it: field 1 (name / cluster_name) of all
+ * four types, when it is a well-formed string. NULL when it is absent or the bytes are not
+ * well-formed up to it; *len gets its length. */
+static const char *wire_name(const uint8_t *p, size_t n, size_t *len)
+{
+    const uint8_t *end = p + n;
+    while (p < end) {
+        uint64_t tag = 0, v = 0;
+        for (int s = 0; p < end && s < 64; s += 7) {
+            tag |= (uint64_t)(*p & 0x7f) << s;
+            if (!(*p++ & 0x80))
+                goto have_tag;
+        }
+        return NULL;
+    have_tag:
+        switch (tag & 7) {
+        case 0: /* varint */
+            while (p < end && (*p & 0x80))
+                p++;
+            if (p++ >= end)
+                return NULL;
+            break;
+        case 1:
+            p += 8;
+            break;
+        case 5:
+            p += 4;
+            break;
+        case 2:
+            for (int s = 0; p < end && s < 64; s += 7) {
+                v |= (uint64_t)(*p & 0x7f) << s;
+                if (!(*p++ & 0x80))
+                    goto have_len;
+            }
+            return NULL;
+        have_len:
+            if (v > (uint64_t)(end - p))
+                return NULL;
+            if (tag >> 3 == 1) {
+                *len = (size_t)v;
+                return (const char *)p;
+            }
+            p += v;
+            break;
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* The accepted resource whose encoding is exactly a's, if its name is the one a carries. */
+static struct pl_xds_rec *unchanged(struct pl_xds *x, enum pl_xds_type t,
+                                    const Google__Protobuf__Any *a, uint64_t hash)
+{
+    size_t len;
+    const char *wn = wire_name(a->value.data, a->value.len, &len);
+    if (!wn || len == 0 || len > 1024)
+        return NULL;
+    char name[1025];
+    memcpy(name, wn, len);
+    name[len] = '\0';
+    struct pl_xds_res *e = pl_xds_resmap_get(&x->acc[t], name);
+    return e && e->rec->hash == hash ? e->rec : NULL;
+}
+
 int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
                        const Envoy__Service__Discovery__V3__DiscoveryResponse *r,
-                       struct pl_xds_resvec *out, struct pl_err *err)
+                       struct pl_xds_update *u, const char *const *versions, struct pl_err *err)
 {
     int rc = 0;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    out->v = NULL;
-    out->n = 0;
+    memset(u, 0, sizeof(*u));
+    pl_nametab_init(&u->names, str_key);
+    pl_nametab_reserve(&u->names, r->n_resources);
+    u->recs = pl_calloc(r->n_resources + 1, sizeof(*u->recs));
+    char where[320];
     for (size_t i = 0; i < r->n_resources; i++) {
         const Google__Protobuf__Any *a = r->resources[i];
-        char where[320];
         if (strcmp(a->type_url, r->type_url)) {
             snprintf(where, sizeof(where), "resources[%zu]", i);
             rc = pl_err_add(err, NULL, 0, 0, where, "type '%s' in a response of type '%s'",
                             a->type_url, r->type_url);
+            u->unusable = true;
             continue;
         }
-        ProtobufCMessage *m =
-            protobuf_c_message_unpack(pl_xds_type_desc(t), NULL, a->value.len, a->value.data);
-        if (!m) {
-            snprintf(where, sizeof(where), "resources[%zu]", i);
-            rc = pl_err_add(err, NULL, 0, 0, where, "cannot decode %s", a->type_url);
+        uint64_t hash = pl_upstream_xxhash64(a->value.data, a->value.len, 0);
+        struct pl_xds_rec *same = unchanged(x, t, a, hash);
+        const char *name = same ? same->name : NULL;
+        ProtobufCMessage *m = NULL;
+        if (!same) {
+            m = protobuf_c_message_unpack(pl_xds_type_desc(t), NULL, a->value.len, a->value.data);
+            if (!m) {
+                snprintf(where, sizeof(where), "resources[%zu]", i);
+                rc = pl_err_add(err, NULL, 0, 0, where, "cannot decode %s", a->type_url);
+                u->unusable = true;
+                continue;
+            }
+            name = res_name(t, m);
+        }
+        if (pl_nametab_get(&u->names, name)) { /* the first of a name counts, as in Envoy */
+            snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
+            rc = pl_err_add(err, NULL, 0, 0, where, "duplicate %s name '%s' in one response",
+                            kinds[t], name);
+            if (m)
+                protobuf_c_message_free_unpacked(m, NULL);
             continue;
         }
-        const char *name = res_name(t, m);
-        snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
+        if (same) {
+            u->recs[u->n++] = pl_xds_rec_ref(same);
+            pl_nametab_put(&u->names, same->name); /* names borrow from recs and bad */
+            continue;
+        }
         struct pl_err sub = PL_ERR_INIT;
-        if (check_one(x, t, m, &sub) < 0)
+        if (check_one(x, t, m, &sub) < 0) {
             rc = PL_EINVAL;
-        move_errors(err, &sub, where);
-        struct pl_xds_res *e = push(out);
-        e->name = pl_strdup(name);
-        e->msg = m;
-        e->refs = pl_malloc(sizeof(*e->refs));
-        *e->refs = 1;
-        e->version = pl_strdup(r->version_info);
-        e->hash = fnv(a->value.data, a->value.len);
-        e->updated = now;
+            snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
+            move_errors(err, &sub, where);
+            if (!*name)
+                u->unusable = true; /* cannot be told apart from others: nothing applies */
+            u->bad = pl_realloc(u->bad, (u->n_bad + 1) * sizeof(*u->bad));
+            u->bad[u->n_bad] = pl_strdup(name);
+            pl_nametab_put(&u->names, u->bad[u->n_bad++]);
+            protobuf_c_message_free_unpacked(m, NULL);
+            continue;
+        }
+        pl_err_free(&sub);
+        struct pl_xds_rec *rec =
+            rec_new(name, m, versions ? versions[i] : r->version_info, hash, &now);
+        u->recs[u->n++] = rec;
+        pl_nametab_put(&u->names, rec->name);
     }
-    if (check_duplicates(out, t, err) < 0)
-        rc = PL_EINVAL;
-    if (rc < 0)
-        pl_xds_resvec_free(out);
     return rc < 0 ? PL_EINVAL : 0;
 }
 
-static int check_duplicates(const struct pl_xds_resvec *v, enum pl_xds_type t, struct pl_err *err)
+/* ---- updates -------------------------------------------------------------------------------- */
+
+/* One change to an accepted set, with what it replaced (NULL: the name was new). */
+struct change {
+    char *name;
+    struct pl_xds_res *old;
+    bool reverted; /* old is back in the map (it failed to compile) */
+};
+
+struct undo {
+    enum pl_xds_type t;
+    struct change *v;
+    size_t n, cap;
+};
+
+/* Sets name's entry to rec (a reference moved in; NULL removes it), logging the old one. */
+static void set_entry(struct pl_xds *x, struct undo *u, const char *name, struct pl_xds_rec *rec)
 {
-    const struct pl_xds_res **p = pl_calloc(v->n + 1, sizeof(*p));
-    for (size_t i = 0; i < v->n; i++)
-        p[i] = &v->v[i];
-    qsort(p, v->n, sizeof(*p), cmp_ptr);
-    int rc = 0;
-    for (size_t i = 1; i < v->n; i++)
-        if (!strcmp(p[i]->name, p[i - 1]->name) && (i < 2 || strcmp(p[i]->name, p[i - 2]->name))) {
-            char where[320];
-            snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], p[i]->name);
-            rc = pl_err_add(err, NULL, 0, 0, where, "duplicate %s name '%s' in one response",
-                            kinds[t], p[i]->name);
-        }
-    free(p);
-    return rc;
+    struct pl_xds_resmap *m = &x->acc[u->t];
+    struct pl_xds_res *old = pl_nametab_del(&m->tab, name);
+    if (rec) {
+        struct pl_xds_res *e = pl_calloc(1, sizeof(*e));
+        e->rec = rec;
+        if (old && old->serving) /* the previous version serves while the new one warms */
+            e->serving = pl_xds_rec_ref(old->serving);
+        pl_nametab_put(&m->tab, e);
+    }
+    if (u->n == u->cap) {
+        u->cap = u->cap ? u->cap * 2 : 16;
+        u->v = pl_realloc(u->v, u->cap * sizeof(*u->v));
+    }
+    u->v[u->n++] = (struct change){.name = pl_strdup(name), .old = old};
 }
 
-/* Keeps the entry of old for resources whose bytes did not change (version, time, warming). */
-static void keep_unchanged(struct pl_xds_resvec *in, const struct pl_xds_resvec *old)
+/* Puts back what the changes at positions [from, n) replaced, newest first. */
+static void undo_to(struct pl_xds *x, struct undo *u, size_t from)
 {
-    for (size_t i = 0; i < in->n; i++) {
-        const struct pl_xds_res *o = pl_xds_resvec_find(old, in->v[i].name);
-        if (o && o->hash == in->v[i].hash) {
-            free(in->v[i].version);
-            in->v[i].version = pl_strdup(o->version);
-            in->v[i].updated = o->updated;
-            in->v[i].warm_deadline = o->warm_deadline;
+    struct pl_xds_resmap *m = &x->acc[u->t];
+    while (u->n > from) {
+        struct change *c = &u->v[--u->n];
+        if (!c->reverted) {
+            res_free(pl_nametab_del(&m->tab, c->name));
+            if (c->old)
+                pl_nametab_put(&m->tab, c->old);
         }
+        free(c->name);
     }
 }
 
-static bool listed(char *const *v, size_t n, const char *name)
+static void undo_commit(struct undo *u)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(v[i], name))
-            return true;
-    return false;
+    for (size_t i = 0; i < u->n; i++) {
+        if (!u->v[i].reverted)
+            res_free(u->v[i].old);
+        free(u->v[i].name);
+    }
+    free(u->v);
 }
 
-int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *in, bool merge,
+struct absent {
+    struct pl_xds_update *u;
+    char **v;
+    size_t n;
+};
+
+static int collect_absent(void *item, void *arg)
+{
+    struct absent *a = arg;
+    const char *name = ((struct pl_xds_res *)item)->rec->name;
+    if (!pl_nametab_get(&a->u->names, name))
+        a->v[a->n++] = pl_strdup(name);
+    return 1;
+}
+
+/* Logs the changes u makes to the accepted set of its type. */
+static void apply(struct pl_xds *x, struct undo *un, struct pl_xds_update *u, bool merge,
+                  char *const *removed, size_t n_removed)
+{
+    struct pl_xds_resmap *m = &x->acc[un->t];
+    for (size_t i = 0; i < u->n; i++) {
+        const struct pl_xds_res *e = pl_xds_resmap_get(m, u->recs[i]->name);
+        if (e && e->rec == u->recs[i])
+            continue; /* unchanged: not a change */
+        set_entry(x, un, u->recs[i]->name, pl_xds_rec_ref(u->recs[i]));
+    }
+    if (!merge) { /* SotW LDS/CDS: the response is the whole set */
+        struct absent a = {.u = u, .v = pl_calloc(m->tab.n + 1, sizeof(char *))};
+        pl_nametab_filter(&m->tab, collect_absent, &a);
+        for (size_t i = 0; i < a.n; i++) {
+            set_entry(x, un, a.v[i], NULL);
+            free(a.v[i]);
+        }
+        free(a.v);
+    }
+    for (size_t i = 0; i < n_removed; i++) /* a name both sent and removed: sent wins */
+        if (pl_xds_resmap_get(m, removed[i]) && !pl_nametab_get(&u->names, removed[i]))
+            set_entry(x, un, removed[i], NULL);
+}
+
+/* The failures of type t's resources among f. */
+static void failed_of(enum pl_xds_type t, const struct pl_compile_failures *f, const char ***v,
+                      size_t *n)
+{
+    *v = t == PL_XDS_CDS ? f->clusters : t == PL_XDS_LDS ? f->listeners : f->routes;
+    *n = t == PL_XDS_CDS ? f->n_clusters : t == PL_XDS_LDS ? f->n_listeners : f->n_routes;
+    if (t == PL_XDS_EDS) { /* an assignment fails as its cluster */
+        *v = f->clusters;
+        *n = f->n_clusters;
+    }
+}
+
+/* Reverts the logged changes of the names in failed (they keep their previous version). */
+static size_t revert_names(struct pl_xds *x, struct undo *un, const char **failed, size_t n)
+{
+    struct pl_nametab fs;
+    pl_nametab_init(&fs, str_key);
+    for (size_t k = 0; k < n; k++)
+        pl_nametab_put(&fs, (void *)failed[k]);
+    size_t reverted = 0;
+    struct pl_xds_resmap *m = &x->acc[un->t];
+    for (size_t i = 0; i < un->n; i++) {
+        struct change *c = &un->v[i];
+        if (c->reverted || !pl_nametab_get(&fs, c->name))
+            continue;
+        res_free(pl_nametab_del(&m->tab, c->name));
+        if (c->old)
+            pl_nametab_put(&m->tab, c->old);
+        c->reverted = true;
+        reverted++;
+    }
+    pl_nametab_clear(&fs);
+    return reverted;
+}
+
+static void failures_free(struct pl_compile_failures *f)
+{
+    free(f->listeners);
+    free(f->clusters);
+    free(f->routes);
+    memset(f, 0, sizeof(*f));
+}
+
+int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_update *u, bool merge,
                         char *const *removed, size_t n_removed, struct pl_err *err)
 {
-    struct pl_xds_resvec old = x->acc[t];
-    sort(in);
-    keep_unchanged(in, &old);
-    struct pl_xds_resvec next = {0};
-    if (merge) {
-        /* by name: the resources not in this response stay as they are */
-        for (size_t i = 0; i < old.n; i++)
-            if (!pl_xds_resvec_find(in, old.v[i].name) &&
-                !listed(removed, n_removed, old.v[i].name))
-                res_copy(push(&next), &old.v[i]);
+    struct undo un = {.t = t};
+    apply(x, &un, u, merge, removed, n_removed);
+    size_t changes = un.n;
+    struct pl_compile_failures f = {0};
+    struct pl_err first = PL_ERR_INIT;
+    int rc = pl_xds_store_rebuild(x, &f, &first);
+    if (rc < 0) {
+        /* resources of this update that do not compile keep their previous version; the rest
+         * is tried once more (everything else comes from the compile cache) */
+        const char **names;
+        size_t n;
+        failed_of(t, &f, &names, &n);
+        size_t reverted = n ? revert_names(x, &un, names, n) : 0;
+        if (reverted) {
+            changes -= reverted;
+            struct pl_err again = PL_ERR_INIT;
+            rc = pl_xds_store_rebuild(x, NULL, &again);
+            pl_err_free(&again);
+        }
+        pl_err_move(err, &first);
+        if (rc < 0) {
+            undo_to(x, &un, 0);
+            changes = 0;
+        }
     }
-    for (size_t i = 0; i < in->n; i++)
-        *push(&next) = in->v[i];
-    free(in->v);
-    in->v = NULL;
-    in->n = 0;
-    sort(&next);
-    x->acc[t] = next;
-    if (pl_xds_store_rebuild(x, err) < 0) {
-        pl_xds_resvec_free(&x->acc[t]);
-        x->acc[t] = old;
-        return PL_EINVAL;
-    }
-    pl_xds_resvec_free(&old);
-    return 0;
+    pl_err_free(&first);
+    failures_free(&f);
+    undo_commit(&un);
+    return rc < 0 ? PL_EINVAL : (int)changes;
 }
 
-static bool is_eds(const CLUSTER_T *cl, const char **svc)
+/* ---- names the accepted resources need ------------------------------------------------------ */
+
+bool pl_xds_cluster_eds_name(const CLUSTER_T *cl, const char **svc)
 {
     if (cl->cluster_discovery_type_case != CLUSTER(CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE) ||
         cl->type != CLUSTER(CLUSTER__DISCOVERY_TYPE__EDS))
@@ -302,279 +531,70 @@ static bool is_eds(const CLUSTER_T *cl, const char **svc)
     return true;
 }
 
-static double eds_timeout(const CLUSTER_T *cl)
+static void add_name(struct pl_nametab *seen, char ***v, size_t *n, const char *name)
 {
-    const Envoy__Config__Core__V3__ConfigSource *cs =
-        cl->eds_cluster_config ? cl->eds_cluster_config->eds_config : NULL;
-    if (cs && cs->initial_fetch_timeout)
-        return (double)cs->initial_fetch_timeout->seconds + cs->initial_fetch_timeout->nanos / 1e9;
-    return 15.0;
-}
-
-/* The RDS route names of l that no accepted route configuration answers yet. */
-static size_t missing_routes(struct pl_xds *x, const LISTENER_T *l)
-{
-    char **names;
-    size_t n = pl_listener_rds_names(l, &names), missing = 0;
-    for (size_t i = 0; i < n; i++) {
-        missing += !pl_xds_resvec_find(&x->acc[PL_XDS_RDS], names[i]);
-        free(names[i]);
-    }
-    free(names);
-    return missing;
-}
-
-#define HCM_T Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
-
-static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
-{
-    if (cs && cs->initial_fetch_timeout) /* 0: wait forever */
-        return (double)cs->initial_fetch_timeout->seconds + cs->initial_fetch_timeout->nanos / 1e9;
-    return 15.0; /* Envoy's default */
-}
-
-/* How long a listener waits for its RDS: the longest initial_fetch_timeout of its route config
- * sources (0: one of them waits forever). */
-static double rds_timeout(const LISTENER_T *l)
-{
-    double t = -1;
-    for (size_t c = 0; c <= l->n_filter_chains; c++) {
-        const Envoy__Config__Listener__V3__FilterChain *fc =
-            c < l->n_filter_chains ? l->filter_chains[c] : l->default_filter_chain;
-        for (size_t f = 0; fc && f < fc->n_filters; f++) {
-            const Google__Protobuf__Any *tc = fc->filters[f]->typed_config;
-            if (!tc || !strstr(tc->type_url, "HttpConnectionManager"))
-                continue;
-            HCM_T *h =
-                envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
-                    NULL, tc->value.len, tc->value.data);
-            if (!h)
-                continue;
-            if (h->route_specifier_case ==
-                ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
-                double v = source_timeout(h->rds->config_source);
-                if (t != 0 && (v == 0 || v > t))
-                    t = v;
-            }
-            protobuf_c_message_free_unpacked(&h->base, NULL);
-        }
-    }
-    return t < 0 ? 15.0 : t;
-}
-
-/* Is r ready to serve; if not, starts (or checks) its warming deadline. */
-static bool warmed(struct pl_xds *x, struct pl_xds_res *r, bool ready, double timeout, double now)
-{
-    if (ready) {
-        r->warm_deadline = 0;
-        return true;
-    }
-    if (r->warm_deadline == 0)
-        r->warm_deadline = timeout > 0 ? now + timeout : -1;
-    if (r->warm_deadline > 0 && now >= r->warm_deadline) {
-        pl_log_warn("xds", "'%s': initial fetch timed out: serving without it", r->name);
-        return true;
-    }
-    x->n_warming++;
-    return false;
-}
-
-/* Computes what serves: a ready accepted resource replaces the active one of its name; one that
- * still warms keeps its previous version serving; names no longer accepted go. */
-static void next_active(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_resvec *active,
-                        struct pl_xds_resvec *warming, double now)
-{
-    const struct pl_xds_resvec *cur = t == PL_XDS_LDS ? &x->active_l : &x->active_c;
-    struct pl_xds_resvec *acc = &x->acc[t];
-    for (size_t i = 0; i < acc->n; i++) {
-        struct pl_xds_res *r = &acc->v[i];
-        bool ready;
-        double timeout = 15.0;
-        if (t == PL_XDS_LDS) {
-            ready = missing_routes(x, (const LISTENER_T *)r->msg) == 0;
-            if (!ready)
-                timeout = rds_timeout((const LISTENER_T *)r->msg);
-        } else {
-            const char *svc;
-            ready = !is_eds((const CLUSTER_T *)r->msg, &svc) ||
-                    pl_xds_resvec_find(&x->acc[PL_XDS_EDS], svc);
-            if (!ready)
-                timeout = eds_timeout((const CLUSTER_T *)r->msg);
-        }
-        if (warmed(x, r, ready, timeout, now)) {
-            res_copy(push(active), r);
-            continue;
-        }
-        res_copy(push(warming), r);
-        const struct pl_xds_res *prev = pl_xds_resvec_find(cur, r->name);
-        if (prev)
-            res_copy(push(active), prev);
-    }
-}
-
-static struct pl_res *as_set(const struct pl_xds_resvec *v)
-{
-    struct pl_res *s = pl_calloc(v->n + 1, sizeof(*s));
-    for (size_t i = 0; i < v->n; i++)
-        s[i] = (struct pl_res){.name = v->v[i].name,
-                               .msg = v->v[i].msg,
-                               .version_info = v->v[i].version,
-                               .last_updated = v->v[i].updated};
-    return s;
-}
-
-/* Static listeners and EDS clusters of the bootstrap warm too (counted, never held back). */
-/* Counts one static item still waiting (until start + timeout; 0: forever) and keeps the
- * earliest such deadline for the timer. */
-static void static_wait(struct pl_xds *x, double timeout, double now)
-{
-    double d = x->start_time + timeout;
-    if (timeout > 0 && now >= d)
+    if (pl_nametab_get(seen, name))
         return;
-    x->n_warming++;
-    if (timeout > 0 && (x->static_deadline == 0 || d < x->static_deadline))
-        x->static_deadline = d;
-}
-
-static void static_warming(struct pl_xds *x, double now)
-{
-    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
-    x->static_deadline = 0;
-    for (size_t i = 0; sr && i < sr->n_listeners; i++)
-        if (missing_routes(x, sr->listeners[i]) > 0)
-            static_wait(x, rds_timeout(sr->listeners[i]), now);
-    for (size_t i = 0; sr && i < sr->n_clusters; i++) {
-        const char *svc;
-        if (is_eds(sr->clusters[i], &svc) && !pl_xds_resvec_find(&x->acc[PL_XDS_EDS], svc))
-            static_wait(x, eds_timeout(sr->clusters[i]), now);
-    }
-}
-
-int pl_xds_store_rebuild(struct pl_xds *x, struct pl_err *err)
-{
-    double now = ev_now(x->o.loop);
-    struct pl_xds_resvec al = {0}, ac = {0}, wl = {0}, wc = {0};
-    x->n_warming = 0;
-    next_active(x, PL_XDS_CDS, &ac, &wc, now);
-    next_active(x, PL_XDS_LDS, &al, &wl, now);
-    static_warming(x, now);
-    struct pl_res *sl = as_set(&al), *sc = as_set(&ac), *sw_l = as_set(&wl), *sw_c = as_set(&wc);
-    struct pl_res *sr = as_set(&x->acc[PL_XDS_RDS]), *se = as_set(&x->acc[PL_XDS_EDS]);
-    struct pl_resource_set rs = {
-        .bootstrap = x->boot,
-        .listeners = sl,
-        .n_listeners = al.n,
-        .clusters = sc,
-        .n_clusters = ac.n,
-        .routes = sr,
-        .n_routes = x->acc[PL_XDS_RDS].n,
-        .clas = se,
-        .n_clas = x->acc[PL_XDS_EDS].n,
-        .warming_listeners = sw_l,
-        .n_warming_listeners = wl.n,
-        .warming_clusters = sw_c,
-        .n_warming_clusters = wc.n,
-        .lds_version = x->sub[PL_XDS_LDS].received ? x->sub[PL_XDS_LDS].version : NULL,
-        .cds_version = x->sub[PL_XDS_CDS].received ? x->sub[PL_XDS_CDS].version : NULL,
-    };
-    struct pl_snapshot *s = NULL;
-    int rc = pl_config_compile_resources(&rs, &s, err);
-    if (rc == 0 && (rc = pl_upstream_prepare(s, err)) == 0)
-        rc = pl_server_apply(x->o.srv, s, err);
-    if (rc < 0 && s)
-        pl_snapshot_free(s);
-    free(sl);
-    free(sc);
-    free(sw_l);
-    free(sw_c);
-    free(sr);
-    free(se);
-    size_t wl_n = wl.n, wc_n = wc.n;
-    pl_xds_resvec_free(&wl);
-    pl_xds_resvec_free(&wc);
-    if (rc < 0) {
-        pl_xds_resvec_free(&al);
-        pl_xds_resvec_free(&ac);
-        return PL_EINVAL;
-    }
-    if (x->active_clusters.store) { /* static + dynamic, as Envoy counts them */
-        pl_gauge_set(x->active_clusters, (int64_t)s->n_clusters);
-        pl_gauge_set(x->warming_clusters, (int64_t)wc_n);
-        pl_gauge_set(x->active_listeners, (int64_t)s->n_listeners);
-        pl_gauge_set(x->warming_listeners, (int64_t)wl_n);
-    }
-    pl_xds_resvec_free(&x->active_l);
-    pl_xds_resvec_free(&x->active_c);
-    x->active_l = al;
-    x->active_c = ac;
-    return 0;
-}
-
-static void add_name(char ***v, size_t *n, const char *name)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (!strcmp((*v)[i], name))
-            return;
     *v = pl_realloc(*v, (*n + 1) * sizeof(**v));
     (*v)[(*n)++] = pl_strdup(name);
+    pl_nametab_put(seen, (*v)[*n - 1]);
+}
+
+static void listener_rds(const LISTENER_T *l, struct pl_nametab *seen, char ***v, size_t *n)
+{
+    char **rn;
+    size_t k = pl_listener_rds_names(l, &rn);
+    for (size_t j = 0; j < k; j++) {
+        add_name(seen, v, n, rn[j]);
+        free(rn[j]);
+    }
+    free(rn);
 }
 
 size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names)
 {
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
     size_t n = 0;
+    struct pl_nametab seen;
+    pl_nametab_init(&seen, str_key);
     *names = NULL;
+    const struct pl_xds_resmap *m = &x->acc[t == PL_XDS_RDS ? PL_XDS_LDS : PL_XDS_CDS];
+    const char *svc;
     if (t == PL_XDS_RDS) {
-        size_t nl = (sr ? sr->n_listeners : 0) + x->acc[PL_XDS_LDS].n;
-        for (size_t i = 0; i < nl; i++) {
-            const LISTENER_T *l =
-                sr && i < sr->n_listeners
-                    ? sr->listeners[i]
-                    : (const LISTENER_T *)x->acc[PL_XDS_LDS].v[i - (sr ? sr->n_listeners : 0)].msg;
-            char **rn;
-            size_t k = pl_listener_rds_names(l, &rn);
-            for (size_t j = 0; j < k; j++) {
-                add_name(names, &n, rn[j]);
-                free(rn[j]);
-            }
-            free(rn);
-        }
+        for (size_t i = 0; sr && i < sr->n_listeners; i++)
+            listener_rds(sr->listeners[i], &seen, names, &n);
+        for (size_t i = 0; i < m->tab.cap; i++)
+            if (pl_xds_resmap_at(m, i))
+                listener_rds((const LISTENER_T *)pl_xds_resmap_at(m, i)->rec->msg, &seen, names,
+                             &n);
     } else if (t == PL_XDS_EDS) {
-        size_t nc = (sr ? sr->n_clusters : 0) + x->acc[PL_XDS_CDS].n;
-        for (size_t i = 0; i < nc; i++) {
-            const CLUSTER_T *cl =
-                sr && i < sr->n_clusters
-                    ? sr->clusters[i]
-                    : (const CLUSTER_T *)x->acc[PL_XDS_CDS].v[i - (sr ? sr->n_clusters : 0)].msg;
-            const char *svc;
-            if (is_eds(cl, &svc))
-                add_name(names, &n, svc);
-        }
+        for (size_t i = 0; sr && i < sr->n_clusters; i++)
+            if (pl_xds_cluster_eds_name(sr->clusters[i], &svc))
+                add_name(&seen, names, &n, svc);
+        for (size_t i = 0; i < m->tab.cap; i++)
+            if (pl_xds_resmap_at(m, i) &&
+                pl_xds_cluster_eds_name((const CLUSTER_T *)pl_xds_resmap_at(m, i)->rec->msg, &svc))
+                add_name(&seen, names, &n, svc);
     }
+    pl_nametab_clear(&seen);
     return n;
+}
+
+struct prune {
+    const struct pl_xds_sub *sub;
+};
+
+static int keep_subscribed(void *item, void *arg)
+{
+    struct pl_xds_res *e = item;
+    if (pl_xds_sub_has(((struct prune *)arg)->sub, e->rec->name))
+        return 1;
+    res_free(e);
+    return 0;
 }
 
 void pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t)
 {
-    struct pl_xds_resvec *v = &x->acc[t];
-    size_t m = 0;
-    for (size_t i = 0; i < v->n; i++) {
-        if (pl_xds_sub_has(&x->sub[t], v->v[i].name))
-            v->v[m++] = v->v[i];
-        else
-            res_free(&v->v[i]);
-    }
-    v->n = m;
-}
-
-double pl_xds_store_next_deadline(const struct pl_xds *x)
-{
-    double d = x->static_deadline;
-    for (int t = 0; t < PL_XDS_NTYPES; t++)
-        for (size_t i = 0; i < x->acc[t].n; i++) {
-            double w = x->acc[t].v[i].warm_deadline;
-            if (w > 0 && (d == 0 || w < d))
-                d = w;
-        }
-    return d;
+    struct prune p = {.sub = &x->sub[t]};
+    pl_nametab_filter(&x->acc[t].tab, keep_subscribed, &p);
 }

@@ -58,37 +58,59 @@ static void setup(void)
         "    type: EDS\n"
         "    eds_cluster_config: { eds_config: { ads: {} }, service_name: svc }\n");
     x.boot = boot;
-    for (int t = 0; t < PL_XDS_NTYPES; t++)
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
         pl_xds_sub_init(&x.sub[t], t);
+        pl_xds_resmap_init(&x.acc[t]);
+    }
 }
 
 static void teardown(void)
 {
-    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+    for (int t = 0; t < PL_XDS_NTYPES; t++)
         pl_xds_sub_free(&x.sub[t]);
-        pl_xds_resvec_free(&x.acc[t]);
-    }
+    pl_xds_store_free(&x);
     protobuf_c_message_free_unpacked(&boot->base, NULL);
 }
 
-/* Checks a response; returns the joined errors ("" when accepted) and the accepted count. */
-static char *check(enum pl_xds_type t, const char *const *res, size_t n, size_t *accepted)
+/* Makes the valid resources of u accepted (what pl_xds_store_update does, without a build). */
+static void accept_all(enum pl_xds_type t, const struct pl_xds_update *u)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        struct pl_xds_res *e = calloc(1, sizeof(*e));
+        e->rec = pl_xds_rec_ref(u->recs[i]);
+        struct pl_xds_res *old = pl_nametab_put(&x.acc[t].tab, e);
+        if (old) {
+            pl_xds_rec_unref(old->rec);
+            free(old);
+        }
+    }
+}
+
+/* Checks a response; returns the joined errors ("" when all valid) and the valid count. With
+ * keep, the valid resources become accepted. */
+static char *check_keep(enum pl_xds_type t, const char *const *res, size_t n, size_t *valid,
+                        bool keep)
 {
     resp_t *r = response(t, res, n);
-    struct pl_xds_resvec out;
+    struct pl_xds_update u;
     struct pl_err err = PL_ERR_INIT;
-    int rc = pl_xds_store_check(&x, t, r, &out, &err);
+    int rc = pl_xds_store_check(&x, t, r, &u, NULL, &err);
     char *msg = pl_err_join(&err);
     cr_assert_eq(rc == 0, err.n == 0, "rc %d with %zu errors: %s", rc, err.n, msg);
-    *accepted = rc == 0 ? out.n : 0;
-    if (rc == 0) {
-        for (size_t i = 0; i < out.n; i++)
-            cr_assert_str_eq(out.v[i].version, "7");
-        pl_xds_resvec_free(&out);
-    }
+    *valid = u.unusable ? 0 : u.n;
+    for (size_t i = 0; i < u.n; i++)
+        cr_assert_str_eq(u.recs[i]->version, "7");
+    if (keep)
+        accept_all(t, &u);
+    pl_xds_update_free(&u);
     pl_err_free(&err);
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
     return msg;
+}
+
+static char *check(enum pl_xds_type t, const char *const *res, size_t n, size_t *valid)
+{
+    return check_keep(t, res, n, valid, false);
 }
 
 #define EDS_CLUSTER(name)                                                                          \
@@ -116,6 +138,7 @@ Test(xds_store, nack_names_resource_and_field)
                           "envoy.config.cluster.v3.Cluster is not supported by pillion"),
               "%s", msg);
     cr_assert_not(strstr(msg, "Cluster 'a'"), "%s", msg);
+    cr_assert_eq(n, 1); /* a is valid and applies; b keeps its previous version */
     free(msg);
 }
 
@@ -135,6 +158,7 @@ Test(xds_store, duplicate_names_in_one_response)
     size_t n;
     char *msg = check(PL_XDS_CDS, res, 3, &n);
     cr_assert(strstr(msg, "Cluster 'a': duplicate Cluster name 'a' in one response"), "%s", msg);
+    cr_assert_eq(n, 1); /* the first of a name counts, as in Envoy */
     free(msg);
 }
 
@@ -143,9 +167,11 @@ Test(xds_store, wrong_resource_type_in_a_response)
     resp_t *r = response(PL_XDS_CDS, (const char *const[]){"name: a\n"}, 1);
     free(r->resources[0]->type_url);
     r->resources[0]->type_url = strdup(pl_xds_type_url(PL_XDS_LDS));
-    struct pl_xds_resvec out;
+    struct pl_xds_update u;
     struct pl_err err = PL_ERR_INIT;
-    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &out, &err), PL_EINVAL);
+    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &u, NULL, &err), PL_EINVAL);
+    cr_assert(u.unusable); /* another type: nothing of the response applies */
+    pl_xds_update_free(&u);
     char *msg = pl_err_join(&err);
     cr_assert(strstr(msg, "resources[0]: type 'type.googleapis.com/"
                           "envoy.config.listener.v3.Listener' in a response of type"),
@@ -227,10 +253,8 @@ Test(xds_store, needed_names_follow_accepted_and_static_resources)
     free(names[0]);
     free(names);
     const char *res[] = {EDS_CLUSTER("a")};
-    resp_t *r = response(PL_XDS_CDS, res, 1);
-    struct pl_err err = PL_ERR_INIT;
-    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &x.acc[PL_XDS_CDS], &err), 0);
-    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+    size_t n;
+    free(check_keep(PL_XDS_CDS, res, 1, &n, true));
     cr_assert_eq(pl_xds_store_needed(&x, PL_XDS_EDS, &names), 2);
     cr_assert_str_eq(names[0], "svc");
     cr_assert_str_eq(names[1], "a");
@@ -239,4 +263,39 @@ Test(xds_store, needed_names_follow_accepted_and_static_resources)
     free(names);
     cr_assert_eq(pl_xds_store_needed(&x, PL_XDS_RDS, &names), 0);
     free(names);
+}
+
+Test(xds_store, unchanged_bytes_are_taken_as_accepted_without_a_check)
+{
+    const char *res[] = {EDS_CLUSTER("a"), EDS_CLUSTER("b")};
+    size_t n;
+    free(check_keep(PL_XDS_CDS, res, 2, &n, true));
+    const struct pl_xds_rec *a = pl_xds_resmap_rec(&x.acc[PL_XDS_CDS], "a");
+    cr_assert_not_null(a);
+    /* the same bytes again (with a changed b): a is the accepted record itself */
+    const char *again[] = {EDS_CLUSTER("a"), "name: b\ntype: STATIC\n"};
+    resp_t *r = response(PL_XDS_CDS, again, 2);
+    struct pl_xds_update u;
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &u, NULL, &err), 0);
+    cr_assert_eq(u.n, 2);
+    cr_assert_eq(u.recs[0], a);
+    cr_assert_neq(u.recs[1], pl_xds_resmap_rec(&x.acc[PL_XDS_CDS], "b"));
+    cr_assert_str_eq(u.recs[1]->name, "b");
+    pl_xds_update_free(&u);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
+}
+
+Test(xds_store, delta_versions_are_per_resource)
+{
+    resp_t *r = response(PL_XDS_CDS, (const char *const[]){EDS_CLUSTER("a"), EDS_CLUSTER("b")}, 2);
+    const char *versions[] = {"va", "vb"};
+    struct pl_xds_update u;
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &u, versions, &err), 0);
+    cr_assert_str_eq(u.recs[0]->version, "va");
+    cr_assert_str_eq(u.recs[1]->version, "vb");
+    cr_assert_not_null(pl_nametab_get(&u.names, "b"));
+    pl_xds_update_free(&u);
+    envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
 }

@@ -1,0 +1,305 @@
+/* The compile cache (compile_resources.h): compiled clusters and listeners shared by the
+ * snapshots that serve them, found again by name and by the identity of their sources. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/compile_internal.h"
+#include "config/nametab.h"
+#include "core/err.h"
+#include "router/router.h"
+
+enum { K_CLUSTER, K_LISTENER, K_ROUTES, K_NKINDS };
+
+/* A compiled resource shared by snapshots: u is the canonical entry they copy. */
+struct cobj {
+    struct pl_shared sh;
+    int kind;
+    const void *k1, *k2;       /* identity of the sources (owners, or static messages) */
+    bool dynamic;              /* from xDS: the same name may also be a static resource */
+    struct pl_shared *o1, *o2; /* references on the sources' owners (k1/k2 stay valid) */
+    bool borrowed;             /* u's proto is the source's message, not a copy */
+    uint64_t gen;              /* the build that last used it */
+    union {
+        struct pl_cluster_cfg c;
+        struct pl_listener_cfg l;
+        struct pl_route_table_cfg r;
+    } u;
+};
+
+struct objvec {
+    struct cobj **v;
+    size_t n, cap;
+};
+
+struct pl_compile_cache {
+    uint64_t gen;
+    struct pl_nametab cur[K_NKINDS], next[K_NKINDS];
+    struct objvec cur_all, next_all; /* one reference each */
+};
+
+static void cobj_free(struct pl_shared *sh)
+{
+    struct cobj *o = (struct cobj *)sh;
+    if (o->kind == K_CLUSTER) {
+        if (o->borrowed)
+            o->u.c.proto = NULL;
+        pl_cluster_cfg_release(&o->u.c);
+    } else if (o->kind == K_LISTENER) {
+        if (o->borrowed)
+            o->u.l.proto = NULL;
+        pl_listener_cfg_release(&o->u.l);
+    } else {
+        pl_route_table_cfg_release(&o->u.r);
+    }
+    pl_shared_unref(o->o1);
+    pl_shared_unref(o->o2);
+    free(o);
+}
+
+static const char *cluster_key(const void *item)
+{
+    return ((const struct cobj *)item)->u.c.name;
+}
+
+static const char *listener_key(const void *item)
+{
+    return ((const struct cobj *)item)->u.l.name;
+}
+
+static const char *routes_key(const void *item)
+{
+    return ((const struct cobj *)item)->u.r.name;
+}
+
+struct pl_compile_cache *pl_compile_cache_new(void)
+{
+    struct pl_compile_cache *c = pl_calloc(1, sizeof(*c));
+    pl_nametab_key_fn keys[K_NKINDS] = {
+        [K_CLUSTER] = cluster_key, [K_LISTENER] = listener_key, [K_ROUTES] = routes_key};
+    for (int k = 0; k < K_NKINDS; k++) {
+        pl_nametab_init(&c->cur[k], keys[k]);
+        pl_nametab_init(&c->next[k], keys[k]);
+    }
+    c->gen = 1;
+    return c;
+}
+
+static void vec_drop(struct objvec *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        pl_shared_unref(&v->v[i]->sh);
+    free(v->v);
+    memset(v, 0, sizeof(*v));
+}
+
+static void tabs_clear(struct pl_nametab *t)
+{
+    for (int k = 0; k < K_NKINDS; k++)
+        pl_nametab_clear(&t[k]);
+}
+
+void pl_compile_cache_free(struct pl_compile_cache *c)
+{
+    if (!c)
+        return;
+    vec_drop(&c->cur_all);
+    vec_drop(&c->next_all);
+    tabs_clear(c->cur);
+    tabs_clear(c->next);
+    free(c);
+}
+
+void pl_compile_cache_commit(struct pl_compile_cache *c)
+{
+    vec_drop(&c->cur_all);
+    c->cur_all = c->next_all;
+    memset(&c->next_all, 0, sizeof(c->next_all));
+    for (int k = 0; k < K_NKINDS; k++) {
+        pl_nametab_clear(&c->cur[k]);
+        c->cur[k] = c->next[k];
+        pl_nametab_init(&c->next[k], c->cur[k].key);
+    }
+    c->gen++;
+}
+
+void pl_compile_cache_rollback(struct pl_compile_cache *c)
+{
+    vec_drop(&c->next_all);
+    tabs_clear(c->next);
+    c->gen++;
+}
+
+/* Records that this build uses o (once). */
+static void use(struct pl_compile_cache *c, struct cobj *o)
+{
+    if (o->gen == c->gen)
+        return;
+    o->gen = c->gen;
+    struct objvec *v = &c->next_all;
+    if (!c->next[o->kind].cap) /* about as many as last time: no growing on the way */
+        pl_nametab_reserve(&c->next[o->kind], c->cur[o->kind].n + 8);
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 64;
+        v->v = pl_realloc(v->v, v->cap * sizeof(*v->v));
+    }
+    pl_shared_ref(&o->sh);
+    v->v[v->n++] = o;
+    pl_nametab_put(&c->next[o->kind], o);
+}
+
+static struct cobj *lookup(struct pl_compile_cache *c, int kind, const char *name, const void *k1,
+                           const void *k2, bool dynamic)
+{
+    struct cobj *o = pl_nametab_get(&c->next[kind], name);
+    if (!o || o->k1 != k1 || o->k2 != k2 || o->dynamic != dynamic)
+        o = pl_nametab_get(&c->cur[kind], name);
+    if (!o || o->k1 != k1 || o->k2 != k2 || o->dynamic != dynamic)
+        return NULL;
+    use(c, o);
+    return o;
+}
+
+static struct cobj *cobj_new(int kind, const void *k1, const void *k2, bool dynamic)
+{
+    struct cobj *o = pl_calloc(1, sizeof(*o));
+    atomic_init(&o->sh.refs, 1);
+    o->sh.free = cobj_free;
+    o->kind = kind;
+    o->k1 = k1;
+    o->k2 = k2;
+    o->dynamic = dynamic;
+    return o;
+}
+
+/* A dynamic resource's version and time in an entry it owns. */
+static void set_dyn(char **version, struct timespec *updated, bool *dynamic,
+                    const struct pl_res *dyn)
+{
+    free(*version);
+    *version = pl_strdup(dyn->version_info ? dyn->version_info : "");
+    *updated = dyn->last_updated;
+    *dynamic = true;
+}
+
+int pl_cc_cluster(struct pl_compile_cache *c, const Envoy__Config__Cluster__V3__Cluster *cl,
+                  const struct pl_res *dyn,
+                  const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                  const struct pl_res *eds_res, const struct timespec *now,
+                  struct pl_cluster_cfg *out, struct pl_err *err)
+{
+    const struct timespec *ts = dyn ? &dyn->last_updated : now;
+    if (!c) {
+        int rc = pl_compile_cluster(cl, eds, ts, out, err);
+        if (dyn)
+            set_dyn(&out->version_info, &out->last_updated, &out->dynamic, dyn);
+        return rc;
+    }
+    bool own1 = dyn && dyn->owner, own2 = eds_res && eds_res->owner;
+    const void *k1 = own1 ? (const void *)dyn->owner : cl;
+    const void *k2 = own2 ? (const void *)eds_res->owner : eds;
+    struct cobj *o = lookup(c, K_CLUSTER, cl->name, k1, k2, dyn != NULL);
+    if (!o) {
+        o = cobj_new(K_CLUSTER, k1, k2, dyn != NULL);
+        int rc;
+        if (own1 && (!eds || own2)) { /* shared sources: no copy, their hashes */
+            uint64_t h = dyn->hash;
+            if (eds)
+                h = (h ^ eds_res->hash) * 0x100000001b3ULL;
+            rc = pl_compile_cluster_borrowed(cl, eds, h, ts, &o->u.c, err);
+            o->borrowed = true;
+            o->o1 = dyn->owner;
+            o->o2 = own2 ? eds_res->owner : NULL;
+            pl_shared_ref(o->o1);
+            pl_shared_ref(o->o2);
+        } else {
+            rc = pl_compile_cluster(cl, eds, ts, &o->u.c, err);
+        }
+        if (dyn)
+            set_dyn(&o->u.c.version_info, &o->u.c.last_updated, &o->u.c.dynamic, dyn);
+        if (rc < 0) {
+            cobj_free(&o->sh);
+            memset(out, 0, sizeof(*out));
+            return rc;
+        }
+        use(c, o);
+        pl_shared_unref(&o->sh); /* the build's reference is the one left */
+    }
+    *out = o->u.c;
+    pl_shared_ref(&o->sh);
+    out->shared = &o->sh;
+    out->link = NULL;
+    out->link_release = NULL;
+    return 0;
+}
+
+int pl_cc_listener(struct pl_compile_cache *c, const Envoy__Config__Listener__V3__Listener *l,
+                   const struct pl_res *dyn, const struct timespec *now,
+                   struct pl_listener_cfg *out, struct pl_err *err)
+{
+    const struct timespec *ts = dyn ? &dyn->last_updated : now;
+    if (!c) {
+        int rc = pl_compile_listener(l, NULL, ts, out, err);
+        if (rc == 0 && dyn)
+            set_dyn(&out->version_info, &out->last_updated, &out->dynamic, dyn);
+        return rc;
+    }
+    bool own = dyn && dyn->owner;
+    const void *k1 = own ? (const void *)dyn->owner : l;
+    /* an unnamed (static) listener is named by its address: look it up by what it will be */
+    struct cobj *o = *l->name ? lookup(c, K_LISTENER, l->name, k1, NULL, dyn != NULL) : NULL;
+    if (!o) {
+        o = cobj_new(K_LISTENER, k1, NULL, dyn != NULL);
+        int rc;
+        if (own) {
+            rc = pl_compile_listener_borrowed(l, dyn->hash, ts, &o->u.l, err);
+            o->borrowed = true;
+            o->o1 = dyn->owner;
+            pl_shared_ref(o->o1);
+        } else {
+            rc = pl_compile_listener(l, NULL, ts, &o->u.l, err);
+        }
+        if (rc < 0) {
+            cobj_free(&o->sh);
+            memset(out, 0, sizeof(*out));
+            return rc;
+        }
+        if (dyn)
+            set_dyn(&o->u.l.version_info, &o->u.l.last_updated, &o->u.l.dynamic, dyn);
+        use(c, o);
+        pl_shared_unref(&o->sh);
+    }
+    *out = o->u.l;
+    pl_shared_ref(&o->sh);
+    out->shared = &o->sh;
+    return 0;
+}
+
+int pl_cc_route_table(struct pl_compile_cache *c, const struct pl_res *r, const char *path,
+                      struct pl_route_table_cfg *out, struct pl_err *err)
+{
+    const Envoy__Config__Route__V3__RouteConfiguration *rc =
+        (const Envoy__Config__Route__V3__RouteConfiguration *)r->msg;
+    const void *k1 = r->owner ? (const void *)r->owner : r->msg;
+    struct cobj *o = c ? lookup(c, K_ROUTES, r->name, k1, NULL, true) : NULL;
+    if (!o) {
+        struct pl_route_table *t = NULL;
+        if (pl_router_compile(rc, path, &t, err) < 0) {
+            memset(out, 0, sizeof(*out));
+            return PL_EINVAL;
+        }
+        if (!c) {
+            *out = (struct pl_route_table_cfg){.name = pl_strdup(r->name), .table = t};
+            return 0;
+        }
+        o = cobj_new(K_ROUTES, k1, NULL, true);
+        o->u.r = (struct pl_route_table_cfg){.name = pl_strdup(r->name), .table = t};
+        o->o1 = r->owner;
+        pl_shared_ref(o->o1);
+        use(c, o);
+        pl_shared_unref(&o->sh);
+    }
+    *out = o->u.r;
+    pl_shared_ref(&o->sh);
+    out->shared = &o->sh;
+    return 0;
+}
