@@ -267,10 +267,10 @@ def test_rds_initial_fetch_timeout_gives_up_waiting_for_routes(tmp_path, cp, pil
     (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", u.port)]))
     c = cp(res)
     sport = free_port()
-    px = pillion(bootstrap(c.xds_port) + static_rds_listener(sport, "never", fetch_timeout="1s"))
+    px = pillion(bootstrap(c.xds_port) + static_rds_listener(sport, "never", fetch_timeout="3s"))
     c.node("sidecar-1", lambda n: n["types"].get("cds", {}).get("state") == "SYNCED")
     assert px.admin("/ready")[0] == 503
-    until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200 after the RDS timeout")
+    until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200 after the RDS timeout")
     assert get(sport)[0] == 404
 
 
