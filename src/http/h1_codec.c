@@ -221,11 +221,9 @@ static int fill_head(struct h1_codec *c, struct h1_stream *s, const char *raw, s
     for (size_t i = 0; i < m->num_headers; i++) {
         const struct pl_h1_header *f = &m->headers[i];
         char *name = REBASE(f->name);
-        for (size_t k = 0; k < f->name_len; k++)
-            if (name[k] >= 'A' && name[k] <= 'Z')
-                name[k] = (char)(name[k] + 32);
+        pl_header_lower(name, name, f->name_len);
         const char *val = REBASE(f->value);
-        if (c->server && lc_eq(name, f->name_len, "host")) {
+        if (f->name_len == 4 && c->server && lc_eq(name, f->name_len, "host")) {
             if (have_host)
                 return PL_H1_E_HEADER_VALUE; /* two Host fields (RFC 9112 3.2) */
             have_host = true;
@@ -233,7 +231,7 @@ static int fill_head(struct h1_codec *c, struct h1_stream *s, const char *raw, s
             h->authority_len = (uint32_t)f->value_len;
             continue;
         }
-        if (lc_eq(name, f->name_len, "content-length")) {
+        if (f->name_len == 14 && lc_eq(name, f->name_len, "content-length")) {
             /* validated by the parser; a HEAD response's value counts too */
             int64_t v = 0;
             for (size_t k = 0; k < f->value_len && val[k] >= '0' && val[k] <= '9'; k++)

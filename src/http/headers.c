@@ -4,10 +4,44 @@
 
 #include "core/err.h"
 
+/* Upper-case ASCII letters in the 8 bytes of x, as 0x20 in their byte (SWAR: no per-byte
+ * branches; bytes >= 0x80 are left alone). */
+static inline uint64_t upper_bits(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    uint64_t low7 = x & (0x7f * ones);
+    uint64_t ge_a = low7 + (0x80 - 'A') * ones;     /* bit 7 set: byte >= 'A' */
+    uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * ones; /* bit 7 set: byte > 'Z' */
+    uint64_t ascii = ~x & (0x80 * ones);
+    return ((ge_a ^ gt_z) & ascii) >> 2;
+}
+
+void pl_header_lower(char *dst, const char *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, src + i, 8);
+        x |= upper_bits(x);
+        memcpy(dst + i, &x, 8);
+    }
+    for (; i < n; i++) {
+        char c = src[i];
+        dst[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+    }
+}
+
+/* Equal names of the same length n (lower-case bytes compared as bytes); the first byte is
+ * compared inline, which rules most fields out without a call. */
+static inline bool same(const char *a, const char *b, size_t n)
+{
+    return n == 0 || (a[0] == b[0] && !memcmp(a, b, n));
+}
+
 const struct pl_header *pl_headers_get(const struct pl_headers *h, const char *name, size_t len)
 {
     for (uint32_t i = 0; i < h->n; i++)
-        if (h->v[i].name_len == len && !memcmp(h->v[i].name, name, len))
+        if (h->v[i].name_len == len && same(h->v[i].name, name, len))
             return &h->v[i];
     return NULL;
 }
@@ -35,18 +69,26 @@ void pl_headers_add_ref(struct pl_headers *h, struct pl_arena *a, const char *na
 void pl_headers_add_copy(struct pl_headers *h, struct pl_arena *a, const char *name,
                          size_t name_len, const char *value, size_t value_len)
 {
-    char *n = pl_arena_strndup(a, name, name_len);
-    for (size_t i = 0; i < name_len; i++)
-        if (n[i] >= 'A' && n[i] <= 'Z')
-            n[i] = (char)(n[i] + 32);
-    pl_headers_add_ref(h, a, n, name_len, pl_arena_strndup(a, value, value_len), value_len);
+    /* one allocation: "name\0value\0" */
+    char *n = pl_arena_alloc(a, name_len + value_len + 2);
+    pl_header_lower(n, name, name_len);
+    n[name_len] = '\0';
+    char *v = n + name_len + 1;
+    memcpy(v, value, value_len);
+    v[value_len] = '\0';
+    pl_headers_add_ref(h, a, n, name_len, v, value_len);
 }
 
 size_t pl_headers_remove(struct pl_headers *h, const char *name, size_t len)
 {
-    uint32_t w = 0;
-    for (uint32_t i = 0; i < h->n; i++)
-        if (!(h->v[i].name_len == len && !memcmp(h->v[i].name, name, len)))
+    uint32_t i = 0;
+    while (i < h->n && !(h->v[i].name_len == len && same(h->v[i].name, name, len)))
+        i++;
+    if (i == h->n)
+        return 0; /* the common case: nothing to move */
+    uint32_t w = i;
+    for (i++; i < h->n; i++)
+        if (!(h->v[i].name_len == len && same(h->v[i].name, name, len)))
             h->v[w++] = h->v[i];
     size_t removed = h->n - w;
     h->n = w;

@@ -48,6 +48,8 @@ void pl_headers_set(struct pl_headers *h, struct pl_arena *a, const char *name, 
                     const char *value, size_t value_len);
 /* Removes every field named name; returns how many were removed. */
 size_t pl_headers_remove(struct pl_headers *h, const char *name, size_t len);
+/* Writes the n bytes of src lower-cased (ASCII) to dst; dst may be src. */
+void pl_header_lower(char *dst, const char *src, size_t n);
 /* Returns true if name (any case) equals the lower-case literal lc of length len. */
 bool pl_header_name_eq(const char *name, size_t name_len, const char *lc, size_t len);
 
