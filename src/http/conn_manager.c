@@ -148,7 +148,12 @@ static void free_dead(struct hcm_conn *hc)
     while (hc->dead) {
         struct hcm_stream *st = hc->dead;
         hc->dead = st->next_dead;
+        struct pl_codec_stream *cs = st->cs;
         hcm_stream_destroy(st);
+        /* HTTP/1: the codec's stream (the request head) goes now rather than with the next
+         * request, so an idle keep-alive connection holds no stream memory */
+        if (cs && hc->codec && !hc->http2)
+            pl_h1_codec_free_stream(hc->codec, cs);
     }
 }
 

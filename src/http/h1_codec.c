@@ -31,8 +31,7 @@ struct h1_codec {
     bool server;
     struct pl_h1_codec_opts opts;
     struct pl_h1_parser parser;
-    struct pl_h1_header *fields; /* parser scratch for header fields and trailers */
-    size_t fields_cap;
+    size_t fields_cap; /* header fields (and trailers) a head may have */
     struct pl_buf out;
     struct h1_stream *cur;  /* the active stream */
     struct h1_stream *dead; /* ended, freed at the next feed (see the lifetime note) */
@@ -57,6 +56,24 @@ struct pl_h1_codec_opts pl_h1_codec_opts_default(void)
 bool pl_codec_is_h1(const struct pl_codec *c)
 {
     return c && c->vt == &h1_vt;
+}
+
+/* The parser's field array is scratch between a parse and the copy into the stream (no callback
+ * runs in between), so codecs share a per-thread one instead of holding one per connection. */
+#define FIELDS_SHARED 100
+static __thread struct pl_h1_header fields_shared[FIELDS_SHARED];
+
+static struct pl_h1_header *fields_get(const struct h1_codec *c)
+{
+    if (c->fields_cap <= FIELDS_SHARED)
+        return fields_shared;
+    return pl_malloc(c->fields_cap * sizeof(struct pl_h1_header));
+}
+
+static void fields_put(const struct h1_codec *c, struct pl_h1_header *f)
+{
+    if (c->fields_cap > FIELDS_SHARED)
+        free(f);
 }
 
 /* Streams are per request: they come from a per-thread cache, not from malloc. */
@@ -342,7 +359,7 @@ static int rx_error(struct h1_codec *c, int err)
 /* Parses one head; returns 1 when a head was handled, 0 for more bytes, or an error. */
 static int rx_head(struct h1_codec *c, struct pl_buf *in)
 {
-    struct pl_h1_msg m = {.headers = c->fields, .headers_cap = c->fields_cap};
+    struct pl_h1_msg m = {.headers = fields_get(c), .headers_cap = c->fields_cap};
     size_t len;
     const char *p = view(c, in, false, &len);
     int r = pl_h1_parse_head(&c->parser, p, len, &m);
@@ -350,10 +367,10 @@ static int rx_head(struct h1_codec *c, struct pl_buf *in)
         p = view(c, in, true, &len);
         r = pl_h1_parse_head(&c->parser, p, len, &m);
     }
-    if (r == PL_EAGAIN)
-        return 0;
-    if (r < 0)
-        return rx_error(c, r);
+    if (r < 0) {
+        fields_put(c, m.headers);
+        return r == PL_EAGAIN ? 0 : rx_error(c, r);
+    }
     size_t n = (size_t)r;
     struct h1_stream *s = c->cur;
     if (c->server) {
@@ -366,6 +383,8 @@ static int rx_head(struct h1_codec *c, struct pl_buf *in)
         s->trailers = (struct pl_headers){0};
     }
     r = fill_head(c, s, p, n, &m);
+    fields_put(c, m.headers);
+    m.headers = NULL;
     pl_buf_drain(in, n);
     if (r < 0) {
         if (c->server) {
@@ -440,7 +459,7 @@ static int rx_body(struct h1_codec *c, struct pl_buf *in)
     struct pl_buf data = PL_BUF_INIT;
     bool done = false;
     while (in->len > 0 && !done) {
-        struct pl_h1_body b = {.trailers = c->fields, .trailers_cap = c->fields_cap};
+        struct pl_h1_body b = {.trailers = fields_get(c), .trailers_cap = c->fields_cap};
         size_t len;
         const char *p = view(c, in, false, &len);
         int r = pl_h1_parse_body(&c->parser, p, len, &b);
@@ -448,6 +467,9 @@ static int rx_body(struct h1_codec *c, struct pl_buf *in)
             p = view(c, in, true, &len);
             r = pl_h1_parse_body(&c->parser, p, len, &b);
         }
+        if (r > 0 && b.num_trailers)
+            take_trailers(s, &b);
+        fields_put(c, b.trailers);
         if (r < 0) {
             pl_buf_free(&data);
             return rx_error(c, r);
@@ -460,8 +482,6 @@ static int rx_body(struct h1_codec *c, struct pl_buf *in)
             pl_buf_move(&data, in, b.len);
             pl_buf_drain(in, (size_t)r - off - b.len);
         }
-        if (b.num_trailers)
-            take_trailers(s, &b);
         done = b.done;
     }
     if (!done && data.len == 0)
@@ -890,7 +910,6 @@ static void h1_destroy(struct pl_codec *base)
         report_reset(c, c->cur, PL_RESET_CONNECTION_FAIL);
     reap(c);
     pl_buf_free(&c->out);
-    free(c->fields);
     free(c);
 }
 
@@ -921,10 +940,24 @@ struct pl_codec *pl_h1_codec_new(bool server, const struct pl_h1_codec_opts *opt
     c->opts = opts ? *opts : pl_h1_codec_opts_default();
     pl_h1_parser_init(&c->parser, server ? PL_H1_REQUEST : PL_H1_RESPONSE, &c->opts.limits);
     c->fields_cap = c->opts.limits.max_headers ? c->opts.limits.max_headers : 100;
-    c->fields = pl_calloc(c->fields_cap, sizeof(*c->fields));
     c->next_id = 1;
     pl_buf_init(&c->out);
     return &c->base;
+}
+
+void pl_h1_codec_free_stream(struct pl_codec *base, struct pl_codec_stream *bs)
+{
+    struct h1_codec *c = C(base);
+    if (c->in_feed)
+        return; /* the next feed reaps it */
+    for (struct h1_stream **pp = &c->dead; *pp; pp = &(*pp)->next_dead) {
+        if (&(*pp)->base == bs) {
+            struct h1_stream *s = *pp;
+            *pp = s->next_dead;
+            stream_free(s);
+            return;
+        }
+    }
 }
 
 bool pl_h1_codec_closing(const struct pl_codec *base)

@@ -47,6 +47,10 @@ bool pl_h1_codec_closing(const struct pl_codec *c);
 bool pl_h1_codec_idle(const struct pl_codec *c);
 /* Server: the HTTP status of the local error response the last feed() error wrote, else 0. */
 int pl_h1_codec_error_status(const struct pl_codec *c);
+/* Frees stream s now if it has ended (its head and arena), instead of at the next feed(): for a
+ * user that is done with it, so an idle keep-alive connection holds no stream memory. Not from
+ * inside feed() (it is then left for the next one). */
+void pl_h1_codec_free_stream(struct pl_codec *c, struct pl_codec_stream *s);
 /* True if c was made by pl_h1_codec_new. */
 bool pl_codec_is_h1(const struct pl_codec *c);
 

@@ -97,6 +97,11 @@ static void stream_detach(struct pl_pool_stream *s)
     if (s->read_disabled && pc->conn)
         pl_conn_read_disable(pc->conn, false);
     s->read_disabled = 0;
+    if (s->cs && !pc->done && pc->codec && pl_codec_is_h1(pc->codec)) {
+        pc->done = s;
+        s->done_pc = pc;
+        s->done_cs = s->cs;
+    }
     s->pc = NULL;
     s->cs = NULL;
     if (pc->pool->has_stats)
@@ -173,6 +178,8 @@ static void conn_maybe_free(struct pool_conn *pc)
     }
     if (pc->host)
         pl_upstream_host_unref(pc->host);
+    if (pc->done)
+        pc->done->done_pc = NULL;
     free(pc);
     if (p->pend_head && !p->released)
         pool_schedule(p); /* waiting requests may need a new connection */
@@ -814,6 +821,12 @@ void pl_pool_stream_release(struct pl_pool_stream *s)
         }
         pc->depth--;
         conn_maybe_free(pc);
+    }
+    struct pool_conn *dpc = s->done_pc;
+    if (dpc) { /* its codec stream (the response head) is not needed any more */
+        dpc->done = NULL;
+        if (dpc->codec && !dpc->closed)
+            pl_h1_codec_free_stream(dpc->codec, s->done_cs);
     }
     stream_free(s);
     p->depth--;

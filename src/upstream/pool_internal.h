@@ -33,6 +33,9 @@ struct pool_conn {
     const char *reset_reason; /* why streams of a closing connection are reset */
     int depth;                /* our frames on the stack: free when it is back to 0 */
     ev_prepare flush_w;       /* HTTP/2: output written once per loop iteration */
+    /* HTTP/1: the finished stream whose codec stream goes at its release (so an idle
+     * connection holds no stream memory) */
+    struct pl_pool_stream *done;
     bool closed, freed, goaway, above_high;
 };
 
@@ -46,6 +49,8 @@ struct pl_pool_stream {
     struct pl_pool_stream *cprev, *cnext; /* the connection's streams */
     uint32_t read_disabled;
     size_t held; /* HTTP/2: response bytes not yet reported consumed while reading is disabled */
+    struct pool_conn *done_pc;       /* HTTP/1: pc->done is this stream */
+    struct pl_codec_stream *done_cs; /* its codec stream, freed at the release */
     bool pending, tx_end, rx_end, reset, released, failed;
 };
 

@@ -581,3 +581,46 @@ Test(h1_codec, client_truncated_and_bad_response)
     c->vt->destroy(c);
     pl_buf_free(&in);
 }
+
+Test(h1_codec, free_stream_when_done_then_keep_alive)
+{
+    struct rec r;
+    struct pl_codec *c = server(&r);
+    struct pl_buf in = PL_BUF_INIT;
+    const char *req = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+    cr_assert_eq(feed(c, &in, req, strlen(req), 0), 0);
+    struct pl_codec_stream *s = r.last;
+    pl_h1_codec_free_stream(c, s); /* still active: nothing happens */
+    respond(c, s, 200, "x", true);
+    free(take_out(c));
+    pl_h1_codec_free_stream(c, s); /* ended: freed now */
+    pl_h1_codec_free_stream(c, s); /* no longer known: nothing happens */
+    cr_assert_eq(feed(c, &in, req, strlen(req), 0), 0);
+    cr_assert_eq(r.streams, 2);
+    respond(c, r.last, 204, NULL, false);
+    char *o = take_out(c);
+    cr_assert_str_eq(o, "HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n");
+    free(o);
+    c->vt->destroy(c);
+    pl_buf_free(&in);
+}
+
+Test(h1_codec, more_fields_than_the_shared_scratch)
+{
+    struct rec r;
+    memset(&r, 0, sizeof(r));
+    struct pl_h1_codec_opts o = pl_h1_codec_opts_default();
+    o.limits.max_headers = 150;
+    struct pl_codec *c = pl_h1_codec_new(true, &o, &cbs, &r);
+    char req[8192];
+    size_t n = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 120; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "X-%d: %d\r\n", i, i);
+    n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n");
+    struct pl_buf in = PL_BUF_INIT;
+    cr_assert_eq(feed(c, &in, req, n, 0), 0);
+    cr_assert_eq(r.streams, 1);
+    cr_assert_eq(r.head->headers.n, 120);
+    c->vt->destroy(c);
+    pl_buf_free(&in);
+}
