@@ -23,9 +23,23 @@ static uint64_t clock_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The stream with this id (NULL if none). The last one found is kept: a header block calls
+ * back once per field with the same id. */
 static struct h2_stream *get_stream(struct h2_codec *c, int32_t id)
 {
-    return nghttp2_session_get_stream_user_data(c->ng, id);
+    if (c->last && c->last_id == id)
+        return c->last;
+    struct h2_stream *s = nghttp2_session_get_stream_user_data(c->ng, id);
+    if (s)
+        c->last = s, c->last_id = id;
+    return s;
+}
+
+static void set_stream(struct h2_codec *c, int32_t id, struct h2_stream *s)
+{
+    nghttp2_session_set_stream_user_data(c->ng, id, s);
+    if (c->last_id == id)
+        c->last = s;
 }
 
 /* Allocates a stream object and links it into the codec's list. */
@@ -59,7 +73,9 @@ static void stream_retire(struct h2_codec *c, struct h2_stream *s)
         return;
     s->retired = true;
     if (s->base.id)
-        nghttp2_session_set_stream_user_data(c->ng, (int32_t)s->base.id, NULL);
+        set_stream(c, (int32_t)s->base.id, NULL);
+    if (c->last == s)
+        c->last = NULL;
     if (s->unconsumed) /* the user will not call consumed() for a dead stream */
         nghttp2_session_consume_connection(c->ng, s->unconsumed);
     s->unconsumed = 0;
@@ -119,7 +135,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         s->base.id = (uint32_t)f->hd.stream_id;
         s->opened = true;
         c->peer_streams++;
-        nghttp2_session_set_stream_user_data(c->ng, f->hd.stream_id, s);
+        set_stream(c, f->hd.stream_id, s);
     }
     if (!s)
         return 0;
@@ -245,10 +261,11 @@ static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int lib
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
 {
     struct h2_codec *c = ud;
+    (void)ng;
     struct h2_stream *s = get_stream(c, id);
     if (!s)
         return 0;
-    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    set_stream(c, id, NULL);
     if (c->server) {
         c->closed_streams++;
         pl_h2_check_premature(c);

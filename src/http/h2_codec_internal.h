@@ -52,8 +52,10 @@ struct h2_codec {
     bool goaway_notice, goaway_final, goaway_received;
     const char *err_reason; /* set once the connection failed */
     struct pl_buf out;
-    struct h2_stream *streams;       /* live */
-    struct h2_stream *dead;          /* ended; freed when control comes back (next feed, destroy) */
+    struct h2_stream *streams; /* live */
+    struct h2_stream *dead;    /* ended; freed when control comes back (next feed, destroy) */
+    struct h2_stream *last;    /* the stream get_stream found last (id last_id) */
+    int32_t last_id;
     uint32_t n_streams, unsubmitted; /* live; client streams without an id yet */
     nghttp2_nv *nv;                  /* scratch for outgoing header blocks (nghttp2 copies them) */
     size_t nv_cap;

@@ -2,7 +2,6 @@
  * checked what arrives (pseudo-header set and order, lower-case names, no connection-specific
  * fields, content-length syntax); this file stores it and applies the size and count limits.
  * What leaves is filtered here, since nghttp2 does not check outgoing fields. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,40 +206,84 @@ static void put(nghttp2_nv *nv, size_t *n, const char *name, size_t nlen, const 
 static bool connection_specific(const struct pl_header *f)
 {
     const char *n = f->name;
-    size_t l = f->name_len;
-    if (pl_header_name_eq(n, l, LIT("te")))
-        return !pl_header_name_eq(f->value, f->value_len, LIT("trailers"));
-    return pl_header_name_eq(n, l, LIT("connection")) ||
-           pl_header_name_eq(n, l, LIT("keep-alive")) ||
-           pl_header_name_eq(n, l, LIT("proxy-connection")) ||
-           pl_header_name_eq(n, l, LIT("transfer-encoding")) ||
-           pl_header_name_eq(n, l, LIT("upgrade"));
+    switch (f->name_len) {
+    case 2:
+        return pl_header_name_eq(n, 2, LIT("te")) &&
+               !pl_header_name_eq(f->value, f->value_len, LIT("trailers"));
+    case 7:
+        return pl_header_name_eq(n, 7, LIT("upgrade"));
+    case 10:
+        return pl_header_name_eq(n, 10, LIT("connection")) ||
+               pl_header_name_eq(n, 10, LIT("keep-alive"));
+    case 16:
+        return pl_header_name_eq(n, 16, LIT("proxy-connection"));
+    case 17:
+        return pl_header_name_eq(n, 17, LIT("transfer-encoding"));
+    default:
+        return false;
+    }
 }
 
-/* Appends the fields of hs that may go on the wire, lower-casing names as HTTP/2 requires. */
-static size_t put_fields(nghttp2_nv *nv, size_t n, struct h2_stream *s, const struct pl_headers *hs,
-                         bool drop_host)
+/* RFC 9110 token characters. Upper case is accepted: nghttp2 lower-cases its copy of every
+ * name it is given (nghttp2_nv_array_copy), as HTTP/2 requires. */
+static const uint8_t tchar[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x10 */
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, /* 0x30 */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0, /* 0x70 */
+};
+
+static bool name_ok(const char *n, uint32_t len)
+{
+    unsigned ok = len != 0;
+    for (uint32_t i = 0; i < len; i++)
+        ok &= tchar[(uint8_t)n[i]];
+    return ok;
+}
+
+/* A field value nghttp2 and its peers accept (RFC 9113 8.2.1): no control character but HTAB
+ * (so no NUL, CR or LF), no DEL. Eight bytes at a time while none of them is suspect. */
+static bool value_ok(const char *v, uint32_t len)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint32_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w, x;
+        memcpy(&w, v + i, 8);
+        x = w ^ (ones * 0x7f);
+        if (((w - ones * 0x20) & ~w & highs) | ((x - ones) & ~x & highs))
+            break; /* a byte below 0x20 or a DEL: look at each */
+    }
+    for (; i < len; i++) {
+        uint8_t b = (uint8_t)v[i];
+        if ((b < 0x20 && b != '\t') || b == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Appends the fields of hs that may go on the wire. Leading and trailing whitespace is not
+ * part of a value (RFC 9110 5.5), and RFC 9113 peers refuse it: it is left out. */
+static size_t put_fields(nghttp2_nv *nv, size_t n, const struct pl_headers *hs, bool drop_host)
 {
     for (uint32_t i = 0; i < hs->n; i++) {
         const struct pl_header *f = &hs->v[i];
         if (!f->name_len || f->name[0] == ':' || connection_specific(f) ||
-            (drop_host && pl_header_name_eq(f->name, f->name_len, LIT("host"))))
+            (drop_host && f->name_len == 4 && pl_header_name_eq(f->name, 4, LIT("host"))))
             continue;
-        const char *name = f->name;
-        for (uint32_t k = 0; k < f->name_len; k++) {
-            if (name[k] >= 'A' && name[k] <= 'Z') {
-                char *lc = pl_arena_strndup(&s->arena, f->name, f->name_len);
-                for (uint32_t j = k; j < f->name_len; j++)
-                    if (lc[j] >= 'A' && lc[j] <= 'Z')
-                        lc[j] = (char)(lc[j] + 32);
-                name = lc;
-                break;
-            }
-        }
-        if (!nghttp2_check_header_name((const uint8_t *)name, f->name_len) ||
-            !nghttp2_check_header_value((const uint8_t *)f->value, f->value_len))
+        const char *v = f->value;
+        uint32_t vl = f->value_len;
+        while (vl && (v[0] == ' ' || v[0] == '\t'))
+            v++, vl--;
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            vl--;
+        if (!name_ok(f->name, f->name_len) || !value_ok(v, vl))
             continue; /* never put a field on the wire that a peer must reject */
-        put(nv, &n, name, f->name_len, f->value, f->value_len);
+        put(nv, &n, f->name, f->name_len, v, vl);
     }
     return n;
 }
@@ -251,10 +294,12 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
     nghttp2_nv *nv = c->nv;
     size_t n = 0;
     if (c->server) {
-        char *st = pl_arena_alloc(&s->arena, 12);
-        int len = snprintf(st, 12, "%03d", h->status > 0 && h->status < 1000 ? h->status : 500);
-        put(nv, &n, LIT(":status"), st, (size_t)len);
-        return put_fields(nv, n, s, &h->headers, false);
+        int code = h->status >= 100 && h->status < 1000 ? h->status : 500;
+        char *st = pl_arena_alloc(&s->arena, 4);
+        st[0] = (char)('0' + code / 100), st[1] = (char)('0' + code / 10 % 10);
+        st[2] = (char)('0' + code % 10), st[3] = '\0';
+        put(nv, &n, LIT(":status"), st, 3);
+        return put_fields(nv, n, &h->headers, false);
     }
     const char *auth = h->authority;
     size_t auth_len = h->authority_len;
@@ -274,13 +319,13 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
         put(nv, &n, LIT(":path"), h->path, h->path_len);
     if (h->protocol)
         put(nv, &n, LIT(":protocol"), h->protocol, h->protocol_len);
-    return put_fields(nv, n, s, &h->headers, true);
+    return put_fields(nv, n, &h->headers, true);
 }
 
 void pl_h2_build_trailers(struct h2_codec *c, struct h2_stream *s, const struct pl_headers *t)
 {
     grow_nv(c, (size_t)t->n + 1);
-    size_t n = put_fields(c->nv, 0, s, t, false);
+    size_t n = put_fields(c->nv, 0, t, false);
     /* Trailers leave after the body, once the caller's strings may be gone: copy them. */
     nghttp2_nv *nv = pl_arena_alloc(&s->arena, (n ? n : 1) * sizeof(*nv));
     for (size_t i = 0; i < n; i++) {

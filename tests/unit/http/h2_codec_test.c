@@ -412,6 +412,50 @@ Test(h2_codec, trailers_both_ways)
     unpair();
 }
 
+/* What leaves is what a peer accepts: bad names and values are left out, values lose their
+ * surrounding whitespace, names are lower-cased, connection-specific fields go. */
+Test(h2_codec, outgoing_fields_filtered)
+{
+    pair(NULL, NULL);
+    struct ts *c = client_stream();
+    struct pl_http_head h = req("GET", "/");
+    struct pl_arena a = PL_ARENA_INIT;
+    pl_headers_add_copy(&h.headers, &a, "bad name", 8, "1", 1);
+    pl_headers_add_copy(&h.headers, &a, "x-crlf", 6, "a\r\nx-evil: 1", 12);
+    pl_headers_add_copy(&h.headers, &a, "x-nul", 5, "a\0b", 3);
+    pl_headers_add_copy(&h.headers, &a, "x-del-long", 10, "0123456789\x7f", 11);
+    pl_headers_add_copy(&h.headers, &a, "x-tab", 5, "a\tb", 3);
+    pl_headers_add_copy(&h.headers, &a, "x-ws", 4, " \t padded value \t", 17);
+    pl_headers_add_copy(&h.headers, &a, "x-empty", 7, "   ", 3);
+    pl_headers_add_copy(&h.headers, &a, "x-obs", 5, "caf\xc3\xa9 long enough", 17);
+    pl_headers_add_copy(&h.headers, &a, "X-UPPER-Case", 12, "v", 1);
+    pl_headers_add_copy(&h.headers, &a, "Transfer-Encoding", 17, "chunked", 7);
+    pl_headers_add_copy(&h.headers, &a, "upgrade", 7, "h2c", 3);
+    pl_headers_add_copy(&h.headers, &a, "proxy-connection", 16, "x", 1);
+    pl_headers_add_copy(&h.headers, &a, "TE", 2, "gzip", 4);
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, c->s, &h, true), 0);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(srv.n, 1);
+    struct pl_http_head *rh = srv.st[0].head;
+    cr_assert_not_null(rh, "the request was refused");
+    cr_assert_null(hval(&rh->headers, "bad name"));
+    cr_assert_null(hval(&rh->headers, "x-crlf"));
+    cr_assert_null(hval(&rh->headers, "x-evil"));
+    cr_assert_null(hval(&rh->headers, "x-nul"));
+    cr_assert_null(hval(&rh->headers, "x-del-long"));
+    cr_assert_str_eq(hval(&rh->headers, "x-tab"), "a\tb");
+    cr_assert_str_eq(hval(&rh->headers, "x-ws"), "padded value");
+    cr_assert_str_eq(hval(&rh->headers, "x-empty"), "");
+    cr_assert_str_eq(hval(&rh->headers, "x-obs"), "caf\xc3\xa9 long enough");
+    cr_assert_str_eq(hval(&rh->headers, "x-upper-case"), "v");
+    cr_assert_null(hval(&rh->headers, "transfer-encoding"));
+    cr_assert_null(hval(&rh->headers, "upgrade"));
+    cr_assert_null(hval(&rh->headers, "proxy-connection"));
+    cr_assert_null(hval(&rh->headers, "te"));
+    pl_arena_free(&a);
+    unpair();
+}
+
 Test(h2_codec, concurrency_limit)
 {
     struct pl_h2_settings ss = {.max_concurrent_streams = 10};
