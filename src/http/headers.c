@@ -4,30 +4,46 @@
 
 #include "core/err.h"
 
-/* Upper-case ASCII letters in the 8 bytes of x, as 0x20 in their byte (SWAR: no per-byte
- * branches; bytes >= 0x80 are left alone). */
-static inline uint64_t upper_bits(uint64_t x)
+/* Upper-case ASCII letters in the bytes of x, as 0x20 in their byte (SWAR: no per-byte branches;
+ * bytes >= 0x80 are left alone). ones: 0x01 in every byte of the word. */
+#define UPPER_BITS(x, ones)                                                                        \
+    (((((x) & (0x7f * (ones))) + (0x80 - 'A') * (ones)) ^                                          \
+      (((x) & (0x7f * (ones))) + (0x80 - 'Z' - 1) * (ones))) &                                     \
+     ~(x) & (0x80 * (ones))) >>                                                                    \
+        2
+
+static inline void lower8(char *dst, const char *src)
 {
-    const uint64_t ones = 0x0101010101010101ULL;
-    uint64_t low7 = x & (0x7f * ones);
-    uint64_t ge_a = low7 + (0x80 - 'A') * ones;     /* bit 7 set: byte >= 'A' */
-    uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * ones; /* bit 7 set: byte > 'Z' */
-    uint64_t ascii = ~x & (0x80 * ones);
-    return ((ge_a ^ gt_z) & ascii) >> 2;
+    uint64_t x;
+    memcpy(&x, src, 8);
+    x |= UPPER_BITS(x, UINT64_C(0x0101010101010101));
+    memcpy(dst, &x, 8);
+}
+
+static inline void lower4(char *dst, const char *src)
+{
+    uint32_t x;
+    memcpy(&x, src, 4);
+    x |= UPPER_BITS(x, UINT32_C(0x01010101));
+    memcpy(dst, &x, 4);
 }
 
 void pl_header_lower(char *dst, const char *src, size_t n)
 {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        memcpy(&x, src + i, 8);
-        x |= upper_bits(x);
-        memcpy(dst + i, &x, 8);
-    }
-    for (; i < n; i++) {
-        char c = src[i];
-        dst[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+    /* whole words; the last one overlaps the one before (lower-casing twice changes nothing,
+     * and each word is read from src before it is written) */
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            lower8(dst + i, src + i);
+        if (i < n)
+            lower8(dst + n - 8, src + n - 8);
+    } else if (n >= 4) {
+        lower4(dst, src);
+        lower4(dst + n - 4, src + n - 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i] >= 'A' && src[i] <= 'Z' ? (char)(src[i] + 32) : src[i];
     }
 }
 
