@@ -248,11 +248,34 @@ struct facts {
     uint64_t cl;
 };
 
-static bool name_is(const struct pl_h1_header *h, const char *name)
+/* Case-insensitive equality of n >= 4 bytes of a field name (tchars only) with a lower-case
+ * literal of letters and '-': OR-ing 0x20 into every byte folds case, and no other tchar folds
+ * onto a letter or '-'. Compares whole words; the last one overlaps. */
+static inline bool name_eq_lc(const char *name, const char *lc, size_t n)
 {
-    size_t n = strlen(name);
-    return h->name_len == n && !strncasecmp(h->name, name, n);
+    uint64_t a, b;
+    if (n < 8) {
+        uint32_t x, y, x2, y2;
+        memcpy(&x, name, 4);
+        memcpy(&y, lc, 4);
+        memcpy(&x2, name + n - 4, 4);
+        memcpy(&y2, lc + n - 4, 4);
+        return ((x | 0x20202020u) == y) & ((x2 | 0x20202020u) == y2);
+    }
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&a, name + i, 8);
+        memcpy(&b, lc + i, 8);
+        if ((a | 0x2020202020202020ULL) != b)
+            return false;
+    }
+    memcpy(&a, name + n - 8, 8);
+    memcpy(&b, lc + n - 8, 8);
+    return (a | 0x2020202020202020ULL) == b;
 }
+
+/* The field's name is the lower-case literal lit (any case). */
+#define NAME_IS(h, lit)                                                                            \
+    ((h)->name_len == sizeof(lit) - 1 && name_eq_lc((h)->name, lit, sizeof(lit) - 1))
 
 /* Iterates comma-separated list elements: returns false at the end; empty elements skipped. */
 static bool next_elem(const char **s, const char *end, const char **e, size_t *elen)
@@ -277,6 +300,19 @@ static bool next_elem(const char **s, const char *end, const char **e, size_t *e
 
 static int on_content_length(struct facts *f, const char *v, size_t n)
 {
+    if (n > 0 && n < 19) { /* the usual single value: digits only, no list to split */
+        uint64_t x = 0;
+        size_t j = 0;
+        while (j < n && v[j] >= '0' && v[j] <= '9')
+            x = x * 10 + (uint64_t)(v[j++] - '0');
+        if (j == n) {
+            if (f->have_cl && x != f->cl)
+                return PL_H1_E_CL_CONFLICT;
+            f->have_cl = true;
+            f->cl = x;
+            return 0;
+        }
+    }
     const char *s = v, *end = v + n, *e;
     size_t elen;
     bool any = false;
@@ -335,6 +371,14 @@ static int on_transfer_encoding(struct facts *f, const char *v, size_t n, bool r
 /* Connection: one pass over the list for the three tokens that matter. */
 static void on_connection(struct facts *f, const char *v, size_t n)
 {
+    if (n == 10 && name_eq_lc(v, "keep-alive", 10)) { /* the usual single token */
+        f->keep_alive = true;
+        return;
+    }
+    if (n == 5 && name_eq_lc(v, "close", 5)) {
+        f->close = true;
+        return;
+    }
     const char *s = v, *end = v + n, *e;
     size_t elen;
     while (next_elem(&s, end, &e, &elen)) {
@@ -351,23 +395,23 @@ static int on_header(struct facts *f, const struct pl_h1_header *h, bool request
 {
     switch (h->name_len) {
     case 14:
-        if (name_is(h, "content-length"))
+        if (NAME_IS(h, "content-length"))
             return on_content_length(f, h->value, h->value_len);
         break;
     case 17:
-        if (name_is(h, "transfer-encoding"))
+        if (NAME_IS(h, "transfer-encoding"))
             return on_transfer_encoding(f, h->value, h->value_len, request);
         break;
     case 10:
-        if (name_is(h, "connection"))
+        if (NAME_IS(h, "connection"))
             on_connection(f, h->value, h->value_len);
         break;
     case 7:
-        if (name_is(h, "upgrade"))
+        if (NAME_IS(h, "upgrade"))
             f->have_upgrade = true;
         break;
     case 6:
-        if (name_is(h, "expect") && h->value_len == 12 &&
+        if (NAME_IS(h, "expect") && h->value_len == 12 &&
             !strncasecmp(h->value, "100-continue", 12))
             f->expect_continue = true;
         break;
@@ -398,6 +442,35 @@ static const char *value_end(const char *v, const char *end)
     return v;
 }
 
+/* Returns the first byte at or after s that is not a tchar (a field name ends at its ':', or at
+ * its line's CR, before end). Letters, digits and '-' (nearly every name) are checked 16 at a
+ * time; the table decides the rest. */
+static const char *name_end(const char *s, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i lo = _mm_set1_epi8('a' - 1), hi = _mm_set1_epi8('z' + 1);
+    const __m128i d0 = _mm_set1_epi8('0' - 1), d9 = _mm_set1_epi8('9' + 1);
+    const __m128i dash = _mm_set1_epi8('-'), fold = _mm_set1_epi8(0x20);
+    for (; end - s >= 16; s += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)s);
+        __m128i l = _mm_or_si128(x, fold); /* signed compares: bytes >= 0x80 fail both */
+        __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(l, lo), _mm_cmplt_epi8(l, hi));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, d0), _mm_cmplt_epi8(x, d9));
+        __m128i ok = _mm_or_si128(_mm_or_si128(alpha, digit), _mm_cmpeq_epi8(x, dash));
+        unsigned other = ~(unsigned)_mm_movemask_epi8(ok) & 0xffff;
+        if (other) {
+            s += __builtin_ctz(other);
+            break;
+        }
+    }
+#else
+    (void)end;
+#endif
+    while (is_tchar((unsigned char)*s))
+        s++;
+    return s;
+}
+
 /* Parses header lines in [s, end): scan_block checked that each ends in CRLF, that CR and LF
  * appear nowhere else and that the block ends with an empty line. */
 static int parse_fields(struct pl_h1_parser *p, const char *s, const char *end,
@@ -408,9 +481,7 @@ static int parse_fields(struct pl_h1_parser *p, const char *s, const char *end,
     while (*s != '\r') { /* a CR first is the empty line */
         if (is_ows((unsigned char)*s))
             return PL_H1_E_OBS_FOLD;
-        const char *c = s;
-        while (is_tchar((unsigned char)*c)) /* stops at the line's CR at the latest */
-            c++;
+        const char *c = name_end(s, end);
         if (*c != ':') {
             if (*c == '\r')
                 return PL_H1_E_HEADER_NO_COLON;
