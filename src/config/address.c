@@ -8,13 +8,39 @@
 
 #include "core/err.h"
 
+/* Writes the decimal digits of v at p; returns the end. */
+static char *put_dec(char *p, unsigned v)
+{
+    char tmp[10];
+    size_t n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 void pl_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN];
     if (sa->sa_family == AF_INET) {
+        /* by hand: addresses are formatted for every endpoint of every cluster (xDS scale) */
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(buf, cap, "%s:%u", ip, ntohs(in->sin_port));
+        const unsigned char *b = (const unsigned char *)&in->sin_addr;
+        char tmp[24], *p = tmp;
+        for (int i = 0; i < 4; i++) {
+            p = put_dec(p, b[i]);
+            *p++ = i < 3 ? '.' : ':';
+        }
+        p = put_dec(p, ntohs(in->sin_port));
+        size_t n = (size_t)(p - tmp);
+        if (cap == 0)
+            return;
+        if (n >= cap)
+            n = cap - 1;
+        memcpy(buf, tmp, n);
+        buf[n] = '\0';
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));

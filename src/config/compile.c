@@ -181,7 +181,7 @@ static void compile_cluster_lb(const Envoy__Config__Cluster__V3__Cluster *cl,
 static char *locality_str(const Envoy__Config__Core__V3__Locality *l)
 {
     if (!l)
-        return pl_strdup("");
+        return NULL; /* most endpoints: no string for them */
     return pl_asprintf("%s/%s/%s", l->region, l->zone, l->sub_zone);
 }
 
@@ -240,8 +240,9 @@ static int cluster_body(const Envoy__Config__Cluster__V3__Cluster *cl,
                 ep->endpoint->address->socket_address;
             struct pl_addr a;
             const char *why;
-            if (pl_addr_from_proto(ep->endpoint->address, &a, &why) == 0) {
-                memcpy(&e->addr, &a.ss, sizeof(a.ss));
+            if (pl_addr_from_proto(ep->endpoint->address, &a, &why) == 0 &&
+                a.len <= sizeof(e->addr)) {
+                memcpy(&e->addr, &a.ss, a.len);
                 e->addrlen = a.len;
                 e->addr_str = pl_strdup(a.str);
             } else { /* a host name: resolved by DNS for STRICT_DNS / LOGICAL_DNS clusters */

@@ -41,8 +41,6 @@ static void cobj_free(struct pl_shared *sh)
 {
     struct cobj *o = (struct cobj *)sh;
     if (o->kind == K_CLUSTER) {
-        if (o->borrowed)
-            o->u.c.proto = NULL;
         pl_cluster_cfg_release(&o->u.c);
     } else if (o->kind == K_LISTENER) {
         if (o->borrowed)
@@ -181,6 +179,60 @@ static void set_dyn(char **version, struct timespec *updated, bool *dynamic,
     *dynamic = true;
 }
 
+/* m, or m decoded from r's encoding into *tmp (the caller frees *tmp); NULL when neither. */
+static const ProtobufCMessage *msg_of(const ProtobufCMessage *m, const struct pl_res *r,
+                                      const ProtobufCMessageDescriptor *d, ProtobufCMessage **tmp)
+{
+    *tmp = NULL;
+    if (m || !r)
+        return m;
+    if (r->msg)
+        return r->msg;
+    if (r->bytes)
+        *tmp = protobuf_c_message_unpack(d, NULL, r->len, r->bytes);
+    return *tmp;
+}
+
+static void tmp_free(ProtobufCMessage *m)
+{
+    if (m)
+        protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Compiles cl (or dyn's encoding) with its endpoints (eds, or eds_res's) into out. */
+static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const struct pl_res *dyn,
+                         const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
+                         const struct pl_res *eds_res, const struct timespec *ts, bool shared,
+                         struct pl_cluster_cfg *out, struct pl_err *err)
+{
+    ProtobufCMessage *t1, *t2;
+    cl = (const void *)msg_of(cl ? &cl->base : NULL, dyn,
+                              &envoy__config__cluster__v3__cluster__descriptor, &t1);
+    eds = (const void *)msg_of(eds ? &eds->base : NULL, eds_res,
+                               &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
+                               &t2);
+    int rc;
+    if (!cl || (eds_res && !eds)) {
+        rc = pl_err_add(err, NULL, 0, 0, NULL, "cluster '%s': cannot decode it",
+                        dyn ? dyn->name : "");
+    } else if (shared) { /* the owner's encoding: no copy; the hashes as received */
+        uint64_t h = dyn->hash;
+        if (eds_res)
+            h = (h ^ eds_res->hash) * 0x100000001b3ULL;
+        else if (eds) /* EDS without an assignment yet */
+            h = (h ^ 0x9e3779b97f4a7c15ULL) * 0x100000001b3ULL;
+        rc = pl_compile_cluster_borrowed(cl, eds, h, ts, out, err);
+        out->proto = NULL; /* cl may be a temporary: the encoding stands for it */
+        out->encoded = dyn->bytes;
+        out->encoded_len = dyn->len;
+    } else {
+        rc = pl_compile_cluster(cl, eds, ts, out, err);
+    }
+    tmp_free(t1);
+    tmp_free(t2);
+    return rc;
+}
+
 int pl_cc_cluster(struct pl_compile_cache *c, const Envoy__Config__Cluster__V3__Cluster *cl,
                   const struct pl_res *dyn,
                   const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
@@ -188,31 +240,25 @@ int pl_cc_cluster(struct pl_compile_cache *c, const Envoy__Config__Cluster__V3__
                   struct pl_cluster_cfg *out, struct pl_err *err)
 {
     const struct timespec *ts = dyn ? &dyn->last_updated : now;
+    bool own1 = dyn && dyn->owner && dyn->bytes, own2 = eds_res && eds_res->owner;
+    bool shared = own1 && (!eds_res || own2);
     if (!c) {
-        int rc = pl_compile_cluster(cl, eds, ts, out, err);
+        int rc = cluster_fresh(cl, dyn, eds, eds_res, ts, false, out, err);
         if (dyn)
             set_dyn(&out->version_info, &out->last_updated, &out->dynamic, dyn);
         return rc;
     }
-    bool own1 = dyn && dyn->owner, own2 = eds_res && eds_res->owner;
     const void *k1 = own1 ? (const void *)dyn->owner : cl;
-    const void *k2 = own2 ? (const void *)eds_res->owner : eds;
-    struct cobj *o = lookup(c, K_CLUSTER, cl->name, k1, k2, dyn != NULL);
+    const void *k2 = eds_res ? (own2 ? (const void *)eds_res->owner : eds_res->msg) : eds;
+    struct cobj *o = lookup(c, K_CLUSTER, cl ? cl->name : dyn->name, k1, k2, dyn != NULL);
     if (!o) {
         o = cobj_new(K_CLUSTER, k1, k2, dyn != NULL);
-        int rc;
-        if (own1 && (!eds || own2)) { /* shared sources: no copy, their hashes */
-            uint64_t h = dyn->hash;
-            if (eds)
-                h = (h ^ eds_res->hash) * 0x100000001b3ULL;
-            rc = pl_compile_cluster_borrowed(cl, eds, h, ts, &o->u.c, err);
-            o->borrowed = true;
+        int rc = cluster_fresh(cl, dyn, eds, eds_res, ts, shared, &o->u.c, err);
+        if (shared) {
             o->o1 = dyn->owner;
             o->o2 = own2 ? eds_res->owner : NULL;
             pl_shared_ref(o->o1);
             pl_shared_ref(o->o2);
-        } else {
-            rc = pl_compile_cluster(cl, eds, ts, &o->u.c, err);
         }
         if (dyn)
             set_dyn(&o->u.c.version_info, &o->u.c.last_updated, &o->u.c.dynamic, dyn);
@@ -277,13 +323,18 @@ int pl_cc_listener(struct pl_compile_cache *c, const Envoy__Config__Listener__V3
 int pl_cc_route_table(struct pl_compile_cache *c, const struct pl_res *r, const char *path,
                       struct pl_route_table_cfg *out, struct pl_err *err)
 {
-    const Envoy__Config__Route__V3__RouteConfiguration *rc =
-        (const Envoy__Config__Route__V3__RouteConfiguration *)r->msg;
+    const Envoy__Config__Route__V3__RouteConfiguration *rc = NULL;
     const void *k1 = r->owner ? (const void *)r->owner : r->msg;
     struct cobj *o = c ? lookup(c, K_ROUTES, r->name, k1, NULL, true) : NULL;
     if (!o) {
         struct pl_route_table *t = NULL;
-        if (pl_router_compile(rc, path, &t, err) < 0) {
+        ProtobufCMessage *tmp;
+        rc = (const void *)msg_of(NULL, r,
+                                  &envoy__config__route__v3__route_configuration__descriptor, &tmp);
+        int ok = rc ? pl_router_compile(rc, path, &t, err)
+                    : pl_err_add(err, NULL, 0, 0, path, "cannot decode it");
+        tmp_free(tmp);
+        if (ok < 0) {
             memset(out, 0, sizeof(*out));
             return PL_EINVAL;
         }

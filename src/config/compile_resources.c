@@ -127,24 +127,32 @@ static const char *res_key(const void *item)
     return ((const struct pl_res *)item)->name;
 }
 
+/* The ClusterLoadAssignment an EDS cluster takes its endpoints from, or NULL when not EDS. */
+static const char *eds_name_of(const CLUSTER_T *cl, const struct pl_res *dyn)
+{
+    if (!cl)
+        return dyn->eds_name;
+    if (cl->cluster_discovery_type_case !=
+            ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE ||
+        cl->type != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS)
+        return NULL;
+    return cl->eds_cluster_config && *cl->eds_cluster_config->service_name
+               ? cl->eds_cluster_config->service_name
+               : cl->name;
+}
+
+/* cl NULL: dyn holds the cluster encoded (decoded by the cache when it must compile it). */
 static int add_cluster(struct pl_snapshot *s, const struct pl_resource_set *rs, const CLUSTER_T *cl,
                        const struct pl_res *dyn, const struct pl_nametab *clas,
                        const struct timespec *now, struct pl_err *err)
 {
-    const CLA_T *eds = NULL;
+    static const CLA_T empty = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
     const struct pl_res *r = NULL;
-    if (cl->cluster_discovery_type_case ==
-            ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE &&
-        cl->type == ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS) {
-        const char *svc = cl->eds_cluster_config && *cl->eds_cluster_config->service_name
-                              ? cl->eds_cluster_config->service_name
-                              : cl->name;
+    const char *svc = eds_name_of(cl, dyn);
+    if (svc)
         r = pl_nametab_get(clas, svc);
-        static const CLA_T empty = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
-        eds = r ? (const CLA_T *)r->msg : &empty;
-    }
     struct pl_cluster_cfg *out = &s->clusters[s->n_clusters];
-    int rc = pl_cc_cluster(rs->cache, cl, dyn, eds, r, now, out, err);
+    int rc = pl_cc_cluster(rs->cache, cl, dyn, svc && !r ? &empty : NULL, r, now, out, err);
     if (rc < 0) {
         if (dyn && rs->failed)
             add_failure(&rs->failed->clusters, &rs->failed->n_clusters, dyn->name);
@@ -186,7 +194,8 @@ static struct pl_dyn_resource *copy_res(const struct pl_res *v, size_t n)
         if (v[i].owner) {
             pl_shared_ref(v[i].owner);
             d[i] = (struct pl_dyn_resource){.name = (char *)v[i].name,
-                                            .proto = (ProtobufCMessage *)v[i].msg,
+                                            .encoded = v[i].bytes,
+                                            .encoded_len = v[i].len,
                                             .version_info = (char *)v[i].version_info,
                                             .last_updated = v[i].last_updated,
                                             .shared = v[i].owner};

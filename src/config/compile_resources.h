@@ -18,9 +18,14 @@ struct pl_res {
     const char *version_info;
     struct timespec last_updated;
     uint64_t hash;           /* of the resource's encoding (with owner set) */
-    struct pl_shared *owner; /* NULL, or the reference-counted owner of name, msg and
-                                version_info: the snapshot then shares them, and the compile
-                                cache knows the resource by it (it must stay unchanged) */
+    struct pl_shared *owner; /* NULL, or the reference-counted owner of name, version_info and
+                                bytes: the snapshot then shares them, and the compile cache knows
+                                the resource by it (it must stay unchanged) */
+    const uint8_t *bytes;    /* with owner: the encoding; msg may then be NULL (decoded when it
+                                must be compiled) */
+    size_t len;
+    const char *eds_name; /* clusters with msg NULL: the ClusterLoadAssignment of an EDS
+                             cluster, NULL when not EDS */
 };
 
 /* Names of dynamic resources that failed to compile (names borrowed from the resource set;

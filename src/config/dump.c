@@ -25,6 +25,27 @@ static Google__Protobuf__Any *pack_any(const ProtobufCMessage *m)
     return a;
 }
 
+#define CLUSTER_D  envoy__config__cluster__v3__cluster__descriptor
+#define LISTENER_D envoy__config__listener__v3__listener__descriptor
+#define ROUTE_D    envoy__config__route__v3__route_configuration__descriptor
+#define CLA_D      envoy__config__endpoint__v3__cluster_load_assignment__descriptor
+
+/* The Any of a resource kept decoded (m) or as received over xDS (enc, of type d). */
+static Google__Protobuf__Any *pack_res(const ProtobufCMessage *m, const uint8_t *enc, size_t len,
+                                       const ProtobufCMessageDescriptor *d)
+{
+    if (m)
+        return pack_any(m);
+    Google__Protobuf__Any *a = pl_malloc(sizeof(*a));
+    google__protobuf__any__init(a);
+    a->type_url = pl_asprintf("type.googleapis.com/%s", d->name);
+    a->value.len = len;
+    a->value.data = pl_malloc(len ? len : 1);
+    if (len)
+        memcpy(a->value.data, enc, len);
+    return a;
+}
+
 static Google__Protobuf__Timestamp *timestamp(const struct timespec *t)
 {
     Google__Protobuf__Timestamp *ts = pl_malloc(sizeof(*ts));
@@ -60,12 +81,12 @@ static ProtobufCMessage *bootstrap_dump(const struct pl_snapshot *s)
 }
 
 static Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *
-dyn_cluster(const ProtobufCMessage *proto, const char *version, const struct timespec *when)
+dyn_cluster(Google__Protobuf__Any *cluster, const char *version, const struct timespec *when)
 {
     Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *dc = pl_malloc(sizeof(*dc));
     envoy__admin__v3__clusters_config_dump__dynamic_cluster__init(dc);
     dc->version_info = pl_strdup(version ? version : "");
-    dc->cluster = pack_any(proto);
+    dc->cluster = cluster;
     dc->last_updated = timestamp(when);
     return dc;
 }
@@ -80,19 +101,21 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
         const struct pl_dyn_resource *w = &s->warming_clusters[i];
         GROW(d->dynamic_warming_clusters, d->n_dynamic_warming_clusters);
         d->dynamic_warming_clusters[d->n_dynamic_warming_clusters++] =
-            dyn_cluster(w->proto, w->version_info, &w->last_updated);
+            dyn_cluster(pack_res(w->proto, w->encoded, w->encoded_len, &CLUSTER_D), w->version_info,
+                        &w->last_updated);
     }
     for (size_t i = 0; i < s->n_clusters; i++) {
         const struct pl_cluster_cfg *c = &s->clusters[i];
         if (c->dynamic) { /* from CDS */
             GROW(d->dynamic_active_clusters, d->n_dynamic_active_clusters);
             d->dynamic_active_clusters[d->n_dynamic_active_clusters++] =
-                dyn_cluster(c->proto, c->version_info, &c->last_updated);
+                dyn_cluster(pack_res(c->proto, c->encoded, c->encoded_len, &CLUSTER_D),
+                            c->version_info, &c->last_updated);
             continue;
         }
         Envoy__Admin__V3__ClustersConfigDump__StaticCluster *sc = pl_malloc(sizeof(*sc));
         envoy__admin__v3__clusters_config_dump__static_cluster__init(sc);
-        sc->cluster = pack_any(c->proto);
+        sc->cluster = pack_res(c->proto, c->encoded, c->encoded_len, &CLUSTER_D);
         sc->last_updated = timestamp(&c->last_updated);
         GROW(d->static_clusters, d->n_static_clusters);
         d->static_clusters[d->n_static_clusters++] = sc;
@@ -101,12 +124,12 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
 }
 
 static Envoy__Admin__V3__ListenersConfigDump__DynamicListenerState *
-listener_state(const ProtobufCMessage *proto, const char *version, const struct timespec *when)
+listener_state(Google__Protobuf__Any *listener, const char *version, const struct timespec *when)
 {
     Envoy__Admin__V3__ListenersConfigDump__DynamicListenerState *st = pl_malloc(sizeof(*st));
     envoy__admin__v3__listeners_config_dump__dynamic_listener_state__init(st);
     st->version_info = pl_strdup(version ? version : "");
-    st->listener = pack_any(proto);
+    st->listener = listener;
     st->last_updated = timestamp(when);
     return st;
 }
@@ -136,7 +159,7 @@ static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s)
         const struct pl_listener_cfg *l = &s->listeners[i];
         if (l->dynamic) { /* from LDS */
             dyn_listener(d, l->name)->active_state =
-                listener_state(l->proto, l->version_info, &l->last_updated);
+                listener_state(pack_any(l->proto), l->version_info, &l->last_updated);
             continue;
         }
         Envoy__Admin__V3__ListenersConfigDump__StaticListener *sl = pl_malloc(sizeof(*sl));
@@ -149,7 +172,8 @@ static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s)
     for (size_t i = 0; i < s->n_warming_listeners; i++) {
         const struct pl_dyn_resource *w = &s->warming_listeners[i];
         dyn_listener(d, w->name)->warming_state =
-            listener_state(w->proto, w->version_info, &w->last_updated);
+            listener_state(pack_res(w->proto, w->encoded, w->encoded_len, &LISTENER_D),
+                           w->version_info, &w->last_updated);
     }
     return &d->base;
 }
@@ -196,7 +220,7 @@ static ProtobufCMessage *routes_dump(const struct pl_snapshot *s)
         Envoy__Admin__V3__RoutesConfigDump__DynamicRouteConfig *dr = pl_malloc(sizeof(*dr));
         envoy__admin__v3__routes_config_dump__dynamic_route_config__init(dr);
         dr->version_info = pl_strdup(r->version_info);
-        dr->route_config = pack_any(r->proto);
+        dr->route_config = pack_res(r->proto, r->encoded, r->encoded_len, &ROUTE_D);
         dr->last_updated = timestamp(&r->last_updated);
         GROW(d->dynamic_route_configs, d->n_dynamic_route_configs);
         d->dynamic_route_configs[d->n_dynamic_route_configs++] = dr;
@@ -213,7 +237,7 @@ static ProtobufCMessage *endpoints_dump(const struct pl_snapshot *s)
         Envoy__Admin__V3__EndpointsConfigDump__DynamicEndpointConfig *de = pl_malloc(sizeof(*de));
         envoy__admin__v3__endpoints_config_dump__dynamic_endpoint_config__init(de);
         de->version_info = pl_strdup(r->version_info);
-        de->endpoint_config = pack_any(r->proto);
+        de->endpoint_config = pack_res(r->proto, r->encoded, r->encoded_len, &CLA_D);
         de->last_updated = timestamp(&r->last_updated);
         GROW(d->dynamic_endpoint_configs, d->n_dynamic_endpoint_configs);
         d->dynamic_endpoint_configs[d->n_dynamic_endpoint_configs++] = de;

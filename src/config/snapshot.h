@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -46,17 +47,24 @@ struct pl_listener_cfg {
                                  this owner (a compiled listener reused across snapshots) */
 };
 
+/* An IPv4 or IPv6 socket address (cluster endpoints are socket addresses, never pipes). */
+union pl_ip_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 /* An endpoint of a cluster. */
 struct pl_endpoint_cfg {
-    struct sockaddr_storage addr; /* addrlen 0: hostname, resolved by DNS */
+    union pl_ip_addr addr; /* addrlen 0: hostname, resolved by DNS */
     socklen_t addrlen;
+    uint16_t port;
+    int health_status;        /* envoy.config.core.v3.HealthStatus */
+    uint32_t weight;          /* load_balancing_weight, default 1 */
+    uint32_t locality_weight; /* LocalityLbEndpoints.load_balancing_weight, 0 when unset */
     char *addr_str;
     char *hostname; /* DNS name for STRICT_DNS / LOGICAL_DNS, else NULL */
-    uint16_t port;
-    uint32_t weight;          /* load_balancing_weight, default 1 */
-    int health_status;        /* envoy.config.core.v3.HealthStatus */
-    char *locality;           /* "region/zone/sub_zone" ("" when unset) */
-    uint32_t locality_weight; /* LocalityLbEndpoints.load_balancing_weight, 0 when unset */
+    char *locality; /* "region/zone/sub_zone", NULL when unset */
 };
 
 struct pl_cluster_link; /* runtime state owned by src/upstream (see upstream/upstream.h) */
@@ -70,7 +78,9 @@ struct pl_cluster_cfg {
     struct pl_endpoint_cfg *endpoints;
     size_t n_endpoints;
     uint64_t hash;
-    ProtobufCMessage *proto; /* envoy.config.cluster.v3.Cluster, owned */
+    ProtobufCMessage *proto; /* envoy.config.cluster.v3.Cluster, owned; NULL: see encoded */
+    const uint8_t *encoded;  /* with proto NULL: the Cluster as received over xDS (shared) */
+    size_t encoded_len;
     char *version_info;
     struct timespec last_updated;
 
@@ -115,7 +125,9 @@ struct pl_cluster_cfg {
  * configuration, an EDS ClusterLoadAssignment, or a listener or cluster still warming. */
 struct pl_dyn_resource {
     char *name;
-    ProtobufCMessage *proto; /* owned */
+    ProtobufCMessage *proto; /* owned; NULL: see encoded */
+    const uint8_t *encoded;  /* with proto NULL: the resource as received (shared) */
+    size_t encoded_len;
     char *version_info;
     struct timespec last_updated;
     struct pl_shared *shared; /* set: name, proto and version_info belong to this owner */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/address.h"
 #include "core/err.h"
 #include "pl_proto_all.h"
 #include "upstream/upstream_internal.h"
@@ -15,18 +16,9 @@
 
 void up_addr_format(const struct sockaddr *sa, char *buf, size_t cap)
 {
-    char ip[INET6_ADDRSTRLEN];
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(buf, cap, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        snprintf(buf, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
-    } else {
-        snprintf(buf, cap, "(family %d)", sa->sa_family);
-    }
+    pl_addr_format(
+        sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+        buf, cap);
 }
 
 void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out)
@@ -75,12 +67,13 @@ static void build_ring(struct up_hostset *hs)
     size_t cap = (size_t)ceil(scale) + hs->n_avail + 1;
     hs->ring = pl_malloc(cap * sizeof(*hs->ring));
     double current = 0, target = 0;
-    char key[128];
+    char key[128], as[64];
     for (size_t i = 0; i < hs->n_avail; i++) {
         const struct up_host_info *h = &hs->hosts[hs->avail[i]];
+        up_host_addr_str(h, as, sizeof(as));
         target += scale * (h->weight / total);
         for (uint64_t k = 0; current < target && hs->n_ring < cap; k++, current++) {
-            int len = snprintf(key, sizeof(key), "%s_%llu", h->addr_str, (unsigned long long)k);
+            int len = snprintf(key, sizeof(key), "%s_%llu", as, (unsigned long long)k);
             hs->ring[hs->n_ring++] =
                 (struct up_ring_entry){ring_hash(hs, key, (size_t)len), hs->avail[i]};
         }
@@ -102,9 +95,10 @@ static void build_maglev(struct up_hostset *hs)
         total += hs->hosts[hs->avail[i]].weight;
     for (size_t i = 0; i < hs->n_avail; i++) {
         const struct up_host_info *h = &hs->hosts[hs->avail[i]];
-        size_t len = strlen(h->addr_str);
-        e[i].offset = pl_upstream_xxhash64(h->addr_str, len, 0) % m;
-        e[i].skip = pl_upstream_xxhash64(h->addr_str, len, 1) % (m - 1) + 1;
+        char as[64];
+        size_t len = strlen(up_host_addr_str(h, as, sizeof(as)));
+        e[i].offset = pl_upstream_xxhash64(as, len, 0) % m;
+        e[i].skip = pl_upstream_xxhash64(as, len, 1) % (m - 1) + 1;
         e[i].weight = h->weight / total;
         if (e[i].weight > max_norm)
             max_norm = e[i].weight;
@@ -143,17 +137,21 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
     hs->avail = pl_calloc(n ? n : 1, sizeof(*hs->avail));
     for (size_t i = 0; i < n; i++) {
         struct up_host_info *h = &hs->hosts[hs->n_hosts];
+        if (hosts[i].addrlen > sizeof(h->addr))
+            continue; /* not an IP address: cannot be an upstream host */
         memcpy(&h->addr, hosts[i].addr, hosts[i].addrlen);
         h->addrlen = hosts[i].addrlen;
-        up_addr_format((const struct sockaddr *)&h->addr, h->addr_str, sizeof(h->addr_str));
+        char as[64];
+        up_host_addr_str(h, as, sizeof(as));
+        const char *key = hosts[i].key ? hosts[i].key : as;
         bool dup = false; /* the same address twice (two DNS names): keep the first */
         for (size_t j = 0; j < hs->n_hosts && !dup; j++)
-            dup = !strcmp(hs->hosts[j].addr_str, h->addr_str) &&
-                  (!hosts[i].key || !strcmp(hs->hosts[j].key, hosts[i].key));
+            dup = hs->hosts[j].addrlen == h->addrlen &&
+                  !memcmp(&hs->hosts[j].addr, &h->addr, h->addrlen) &&
+                  !strcmp(hs->hosts[j].key, key);
         if (dup)
             continue;
-        h->key = pl_strdup(hosts[i].key ? hosts[i].key : h->addr_str);
-        h->locality = pl_strdup(hosts[i].locality ? hosts[i].locality : "");
+        h->key = pl_strdup(key);
         h->weight = hosts[i].weight ? hosts[i].weight : 1;
         h->healthy = hosts[i].healthy;
         hs->n_healthy += h->healthy;
@@ -185,10 +183,8 @@ void up_hostset_unref(struct up_hostset *hs)
 {
     if (!hs || atomic_fetch_sub_explicit(&hs->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < hs->n_hosts; i++) {
+    for (size_t i = 0; i < hs->n_hosts; i++)
         free(hs->hosts[i].key);
-        free(hs->hosts[i].locality);
-    }
     free(hs->hosts);
     free(hs->avail);
     free(hs->ring);
@@ -207,9 +203,8 @@ struct up_hostset *up_hostset_from_cfg(const struct pl_cluster_cfg *cfg)
         if (!e->addrlen)
             continue; /* a DNS name: only the main thread's resolver can fill it in */
         spec[n++] = (struct up_host_spec){
-            .addr = &e->addr,
+            .addr = &e->addr.sa,
             .addrlen = e->addrlen,
-            .locality = e->locality,
             .weight = e->weight,
             .healthy = e->health_status <= ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY,
         };

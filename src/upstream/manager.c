@@ -27,7 +27,6 @@ struct up_ep {
     uint16_t port;
     uint32_t weight;
     bool healthy;
-    char *locality;
     ev_timer refresh;
     struct up_dns_query *q;
     struct sockaddr_storage *addrs; /* last answer, ports set */
@@ -43,7 +42,7 @@ struct up_mcluster {
     uint64_t refresh_ms;
     int family;
     bool respect_ttl;
-    struct up_ep *eps;
+    struct up_ep *eps; /* DNS clusters only: the others' hosts come from their config */
     size_t n_eps;
     bool seen;
 };
@@ -155,7 +154,14 @@ static void hs_rcu_cb(struct rcu_head *head)
 
 /* ---- host sets ------------------------------------------------------------------------------ */
 
-static void publish(struct up_mcluster *c)
+static bool is_dns(int type)
+{
+    return type == CLUSTER(DISCOVERY_TYPE__STRICT_DNS) ||
+           type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS);
+}
+
+/* The host set of a DNS cluster: its IP endpoints and the last answers for its names. */
+static struct up_hostset *dns_hostset(struct up_mcluster *c)
 {
     size_t cap = 1;
     for (size_t i = 0; i < c->n_eps; i++)
@@ -163,13 +169,12 @@ static void publish(struct up_mcluster *c)
     struct up_host_spec *spec = pl_calloc(cap, sizeof(*spec));
     char **keys = pl_calloc(cap, sizeof(*keys));
     size_t n = 0;
-    for (size_t i = 0; i < c->n_eps && c->lb.type != CLUSTER(DISCOVERY_TYPE__ORIGINAL_DST); i++) {
+    for (size_t i = 0; i < c->n_eps; i++) {
         struct up_ep *e = &c->eps[i];
-        struct up_host_spec base = {
-            .locality = e->locality, .weight = e->weight, .healthy = e->healthy};
+        struct up_host_spec base = {.weight = e->weight, .healthy = e->healthy};
         if (e->addrlen) {
             spec[n] = base;
-            spec[n].addr = &e->addr;
+            spec[n].addr = (const struct sockaddr *)&e->addr;
             spec[n++].addrlen = e->addrlen;
             continue;
         }
@@ -177,7 +182,7 @@ static void publish(struct up_mcluster *c)
             c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && e->n_addrs ? 1 : e->n_addrs;
         for (size_t j = 0; j < take; j++) {
             spec[n] = base;
-            spec[n].addr = &e->addrs[j];
+            spec[n].addr = (const struct sockaddr *)&e->addrs[j];
             spec[n].addrlen = e->addrs[j].ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                                : sizeof(struct sockaddr_in6);
             if (c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS)) /* one logical host */
@@ -190,6 +195,30 @@ static void publish(struct up_mcluster *c)
         free(keys[i]);
     free(keys);
     free(spec);
+    return hs;
+}
+
+/* The host set of c now: from DNS answers, or from cfg (every other type). */
+static struct up_hostset *current_hostset(struct up_mcluster *c, const struct pl_cluster_cfg *cfg)
+{
+    if (is_dns(c->lb.type))
+        return dns_hostset(c);
+    if (c->lb.type == CLUSTER(DISCOVERY_TYPE__ORIGINAL_DST) || !cfg)
+        return up_hostset_build(&c->lb, c->cfg_hash, NULL, 0);
+    return up_hostset_from_cfg(cfg);
+}
+
+static void announce(struct up_mcluster *c, const struct up_hostset *hs)
+{
+    pl_log_debug("upstream", "cluster '%s': %zu hosts (%zu healthy)", c->name, hs->n_hosts,
+                 hs->n_healthy);
+    if (g.hook)
+        g.hook(c->name, hs->n_hosts, g.hook_arg);
+}
+
+/* Publishes hs (reference moved) as c's host set; the old one goes after a grace period. */
+static void publish_hs(struct up_mcluster *c, struct up_hostset *hs)
+{
     struct up_hostset *old = atomic_load_explicit(&c->link->hosts, memory_order_relaxed);
     /* rcu_assign_pointer, as a C11 release store */
     atomic_store_explicit(&c->link->hosts, hs, memory_order_release);
@@ -200,10 +229,12 @@ static void publish(struct up_mcluster *c)
     pl_tsan_release(old);
     call_rcu(&old->rcu, hs_rcu_cb);
     rcu_thread_offline();
-    pl_log_debug("upstream", "cluster '%s': %zu hosts (%zu healthy)", c->name, hs->n_hosts,
-                 hs->n_healthy);
-    if (g.hook)
-        g.hook(c->name, hs->n_hosts, g.hook_arg);
+    announce(c, hs);
+}
+
+static void publish(struct up_mcluster *c)
+{
+    publish_hs(c, dns_hostset(c));
 }
 
 /* ---- DNS ------------------------------------------------------------------------------------ */
@@ -284,7 +315,6 @@ static void eps_free(struct up_ep *eps, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_stop(&eps[i]);
         free(eps[i].hostname);
-        free(eps[i].locality);
         free(eps[i].addrs);
     }
     free(eps);
@@ -302,19 +332,19 @@ static void mcluster_set(struct up_mcluster *c, const struct pl_cluster_cfg *cfg
     c->refresh_ms = cfg->dns_refresh_ms ? cfg->dns_refresh_ms : 5000;
     c->family = cfg->dns_lookup_family;
     c->respect_ttl = cfg->respect_dns_ttl;
-    c->eps = pl_calloc(cfg->n_endpoints + 1, sizeof(*c->eps));
-    c->n_eps = cfg->n_endpoints;
-    for (size_t i = 0; i < cfg->n_endpoints; i++) {
+    size_t n = is_dns(c->lb.type) ? cfg->n_endpoints : 0; /* only DNS needs them afterwards */
+    c->eps = n ? pl_calloc(n, sizeof(*c->eps)) : NULL;
+    c->n_eps = n;
+    for (size_t i = 0; i < n; i++) {
         const struct pl_endpoint_cfg *ec = &cfg->endpoints[i];
         struct up_ep *e = &c->eps[i];
         e->c = c;
-        e->addr = ec->addr;
+        memcpy(&e->addr, &ec->addr, ec->addrlen);
         e->addrlen = ec->addrlen;
         e->hostname = ec->addrlen ? NULL : pl_strdup(ec->hostname ? ec->hostname : "");
         e->port = ec->port;
         e->weight = ec->weight ? ec->weight : 1;
         e->healthy = ec->health_status <= ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
-        e->locality = pl_strdup(ec->locality ? ec->locality : "");
         ev_timer_init(&e->refresh, refresh_cb, 0., 0.);
         for (size_t j = 0; e->hostname && j < n_old; j++) {
             if (old[j].hostname && old[j].addrs && !strcmp(old[j].hostname, e->hostname) &&
@@ -331,8 +361,7 @@ static void mcluster_set(struct up_mcluster *c, const struct pl_cluster_cfg *cfg
 
 static void mcluster_start_dns(struct up_mcluster *c)
 {
-    if (c->lb.type != CLUSTER(DISCOVERY_TYPE__STRICT_DNS) &&
-        c->lb.type != CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS))
+    if (!is_dns(c->lb.type))
         return;
     for (size_t i = 0; i < c->n_eps; i++)
         if (c->eps[i].hostname)
@@ -384,15 +413,16 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
             c = pl_calloc(1, sizeof(*c));
             c->name = pl_strdup(cfg->name);
             mcluster_set(c, cfg);
-            c->link = up_link_new(cfg->name, g.stats, up_hostset_from_cfg(cfg));
+            struct up_hostset *hs = current_hostset(c, cfg);
+            c->link = up_link_new(cfg->name, g.stats, hs);
             c->next = g.clusters;
             g.clusters = c;
             pl_nametab_put(&g.by_name, c);
-            publish(c); /* the same hosts; tells the hook */
+            announce(c, hs);
             mcluster_start_dns(c);
         } else if (c->cfg_hash != cfg->hash) {
             mcluster_set(c, cfg);
-            publish(c);
+            publish_hs(c, current_hostset(c, cfg));
             mcluster_start_dns(c);
         }
         c->seen = true;
@@ -454,7 +484,7 @@ size_t pl_upstream_main_hosts(const char *cluster, struct pl_upstream_host_info 
         return 0;
     const struct up_hostset *hs = atomic_load_explicit(&c->link->hosts, memory_order_relaxed);
     for (size_t i = 0; i < hs->n_hosts && i < cap; i++) {
-        memcpy(out[i].addr_str, hs->hosts[i].addr_str, sizeof(out[i].addr_str));
+        up_host_addr_str(&hs->hosts[i], out[i].addr_str, sizeof(out[i].addr_str));
         out[i].weight = hs->hosts[i].weight;
         out[i].healthy = hs->hosts[i].healthy;
     }

@@ -18,15 +18,14 @@ struct up_lb_params {
     uint64_t maglev_size;
 };
 
-/* One host of a host set: immutable once published. */
+/* One host of a host set: immutable once published. Kept small: a cluster of 10,000 hosts, or
+ * 10,000 clusters of 10, is this times the count. */
 struct up_host_info {
-    struct sockaddr_storage addr;
+    union pl_ip_addr addr;
     socklen_t addrlen;
-    char addr_str[64];
-    char *key; /* identity across updates: addr_str, or "hostname:port" for LOGICAL_DNS */
-    char *locality;
     uint32_t weight;
     bool healthy;
+    char *key; /* identity across updates: "ip:port", or "hostname:port" for LOGICAL_DNS */
 };
 
 struct up_ring_entry {
@@ -64,10 +63,9 @@ struct pl_cluster_link {
 
 /* A host before it goes into a host set. */
 struct up_host_spec {
-    const struct sockaddr_storage *addr;
+    const struct sockaddr *addr;
     socklen_t addrlen;
     const char *key; /* NULL: the address string */
-    const char *locality;
     uint32_t weight;
     bool healthy;
 };
@@ -140,6 +138,12 @@ void up_hostset_ref(struct up_hostset *hs);
 void up_hostset_unref(struct up_hostset *hs);
 /* Formats "ip:port" / "[ip6]:port" into buf. */
 void up_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
+/* Formats a host's address into buf (at least 64 bytes). */
+static inline const char *up_host_addr_str(const struct up_host_info *h, char *buf, size_t cap)
+{
+    up_addr_format(&h->addr.sa, buf, cap);
+    return buf;
+}
 /* Copies the LB-relevant parameters of a compiled cluster. */
 void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out);
 /* Builds the host set of a cluster from its config alone (IP endpoints; no DNS). */

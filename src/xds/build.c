@@ -37,9 +37,7 @@ static size_t missing_routes(struct pl_xds *x, const LISTENER_T *l)
     return missing;
 }
 
-/* How long a listener waits for its RDS: the longest initial_fetch_timeout of its route config
- * sources (0: one of them waits forever). */
-static double rds_timeout(const LISTENER_T *l)
+double pl_xds_rds_timeout(const LISTENER_T *l)
 {
     double t = -1;
     for (size_t c = 0; c <= l->n_filter_chains; c++) {
@@ -95,7 +93,10 @@ static struct pl_res as_res(const struct pl_xds_rec *r)
                            .version_info = r->version,
                            .last_updated = r->updated,
                            .hash = r->hash,
-                           .owner = (struct pl_shared *)&r->sh};
+                           .owner = (struct pl_shared *)&r->sh,
+                           .bytes = r->bytes,
+                           .len = r->len,
+                           .eds_name = r->eds_name};
 }
 
 /* What serves of one type (LDS or CDS) and what still warms. */
@@ -121,17 +122,12 @@ static void next_active(struct pl_xds *x, enum pl_xds_type t, struct side *sd, d
             continue;
         bool ready;
         double timeout = 15.0;
-        if (t == PL_XDS_LDS) {
+        if (t == PL_XDS_LDS)
             ready = missing_routes(x, (const LISTENER_T *)e->rec->msg) == 0;
-            if (!ready)
-                timeout = rds_timeout((const LISTENER_T *)e->rec->msg);
-        } else {
-            const char *svc;
-            ready = !pl_xds_cluster_eds_name((const CLUSTER_T *)e->rec->msg, &svc) ||
-                    pl_xds_resmap_get(&x->acc[PL_XDS_EDS], svc);
-            if (!ready)
-                timeout = eds_timeout((const CLUSTER_T *)e->rec->msg);
-        }
+        else
+            ready = !e->rec->eds_name || pl_xds_resmap_get(&x->acc[PL_XDS_EDS], e->rec->eds_name);
+        if (!ready)
+            timeout = e->rec->warm_timeout;
         struct pl_xds_rec *serve = e->rec;
         if (!warmed(x, e, ready, timeout, now)) {
             sd->warming[sd->n_warming++] = as_res(e->rec);
@@ -193,7 +189,7 @@ static void static_warming(struct pl_xds *x, double now)
     x->static_deadline = 0;
     for (size_t i = 0; sr && i < sr->n_listeners; i++)
         if (missing_routes(x, sr->listeners[i]) > 0)
-            static_wait(x, rds_timeout(sr->listeners[i]), now);
+            static_wait(x, pl_xds_rds_timeout(sr->listeners[i]), now);
     for (size_t i = 0; sr && i < sr->n_clusters; i++) {
         const char *svc;
         if (pl_xds_cluster_eds_name(sr->clusters[i], &svc) &&

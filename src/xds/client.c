@@ -365,14 +365,20 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     struct pl_err err = PL_ERR_INIT;
     struct pl_xds_update u;
     int rc = pl_xds_store_check(x, t, r, &u, versions, &err);
+    /* the snapshot built now shows this version (Envoy's config_dump: the last update that
+     * changed anything); put back when nothing changed */
+    char *prev_version = x->applied_version[t];
+    x->applied_version[t] = pl_strdup(r->version_info);
     int changed =
         u.unusable ? PL_EINVAL : pl_xds_store_update(x, t, &u, merge, removed, n_removed, &err);
     bool all_ok = rc == 0 && changed >= 0 && err.n == 0;
     x->last_apply_ms[t] = mono_ms() - t0;
     x->answered[t] = true;
-    if (changed > 0 || all_ok) {
+    if (changed > 0) {
+        free(prev_version);
+    } else {
         free(x->applied_version[t]);
-        x->applied_version[t] = pl_strdup(r->version_info);
+        x->applied_version[t] = prev_version;
     }
     bump_update(x, t, &u, all_ok, changed >= 0, r->version_info);
     pl_xds_update_free(&u);

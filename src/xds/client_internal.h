@@ -10,22 +10,34 @@
 #include "config/compile_resources.h"
 #include "config/nametab.h"
 #include "config/snapshot.h"
+#include "core/arena.h"
 #include "stats/stats.h"
 #include "xds/xds.h"
 #include "xds/xds_internal.h"
 
 /* A resource as accepted: immutable once made and reference counted (sh), shared by the store,
  * the lists of what serves and every snapshot built from it (their `shared` owner), so an
- * unchanged resource is never decoded, copied or compiled again. */
+ * unchanged resource is never decoded, copied or compiled again. It is kept in its encoding
+ * (what /config_dump shows); only listeners stay decoded (the server reads them). The decoded
+ * message of the other types lives from the check to the end of the response's handling, so
+ * that the compile right after does not decode again (pl_xds_rec_trim). */
 struct pl_xds_rec {
     struct pl_shared sh;
+    enum pl_xds_type type;
     char *name;
     char *version;
-    ProtobufCMessage *msg;
-    uint64_t hash; /* XXH64 of the encoding as received */
+    uint8_t *bytes; /* the encoding as received */
+    size_t len;
+    ProtobufCMessage *msg; /* decoded: LDS always, others until trimmed (then NULL) */
+    bool msg_in_arena;     /* msg lives in the update's arena (freed with it, after trim) */
+    uint64_t hash;         /* XXH64 of bytes */
     struct timespec updated;
+    char *eds_name;      /* CDS: the ClusterLoadAssignment an EDS cluster waits for, else NULL */
+    double warm_timeout; /* CDS (EDS) / LDS (RDS): initial_fetch_timeout in s (0: forever) */
 };
 
+/* Frees the decoded message of a record that is kept encoded (not LDS). */
+void pl_xds_rec_trim(struct pl_xds_rec *r);
 /* Returns a new reference on r. */
 struct pl_xds_rec *pl_xds_rec_ref(struct pl_xds_rec *r);
 /* Drops a reference (NULL is fine). */
@@ -67,7 +79,8 @@ struct pl_xds_update {
                                 borrowed from recs and bad) */
     char **bad;              /* names of the invalid resources: their previous version stays */
     size_t n_bad;
-    bool unusable; /* a resource without a name or of another type: nothing of it applies */
+    bool unusable;         /* a resource without a name or of another type: nothing of it applies */
+    struct pl_arena arena; /* decoded messages of the types kept encoded (trimmed at the end) */
 };
 
 /* Frees what u holds. */
@@ -139,6 +152,9 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
 /* The RDS and EDS names the accepted (and static) listeners and clusters need, as a new array
  * of new strings (caller frees each and the array). */
 size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names);
+/* How long a listener waits for its RDS: the longest initial_fetch_timeout of its route config
+ * sources (0: one of them waits forever). */
+double pl_xds_rds_timeout(const Envoy__Config__Listener__V3__Listener *l);
 /* Whether cl takes its endpoints from EDS; *svc gets the assignment's name then. */
 bool pl_xds_cluster_eds_name(const Envoy__Config__Cluster__V3__Cluster *cl, const char **svc);
 /* Drops accepted RDS/EDS resources that are no longer subscribed. */

@@ -21,22 +21,68 @@ static void rec_free(struct pl_shared *sh)
     struct pl_xds_rec *r = (struct pl_xds_rec *)sh;
     free(r->name);
     free(r->version);
-    if (r->msg)
+    free(r->bytes);
+    free(r->eds_name);
+    if (r->msg && !r->msg_in_arena)
         protobuf_c_message_free_unpacked(r->msg, NULL);
     free(r);
 }
 
-static struct pl_xds_rec *rec_new(const char *name, ProtobufCMessage *msg, const char *version,
+void pl_xds_rec_trim(struct pl_xds_rec *r)
+{
+    if (r->type != PL_XDS_LDS && r->msg) {
+        if (!r->msg_in_arena)
+            protobuf_c_message_free_unpacked(r->msg, NULL);
+        r->msg = NULL;
+        r->msg_in_arena = false;
+    }
+}
+
+/* protobuf-c allocations from an arena: a response's decoded clusters, assignments and routes
+ * live until its handling ends, and go in one free. */
+static void *arena_alloc(void *data, size_t size)
+{
+    return pl_arena_alloc(data, size ? size : 1);
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
+{
+    if (cs && cs->initial_fetch_timeout) /* 0: wait forever */
+        return (double)cs->initial_fetch_timeout->seconds + cs->initial_fetch_timeout->nanos / 1e9;
+    return 15.0; /* Envoy's default */
+}
+
+static struct pl_xds_rec *rec_new(enum pl_xds_type t, const char *name, ProtobufCMessage *msg,
+                                  const ProtobufCBinaryData *enc, const char *version,
                                   uint64_t hash, const struct timespec *now)
 {
     struct pl_xds_rec *r = pl_calloc(1, sizeof(*r));
     atomic_init(&r->sh.refs, 1);
     r->sh.free = rec_free;
+    r->type = t;
     r->name = pl_strdup(name);
     r->version = pl_strdup(version);
+    r->bytes = pl_malloc(enc->len ? enc->len : 1);
+    if (enc->len)
+        memcpy(r->bytes, enc->data, enc->len);
+    r->len = enc->len;
     r->msg = msg;
     r->hash = hash;
     r->updated = *now;
+    const char *svc;
+    if (t == PL_XDS_CDS && pl_xds_cluster_eds_name((const CLUSTER_T *)msg, &svc)) {
+        const CLUSTER_T *cl = (const CLUSTER_T *)msg;
+        r->eds_name = pl_strdup(svc);
+        r->warm_timeout = source_timeout(cl->eds_cluster_config->eds_config);
+    } else if (t == PL_XDS_LDS) {
+        r->warm_timeout = pl_xds_rds_timeout((const LISTENER_T *)msg);
+    }
     return r;
 }
 
@@ -103,12 +149,15 @@ static const char *str_key(const void *item)
 void pl_xds_update_free(struct pl_xds_update *u)
 {
     pl_nametab_clear(&u->names); /* before the recs its names borrow from */
-    for (size_t i = 0; i < u->n; i++)
+    for (size_t i = 0; i < u->n; i++) {
+        pl_xds_rec_trim(u->recs[i]); /* applied and compiled: keep the encoding only */
         pl_xds_rec_unref(u->recs[i]);
+    }
     free(u->recs);
     for (size_t i = 0; i < u->n_bad; i++)
         free(u->bad[i]);
     free(u->bad);
+    pl_arena_free(&u->arena); /* after every rec was trimmed */
     memset(u, 0, sizeof(*u));
 }
 
@@ -283,6 +332,8 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
     pl_nametab_init(&u->names, str_key);
     pl_nametab_reserve(&u->names, r->n_resources);
     u->recs = pl_calloc(r->n_resources + 1, sizeof(*u->recs));
+    ProtobufCAllocator alloc = {
+        .alloc = arena_alloc, .free = arena_free, .allocator_data = &u->arena};
     char where[320];
     for (size_t i = 0; i < r->n_resources; i++) {
         const Google__Protobuf__Any *a = r->resources[i];
@@ -298,7 +349,8 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         const char *name = same ? same->name : NULL;
         ProtobufCMessage *m = NULL;
         if (!same) {
-            m = protobuf_c_message_unpack(pl_xds_type_desc(t), NULL, a->value.len, a->value.data);
+            m = protobuf_c_message_unpack(pl_xds_type_desc(t), t == PL_XDS_LDS ? NULL : &alloc,
+                                          a->value.len, a->value.data);
             if (!m) {
                 snprintf(where, sizeof(where), "resources[%zu]", i);
                 rc = pl_err_add(err, NULL, 0, 0, where, "cannot decode %s", a->type_url);
@@ -311,7 +363,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
             rc = pl_err_add(err, NULL, 0, 0, where, "duplicate %s name '%s' in one response",
                             kinds[t], name);
-            if (m)
+            if (m && t == PL_XDS_LDS)
                 protobuf_c_message_free_unpacked(m, NULL);
             continue;
         }
@@ -330,12 +382,14 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             u->bad = pl_realloc(u->bad, (u->n_bad + 1) * sizeof(*u->bad));
             u->bad[u->n_bad] = pl_strdup(name);
             pl_nametab_put(&u->names, u->bad[u->n_bad++]);
-            protobuf_c_message_free_unpacked(m, NULL);
+            if (t == PL_XDS_LDS)
+                protobuf_c_message_free_unpacked(m, NULL);
             continue;
         }
         pl_err_free(&sub);
         struct pl_xds_rec *rec =
-            rec_new(name, m, versions ? versions[i] : r->version_info, hash, &now);
+            rec_new(t, name, m, &a->value, versions ? versions[i] : r->version_info, hash, &now);
+        rec->msg_in_arena = t != PL_XDS_LDS;
         u->recs[u->n++] = rec;
         pl_nametab_put(&u->names, rec->name);
     }
@@ -490,6 +544,8 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_upda
     struct undo un = {.t = t};
     apply(x, &un, u, merge, removed, n_removed);
     size_t changes = un.n;
+    if (!changes) /* the same again (SotW resends everything): nothing to build */
+        return 0;
     struct pl_compile_failures f = {0};
     struct pl_err first = PL_ERR_INIT;
     int rc = pl_xds_store_rebuild(x, &f, &first);
@@ -522,6 +578,8 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_upda
 
 bool pl_xds_cluster_eds_name(const CLUSTER_T *cl, const char **svc)
 {
+    if (!cl)
+        return false;
     if (cl->cluster_discovery_type_case != CLUSTER(CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE) ||
         cl->type != CLUSTER(CLUSTER__DISCOVERY_TYPE__EDS))
         return false;
@@ -572,9 +630,8 @@ size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names)
             if (pl_xds_cluster_eds_name(sr->clusters[i], &svc))
                 add_name(&seen, names, &n, svc);
         for (size_t i = 0; i < m->tab.cap; i++)
-            if (pl_xds_resmap_at(m, i) &&
-                pl_xds_cluster_eds_name((const CLUSTER_T *)pl_xds_resmap_at(m, i)->rec->msg, &svc))
-                add_name(&seen, names, &n, svc);
+            if (pl_xds_resmap_at(m, i) && pl_xds_resmap_at(m, i)->rec->eds_name)
+                add_name(&seen, names, &n, pl_xds_resmap_at(m, i)->rec->eds_name);
     }
     pl_nametab_clear(&seen);
     return n;

@@ -13,6 +13,8 @@ struct walk {
     struct pl_err *err;
     size_t n_inert;
     int rc;
+    char path[1024]; /* of the message being walked */
+    size_t len;
 };
 
 /* Upstream fields our proto/ leaves out (proto/OMITTED.md): a resource that sets one decodes with
@@ -54,6 +56,30 @@ static void unknown_field(struct walk *w, const ProtobufCMessage *m, const char 
                        "field '%s' (field number %u) of %s is not supported by pillion", name,
                        number, msg);
     free(fpath);
+}
+
+/* pl_support_field by field descriptor (descriptors are static): the support table is searched
+ * by name once per field, not once per set field of every resource. Main thread only. */
+#define SUPPORT_CACHE 4096
+static struct {
+    const ProtobufCFieldDescriptor *f;
+    int v;
+} support_cache[SUPPORT_CACHE];
+
+static int support_of(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f)
+{
+    size_t h = ((uintptr_t)f >> 4) * 0x9e3779b97f4a7c15ULL >> 52; /* 12 bits */
+    for (size_t k = 0; k < 8; k++) {
+        size_t i = (h + k) & (SUPPORT_CACHE - 1);
+        if (support_cache[i].f == f)
+            return support_cache[i].v;
+        if (!support_cache[i].f) {
+            support_cache[i].v = pl_support_field(d->name, f->name);
+            support_cache[i].f = f;
+            return support_cache[i].v;
+        }
+    }
+    return pl_support_field(d->name, f->name);
 }
 
 static bool is_map_entry(const ProtobufCMessageDescriptor *d)
@@ -104,46 +130,88 @@ static size_t field_count(const ProtobufCMessage *m, const ProtobufCFieldDescrip
     }
 }
 
-static void walk_msg(struct walk *w, const ProtobufCMessage *m, const char *path, int depth);
+/* The path of the field being walked is built in place (w->path) and copied only into errors:
+ * a resource has hundreds of set fields and very rarely an error. */
+static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth);
 
-static void walk_any(struct walk *w, const Google__Protobuf__Any *a, const char *path, int depth)
+/* Appends bytes to the path (cut at its size); returns the old length, for path_pop. */
+static size_t path_add(struct walk *w, const char *p, size_t n)
+{
+    size_t old = w->len, room = sizeof(w->path) - 1 - w->len;
+    if (n > room)
+        n = room;
+    memcpy(w->path + w->len, p, n);
+    w->len += n;
+    w->path[w->len] = '\0';
+    return old;
+}
+
+/* Appends ".name" (or "name" at the start). */
+static size_t path_field(struct walk *w, const char *name)
+{
+    size_t old = w->len;
+    if (w->len)
+        path_add(w, ".", 1);
+    path_add(w, name, strlen(name));
+    return old;
+}
+
+/* Appends "[i]". */
+static size_t path_index(struct walk *w, size_t i)
+{
+    char buf[24], *p = buf + sizeof(buf);
+    *--p = ']';
+    do
+        *--p = (char)('0' + i % 10);
+    while ((i /= 10) > 0);
+    *--p = '[';
+    return path_add(w, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+static void path_pop(struct walk *w, size_t old)
+{
+    w->len = old;
+    w->path[old] = '\0';
+}
+
+static void walk_any(struct walk *w, const Google__Protobuf__Any *a, int depth)
 {
     const ProtobufCMessageDescriptor *d = pl_registry_find_type_url(a->type_url);
     if (!d)
         return; /* semantic validation names unknown extension types */
     ProtobufCMessage *inner = protobuf_c_message_unpack(d, NULL, a->value.len, a->value.data);
     if (!inner) {
-        w->rc = pl_err_add(w->err, NULL, 0, 0, path, "cannot decode %s", a->type_url);
+        w->rc = pl_err_add(w->err, NULL, 0, 0, w->path, "cannot decode %s", a->type_url);
         return;
     }
-    walk_msg(w, inner, path, depth + 1);
+    walk_msg(w, inner, depth + 1);
     protobuf_c_message_free_unpacked(inner, NULL);
 }
 
-static void walk_msg(struct walk *w, const ProtobufCMessage *m, const char *path, int depth)
+static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     if (depth > MAX_DEPTH) {
-        w->rc = pl_err_add(w->err, NULL, 0, 0, path, "nested too deeply");
+        w->rc = pl_err_add(w->err, NULL, 0, 0, w->path, "nested too deeply");
         return;
     }
     if (d == &google__protobuf__any__descriptor) {
-        walk_any(w, (const Google__Protobuf__Any *)m, path, depth);
+        walk_any(w, (const Google__Protobuf__Any *)m, depth);
         return;
     }
     if (!strncmp(d->name, "google.protobuf.", 16))
         return; /* data: Struct, wrappers, Duration */
     if (m->n_unknown_fields)
-        unknown_field(w, m, path);
+        unknown_field(w, m, w->path);
     bool entry = is_map_entry(d);
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         size_t n = field_count(m, f);
         if (n == 0)
             continue;
-        char *fpath = *path ? pl_asprintf("%s.%s", path, f->name) : pl_strdup(f->name);
+        size_t at = path_field(w, f->name);
         if (!entry) {
-            switch (pl_support_field(d->name, f->name)) {
+            switch (support_of(d, f)) {
             case PL_SUPPORT_YES:
                 break;
             case PL_SUPPORT_INERT:
@@ -151,9 +219,9 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const char *path
                 break;
             case PL_SUPPORT_NO:
                 w->rc =
-                    pl_err_add(w->err, NULL, 0, 0, fpath,
+                    pl_err_add(w->err, NULL, 0, 0, w->path,
                                "field '%s' of %s is not supported by pillion", f->name, d->name);
-                free(fpath);
+                path_pop(w, at);
                 continue;
             }
         }
@@ -162,24 +230,29 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const char *path
             if (f->label == PROTOBUF_C_LABEL_REPEATED) {
                 ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)base;
                 for (size_t j = 0; j < n; j++) {
-                    char *ep = pl_asprintf("%s[%zu]", fpath, j);
-                    walk_msg(w, v[j], ep, depth + 1);
-                    free(ep);
+                    size_t at2 = path_index(w, j);
+                    walk_msg(w, v[j], depth + 1);
+                    path_pop(w, at2);
                 }
             } else {
-                walk_msg(w, *(ProtobufCMessage *const *)base, fpath, depth + 1);
+                walk_msg(w, *(ProtobufCMessage *const *)base, depth + 1);
             }
         }
-        free(fpath);
+        path_pop(w, at);
     }
 }
 
 int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n_inert,
                         struct pl_err *err)
 {
-    struct walk w = {.err = err};
-    walk_msg(&w, m, prefix ? prefix : "", 0);
+    struct walk *w = pl_calloc(1, sizeof(*w));
+    w->err = err;
+    snprintf(w->path, sizeof(w->path), "%s", prefix ? prefix : "");
+    w->len = strlen(w->path);
+    walk_msg(w, m, 0);
     if (n_inert)
-        *n_inert += w.n_inert;
-    return w.rc < 0 ? PL_EINVAL : 0;
+        *n_inert += w->n_inert;
+    int rc = w->rc < 0 ? PL_EINVAL : 0;
+    free(w);
+    return rc;
 }
