@@ -98,6 +98,21 @@ def test_bench_quick(bench_tools, tmp_path):
         assert sw["updates_applied"].get("http.bench.rds.bench_route.update_success", 0) > 0, sw
     else:
         assert res["not_measured"]["xds"]
+    # xDS scale (Pillion and pillion-cp): apply steps, memory per cluster/route, fan-out.
+    if "xds_scale" in res:
+        xs = res["xds_scale"]
+        for row in xs["apply"]:
+            assert "error" not in row, row
+            assert row["steps"]["clusters"]["wall_ms"] > 0 and row["memory"]["bytes_per_cluster"] > 0
+            for t in ("eds", "cds", "rds"):
+                assert row["changes"][t]["wall_ms"] > 0, (t, row["changes"])
+        f = xs["fanout"]
+        assert "error" not in f, f
+        assert f["median_all_ms"] > 0 and len(f["runs"]) >= 1
+        assert (out / "xds-memory-clusters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "xDS scale" in (out / "report.md").read_text()
+    else:
+        assert res["not_measured"]["xds_scale"]
     # Parts that cannot be measured yet say why.
     for k, why in res["not_measured"].items():
         assert len(why) > 20, k

@@ -3,6 +3,8 @@ import os
 import shutil
 import subprocess
 
+from . import xds_scale
+
 LOAD_TESTS = [("h1", "HTTP/1.1"), ("h2c", "h2c"), ("tls_h1", "TLS HTTP/1.1"),
               ("tls_h2", "TLS HTTP/2"), ("grpc", "gRPC unary (h2c)"), ("mtls_h2", "mTLS HTTP/2")]
 HANDSHAKE_TESTS = [("tls_hs", "TLS"), ("mtls_hs", "mTLS (client certificate verified)")]
@@ -138,6 +140,7 @@ def markdown(out):
                 f"cluster every 100 ms ({sw['file_swaps']} file writes; applied: {rds} RDS, "
                 f"{cds} CDS updates, {rej} rejected) | {sw['errors']} errors in "
                 f"{sw['requests']:,} requests |", ""]
+    lines += xds_scale.markdown_lines(out.get("xds_scale"))
     errs = []
     for k, t in tests.items():
         for n, s in t["targets"].items():
@@ -300,6 +303,7 @@ set key outside right top
 plot {", ".join(plots_cmd)}
 """, outdir)
         made.append(os.path.join(outdir, "memory-clusters.png"))
+    made.append(xds_scale.plot(out.get("xds_scale"), outdir, _gnuplot))
     return [p for p in made if p]
 
 
@@ -374,6 +378,17 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
   file being replaced to the first 200 on the new route, polling every 2 ms. Swap under load
   runs `wrk -c32` while a thread replaces the routes file every 100 ms (the route of `/` flips
   between two clusters at the same upstream) and changes one cluster (CDS) every fourth time.
+- **xDS scale** (Pillion only, `tools/benchlib/xds_scale.py`): one Pillion on a real pillion-cp
+  whose files grow in steps: empty, then N EDS clusters with 10 endpoints each (addresses in
+  10.0.0.0/8, never contacted), then N routes (one RouteConfiguration), then single changes (one
+  assignment, one cluster, one route). Each step is timed from the file's atomic replacement until
+  a request through a route or cluster the step added answers (or `/server_info` shows the new
+  CDS version), with the proxy's CPU time meanwhile and its own apply time (`/server_info`
+  `last_apply_ms`: check, compile and publish); bytes per cluster and per route are the RSS growth
+  of those steps divided by N. Fan-out: P proxies (`--concurrency 1`, a listener each through a
+  per-node file) on one pillion-cp; the endpoint of one cluster moves between a closed port and
+  the upstream, and the time until every proxy answers accordingly (503 / 200) is taken, all
+  proxies polled at once every 10 ms.
 - Everything is on loopback, every load is bounded in time, and every process the bench starts
   is stopped when it ends (also on Ctrl-C).
 
