@@ -197,9 +197,36 @@ static void grow_nv(struct h2_codec *c, size_t n)
 }
 
 static void put(nghttp2_nv *nv, size_t *n, const char *name, size_t nlen, const char *value,
-                size_t vlen)
+                size_t vlen, uint8_t flags)
 {
-    nv[(*n)++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+    nv[(*n)++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, flags};
+}
+
+/* Fields whose value is new on every request (request and trace ids). HPACK would add each
+ * one to the dynamic table, evicting entries that repeat, and every later lookup of the name
+ * would walk all of them: they are sent as literals never indexed. */
+static uint8_t index_flag(const char *n, uint32_t len)
+{
+    bool unique;
+    char c0 = (char)(n[0] | 0x20);
+    if (c0 != 'x' && c0 != 't')
+        return NGHTTP2_NV_FLAG_NONE;
+    switch (len) {
+    case 11:
+        unique = pl_header_name_eq(n, 11, LIT("traceparent")) ||
+                 pl_header_name_eq(n, 11, LIT("x-b3-spanid"));
+        break;
+    case 12:
+        unique = pl_header_name_eq(n, 12, LIT("x-request-id")) ||
+                 pl_header_name_eq(n, 12, LIT("x-b3-traceid"));
+        break;
+    case 17:
+        unique = pl_header_name_eq(n, 17, LIT("x-client-trace-id"));
+        break;
+    default:
+        unique = false;
+    }
+    return unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
 }
 
 /* RFC 9113 8.2.2: connection-specific fields are not forwarded; TE only as "trailers". */
@@ -239,31 +266,48 @@ static const uint8_t tchar[256] = {
 
 static bool name_ok(const char *n, uint32_t len)
 {
+    const uint8_t *p = (const uint8_t *)n;
     unsigned ok = len != 0;
-    for (uint32_t i = 0; i < len; i++)
-        ok &= tchar[(uint8_t)n[i]];
+    uint32_t i = 0;
+    for (; i + 4 <= len; i += 4)
+        ok &= tchar[p[i]] & tchar[p[i + 1]] & tchar[p[i + 2]] & tchar[p[i + 3]];
+    for (; i < len; i++)
+        ok &= tchar[p[i]];
     return ok;
 }
 
-/* A field value nghttp2 and its peers accept (RFC 9113 8.2.1): no control character but HTAB
- * (so no NUL, CR or LF), no DEL. Eight bytes at a time while none of them is suspect. */
-static bool value_ok(const char *v, uint32_t len)
+static bool value_bytes_ok(const uint8_t *p, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++)
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* True if one of the 8 bytes of w is below 0x20 or a DEL (exact: no false positive). */
+static bool suspect(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    uint32_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w, x;
-        memcpy(&w, v + i, 8);
-        x = w ^ (ones * 0x7f);
-        if (((w - ones * 0x20) & ~w & highs) | ((x - ones) & ~x & highs))
-            break; /* a byte below 0x20 or a DEL: look at each */
+    uint64_t x = w ^ (ones * 0x7f);
+    return ((w - ones * 0x20) & ~w & highs) | ((x - ones) & ~x & highs);
+}
+
+/* A field value nghttp2 and its peers accept (RFC 9113 8.2.1): no control character but HTAB
+ * (so no NUL, CR or LF), no DEL. Eight bytes at a time (the last eight overlap), byte by byte
+ * only when a word is suspect. */
+static bool value_ok(const char *v, uint32_t len)
+{
+    const uint8_t *p = (const uint8_t *)v;
+    if (len < 8)
+        return value_bytes_ok(p, len);
+    uint64_t w;
+    for (uint32_t i = 0; i + 8 < len; i += 8) {
+        memcpy(&w, p + i, 8);
+        if (suspect(w))
+            return value_bytes_ok(p, len);
     }
-    for (; i < len; i++) {
-        uint8_t b = (uint8_t)v[i];
-        if ((b < 0x20 && b != '\t') || b == 0x7f)
-            return false;
-    }
-    return true;
+    memcpy(&w, p + len - 8, 8);
+    return !suspect(w) || value_bytes_ok(p, len);
 }
 
 /* Appends the fields of hs that may go on the wire. Leading and trailing whitespace is not
@@ -283,7 +327,7 @@ static size_t put_fields(nghttp2_nv *nv, size_t n, const struct pl_headers *hs, 
             vl--;
         if (!name_ok(f->name, f->name_len) || !value_ok(v, vl))
             continue; /* never put a field on the wire that a peer must reject */
-        put(nv, &n, f->name, f->name_len, v, vl);
+        put(nv, &n, f->name, f->name_len, v, vl, index_flag(f->name, f->name_len));
     }
     return n;
 }
@@ -298,7 +342,7 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
         char *st = pl_arena_alloc(&s->arena, 4);
         st[0] = (char)('0' + code / 100), st[1] = (char)('0' + code / 10 % 10);
         st[2] = (char)('0' + code % 10), st[3] = '\0';
-        put(nv, &n, LIT(":status"), st, 3);
+        put(nv, &n, LIT(":status"), st, 3, NGHTTP2_NV_FLAG_NONE);
         return put_fields(nv, n, &h->headers, false);
     }
     const char *auth = h->authority;
@@ -310,15 +354,15 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
     }
     bool connect = h->method && eq(h->method, h->method_len, LIT("CONNECT")) && !h->protocol;
     if (h->method)
-        put(nv, &n, LIT(":method"), h->method, h->method_len);
+        put(nv, &n, LIT(":method"), h->method, h->method_len, NGHTTP2_NV_FLAG_NONE);
     if (h->scheme && !connect)
-        put(nv, &n, LIT(":scheme"), h->scheme, h->scheme_len);
+        put(nv, &n, LIT(":scheme"), h->scheme, h->scheme_len, NGHTTP2_NV_FLAG_NONE);
     if (auth)
-        put(nv, &n, LIT(":authority"), auth, auth_len);
+        put(nv, &n, LIT(":authority"), auth, auth_len, NGHTTP2_NV_FLAG_NONE);
     if (h->path && !connect)
-        put(nv, &n, LIT(":path"), h->path, h->path_len);
+        put(nv, &n, LIT(":path"), h->path, h->path_len, NGHTTP2_NV_FLAG_NONE);
     if (h->protocol)
-        put(nv, &n, LIT(":protocol"), h->protocol, h->protocol_len);
+        put(nv, &n, LIT(":protocol"), h->protocol, h->protocol_len, NGHTTP2_NV_FLAG_NONE);
     return put_fields(nv, n, &h->headers, true);
 }
 

@@ -424,11 +424,14 @@ Test(h2_codec, outgoing_fields_filtered)
     pl_headers_add_copy(&h.headers, &a, "x-crlf", 6, "a\r\nx-evil: 1", 12);
     pl_headers_add_copy(&h.headers, &a, "x-nul", 5, "a\0b", 3);
     pl_headers_add_copy(&h.headers, &a, "x-del-long", 10, "0123456789\x7f", 11);
+    pl_headers_add_copy(&h.headers, &a, "x-eight", 7, "abcdefg\x01", 8);
+    pl_headers_add_copy(&h.headers, &a, "x-eight-ok", 10, "abcdefgh", 8);
     pl_headers_add_copy(&h.headers, &a, "x-tab", 5, "a\tb", 3);
     pl_headers_add_copy(&h.headers, &a, "x-ws", 4, " \t padded value \t", 17);
     pl_headers_add_copy(&h.headers, &a, "x-empty", 7, "   ", 3);
     pl_headers_add_copy(&h.headers, &a, "x-obs", 5, "caf\xc3\xa9 long enough", 17);
     pl_headers_add_copy(&h.headers, &a, "X-UPPER-Case", 12, "v", 1);
+    pl_headers_add_copy(&h.headers, &a, "X-Request-Id", 12, "0123456789abcdef", 16);
     pl_headers_add_copy(&h.headers, &a, "Transfer-Encoding", 17, "chunked", 7);
     pl_headers_add_copy(&h.headers, &a, "upgrade", 7, "h2c", 3);
     pl_headers_add_copy(&h.headers, &a, "proxy-connection", 16, "x", 1);
@@ -443,7 +446,10 @@ Test(h2_codec, outgoing_fields_filtered)
     cr_assert_null(hval(&rh->headers, "x-evil"));
     cr_assert_null(hval(&rh->headers, "x-nul"));
     cr_assert_null(hval(&rh->headers, "x-del-long"));
+    cr_assert_null(hval(&rh->headers, "x-eight"));
+    cr_assert_str_eq(hval(&rh->headers, "x-eight-ok"), "abcdefgh");
     cr_assert_str_eq(hval(&rh->headers, "x-tab"), "a\tb");
+    cr_assert_str_eq(hval(&rh->headers, "x-request-id"), "0123456789abcdef");
     cr_assert_str_eq(hval(&rh->headers, "x-ws"), "padded value");
     cr_assert_str_eq(hval(&rh->headers, "x-empty"), "");
     cr_assert_str_eq(hval(&rh->headers, "x-obs"), "caf\xc3\xa9 long enough");
