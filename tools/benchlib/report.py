@@ -388,7 +388,11 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
   of those steps divided by N. Fan-out: P proxies (`--concurrency 1`, a listener each through a
   per-node file) on one pillion-cp; the endpoint of one cluster moves between a closed port and
   the upstream, and the time until every proxy answers accordingly (503 / 200) is taken, all
-  proxies polled at once every 10 ms.
+  proxies polled at once every 10 ms. For comparison, the same harness before compiled objects
+  were shared between snapshots (2026-11-23, 10,000 clusters): 7.7 s of proxy CPU to apply the
+  clusters and 8.5 s for the routes, 1.9 s of proxy CPU for one EDS change, 31 kB per cluster
+  and 9.3 kB per route. Wall times there are mostly pillion-cp's: it re-reads and re-checks
+  every file on each change (about 3 s for the 10,000-cluster set, 12 MB of JSON).
 - Everything is on loopback, every load is bounded in time, and every process the bench starts
   is stopped when it ends (also on Ctrl-C).
 

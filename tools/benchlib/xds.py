@@ -105,27 +105,34 @@ static_resources:
 """
 
 
-def _status(port, path):
+def status(port, path, timeout=2):
+    """The status of one GET through port, or None when it fails."""
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         c.request("GET", path)
         r = c.getresponse()
         r.read()
         c.close()
         return r.status
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
 
 
-def _until_200(port, path, timeout, proc=None, step=0.002):
+def until(pred, timeout, what, proc=None, step=0.002):
+    """Polls pred every step seconds; returns the time it held, or raises after timeout (or when
+    proc exited)."""
     t0 = time.monotonic()
-    while _status(port, path) != 200:
+    while not pred():
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.bench_name} exited: {procs.tail(proc.bench_log, 400)}")
+            raise RuntimeError(f"{proc.bench_name} exited: {procs.tail(proc.bench_log, 600)}")
         if time.monotonic() - t0 > timeout:
-            raise RuntimeError(f"{path} never answered 200 within {timeout}s")
+            raise RuntimeError(f"{what}: not within {timeout}s")
         time.sleep(step)
     return time.monotonic()
+
+
+def _until_200(port, path, timeout, proc=None, step=0.002):
+    return until(lambda: status(port, path) == 200, timeout, f"{path} answering 200", proc, step)
 
 
 def cp_binary(pillion):
@@ -170,7 +177,7 @@ def run(P, d, pillion, up_port, updates, swap_s, log=print):
         runs, prefixes = [], []
         for k in range(updates):
             prefixes.append(f"/v{k}/")
-            if _status(port, prefixes[-1]) == 200:
+            if status(port, prefixes[-1]) == 200:
                 raise RuntimeError(f"{prefixes[-1]} answered before its route was sent")
             t1 = time.monotonic()
             _write(f"{res_dir}/routes.yaml", routes(prefixes))

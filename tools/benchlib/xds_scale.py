@@ -19,7 +19,7 @@ import statistics
 import time
 
 from . import procs
-from .xds import bootstrap, cp_binary
+from .xds import bootstrap, cp_binary, status as _status, until as _until
 
 LISTENER = "scale"
 ROUTE = "scale_route"
@@ -118,18 +118,6 @@ class ScaleSet:
             self.write_listener()
 
 
-def _status(port, path, timeout=2):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        c.request("GET", path)
-        r = c.getresponse()
-        r.read()
-        c.close()
-        return r.status
-    except (OSError, http.client.HTTPException):
-        return None
-
-
 def _admin(admin_file, path, timeout=10):
     with open(admin_file) as f:
         host, _, port = f.read().strip().rpartition(":")
@@ -146,17 +134,6 @@ def _xds_info(admin_file):
         return json.loads(_admin(admin_file, "/server_info"))["xds"]
     except (OSError, ValueError, KeyError):
         return {}
-
-
-def _until(pred, timeout, what, proc=None, step=0.002):
-    t0 = time.monotonic()
-    while not pred():
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.bench_name} exited: {procs.tail(proc.bench_log, 600)}")
-        if time.monotonic() - t0 > timeout:
-            raise RuntimeError(f"{what}: not within {timeout}s")
-        time.sleep(step)
-    return time.monotonic()
 
 
 def _rss_kb(pid, settle=0.3):
@@ -236,24 +213,18 @@ def run_apply(P, d, pillion, up_port, n, n_eps=10, reps=3, api_type="GRPC", log=
         s.n_clusters = n
         path = add_probe()
 
-        def w_clusters():
-            s.write_clusters()
-            s.write_endpoints()
-            s.write_routes()
+        def write_sets():
+            s.write_all(listener=False)
         steps["clusters"] = _step(px, lambda: _status(lport, path) == 200,
-                                  f"{n} clusters", timeout, w_clusters)
+                                  f"{n} clusters", timeout, write_sets)
         steps["clusters"]["apply_ms"] = {t: _apply_ms(px, t) for t in ("cds", "eds")}
         rss1 = _rss_kb(px.pid)
         # N routes
         s.n_routes = n
         path = add_probe()
 
-        def w_routes():
-            s.write_clusters()
-            s.write_endpoints()
-            s.write_routes()
         steps["routes"] = _step(px, lambda: _status(lport, path) == 200, f"{n} routes",
-                                timeout, w_routes)
+                                timeout, write_sets)
         steps["routes"]["apply_ms"] = {"rds": _apply_ms(px, "rds")}
         rss2 = _rss_kb(px.pid)
         out["memory"] = {
