@@ -30,6 +30,7 @@ struct pl_conn_private {
     bool in_setup;
     bool redeliver; /* hand in to the owner again even if no new byte arrives */
     bool orphan;    /* the owner closed it with FLUSH: finishing alone */
+    bool write_fed; /* an EV_WRITE was fed to io: queued output leaves when it runs */
     struct pl_counter rx, tx;
     bool has_rx, has_tx;
     struct pl_conn *prev_orphan, *next_orphan;
@@ -218,9 +219,10 @@ static bool writing_wanted(const struct pl_conn *c)
 {
     if (c->state == PL_CONN_CONNECTING)
         return true;
-    if (c->out.len > 0 && c->state != PL_CONN_HANDSHAKE)
-        return true;
-    return c->write_end && !c->write_shut && c->state != PL_CONN_HANDSHAKE;
+    /* a fed write event comes before the loop polls: no need to ask for writability */
+    if (c->state == PL_CONN_HANDSHAKE || c->priv->write_fed)
+        return false;
+    return c->out.len > 0 || (c->write_end && !c->write_shut);
 }
 
 static void update_io(struct pl_conn *c)
@@ -367,6 +369,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct pl_conn *c = w->data;
     struct pl_conn_private *p = c->priv;
     enter(c);
+    p->write_fed = false;
     if (c->state == PL_CONN_CONNECTING) {
         connect_done(c);
         goto out;
@@ -570,14 +573,13 @@ static void queued(struct pl_conn *c, bool end_stream)
     if (end_stream)
         c->write_end = true;
     enter(c);
-    if (c->state == PL_CONN_OPEN && !c->priv->pending_err && !c->priv->ready_report) {
-        int err = do_write(c); /* try at once: saves a poll round trip */
-        if (err) {
-            c->priv->pending_err = err;
-            ev_feed_event(c->loop, &c->priv->io, EV_WRITE);
-        } else if (c->read_eof && c->write_shut) {
-            ev_feed_event(c->loop, &c->priv->io, EV_WRITE); /* io_cb closes it */
-        }
+    if (c->state == PL_CONN_OPEN && !c->priv->write_fed) {
+        /* Written from io_cb, which libev runs as soon as the callback that queued this returns
+         * (fed events run in the same pass, before the loop polls): everything that callback
+         * queues (an HTTP/1.1 response's head and body, say) leaves in one write, and no poll
+         * round trip is added. */
+        c->priv->write_fed = true;
+        ev_feed_event(c->loop, &c->priv->io, EV_WRITE);
     }
     if (c->out.len > c->buffer_limit && !c->above_high && c->state != PL_CONN_CLOSED) {
         c->above_high = true;
