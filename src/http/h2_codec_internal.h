@@ -83,6 +83,9 @@ void pl_h2_end_block(struct h2_codec *c, struct h2_stream *s, bool end_stream);
 /* Fills c->nv with head's pseudo-headers and fields (RFC 9113 8.2.2 filtering); returns the
  * count. Strings stay valid until the next call on s (nghttp2 copies them on submit). */
 size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl_http_head *head);
+/* Returns the static lower-case copy of a known field name (h2_names.c) with the nghttp2_nv
+ * flags to send it with (NO_COPY_NAME, NO_INDEX for per-request ids), or NULL (flags NONE). */
+const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags);
 /* Copies trailers into s->tx_trailers (stream arena). */
 void pl_h2_build_trailers(struct h2_codec *c, struct h2_stream *s, const struct pl_headers *t);
 

@@ -130,7 +130,8 @@ static void refuse_oversized(struct h2_codec *c, struct h2_stream *s, bool end_s
     if (c->server && !s->in_trailers) {
         /* RFC 9113 10.5.1: the request never reaches the HCM; answer 431 ourselves. */
         static const nghttp2_nv st[] = {
-            {(uint8_t *)":status", (uint8_t *)"431", 7, 3, NGHTTP2_NV_FLAG_NONE}};
+            {(uint8_t *)":status", (uint8_t *)"431", 7, 3,
+             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}};
         s->final_head_sent = true;
         /* The rest of the upload is not wanted: RST_STREAM(NO_ERROR) once the 431 is out
          * (submitted now, it would cancel the response). */
@@ -200,33 +201,6 @@ static void put(nghttp2_nv *nv, size_t *n, const char *name, size_t nlen, const 
                 size_t vlen, uint8_t flags)
 {
     nv[(*n)++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, flags};
-}
-
-/* Fields whose value is new on every request (request and trace ids). HPACK would add each
- * one to the dynamic table, evicting entries that repeat, and every later lookup of the name
- * would walk all of them: they are sent as literals never indexed. */
-static uint8_t index_flag(const char *n, uint32_t len)
-{
-    bool unique;
-    char c0 = (char)(n[0] | 0x20);
-    if (c0 != 'x' && c0 != 't')
-        return NGHTTP2_NV_FLAG_NONE;
-    switch (len) {
-    case 11:
-        unique = pl_header_name_eq(n, 11, LIT("traceparent")) ||
-                 pl_header_name_eq(n, 11, LIT("x-b3-spanid"));
-        break;
-    case 12:
-        unique = pl_header_name_eq(n, 12, LIT("x-request-id")) ||
-                 pl_header_name_eq(n, 12, LIT("x-b3-traceid"));
-        break;
-    case 17:
-        unique = pl_header_name_eq(n, 17, LIT("x-client-trace-id"));
-        break;
-    default:
-        unique = false;
-    }
-    return unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
 }
 
 /* RFC 9113 8.2.2: connection-specific fields are not forwarded; TE only as "trailers". */
@@ -325,9 +299,11 @@ static size_t put_fields(nghttp2_nv *nv, size_t n, const struct pl_headers *hs, 
             v++, vl--;
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
             vl--;
-        if (!name_ok(f->name, f->name_len) || !value_ok(v, vl))
+        uint8_t flags;
+        const char *name = pl_h2_known_name(f->name, f->name_len, &flags);
+        if ((!name && !name_ok(f->name, f->name_len)) || !value_ok(v, vl))
             continue; /* never put a field on the wire that a peer must reject */
-        put(nv, &n, f->name, f->name_len, v, vl, index_flag(f->name, f->name_len));
+        put(nv, &n, name ? name : f->name, f->name_len, v, vl, flags);
     }
     return n;
 }
@@ -342,7 +318,7 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
         char *st = pl_arena_alloc(&s->arena, 4);
         st[0] = (char)('0' + code / 100), st[1] = (char)('0' + code / 10 % 10);
         st[2] = (char)('0' + code % 10), st[3] = '\0';
-        put(nv, &n, LIT(":status"), st, 3, NGHTTP2_NV_FLAG_NONE);
+        put(nv, &n, LIT(":status"), st, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME);
         return put_fields(nv, n, &h->headers, false);
     }
     const char *auth = h->authority;
@@ -354,15 +330,15 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
     }
     bool connect = h->method && eq(h->method, h->method_len, LIT("CONNECT")) && !h->protocol;
     if (h->method)
-        put(nv, &n, LIT(":method"), h->method, h->method_len, NGHTTP2_NV_FLAG_NONE);
+        put(nv, &n, LIT(":method"), h->method, h->method_len, NGHTTP2_NV_FLAG_NO_COPY_NAME);
     if (h->scheme && !connect)
-        put(nv, &n, LIT(":scheme"), h->scheme, h->scheme_len, NGHTTP2_NV_FLAG_NONE);
+        put(nv, &n, LIT(":scheme"), h->scheme, h->scheme_len, NGHTTP2_NV_FLAG_NO_COPY_NAME);
     if (auth)
-        put(nv, &n, LIT(":authority"), auth, auth_len, NGHTTP2_NV_FLAG_NONE);
+        put(nv, &n, LIT(":authority"), auth, auth_len, NGHTTP2_NV_FLAG_NO_COPY_NAME);
     if (h->path && !connect)
-        put(nv, &n, LIT(":path"), h->path, h->path_len, NGHTTP2_NV_FLAG_NONE);
+        put(nv, &n, LIT(":path"), h->path, h->path_len, NGHTTP2_NV_FLAG_NO_COPY_NAME);
     if (h->protocol)
-        put(nv, &n, LIT(":protocol"), h->protocol, h->protocol_len, NGHTTP2_NV_FLAG_NONE);
+        put(nv, &n, LIT(":protocol"), h->protocol, h->protocol_len, NGHTTP2_NV_FLAG_NO_COPY_NAME);
     return put_fields(nv, n, &h->headers, true);
 }
 
@@ -375,7 +351,8 @@ void pl_h2_build_trailers(struct h2_codec *c, struct h2_stream *s, const struct 
     for (size_t i = 0; i < n; i++) {
         nghttp2_nv *f = &c->nv[i];
         nv[i] = *f;
-        nv[i].name = (uint8_t *)pl_arena_strndup(&s->arena, (const char *)f->name, f->namelen);
+        if (!(f->flags & NGHTTP2_NV_FLAG_NO_COPY_NAME)) /* else a static string */
+            nv[i].name = (uint8_t *)pl_arena_strndup(&s->arena, (const char *)f->name, f->namelen);
         nv[i].value = (uint8_t *)pl_arena_strndup(&s->arena, (const char *)f->value, f->valuelen);
     }
     s->tx_trailers = n ? nv : NULL; /* no fields left: END_STREAM on the last DATA instead */
