@@ -37,9 +37,8 @@ static size_t missing_routes(struct pl_xds *x, const LISTENER_T *l)
     return missing;
 }
 
-double pl_xds_rds_timeout(const LISTENER_T *l)
+void pl_xds_each_hcm(const LISTENER_T *l, void (*fn)(const HCM_T *h, void *arg), void *arg)
 {
-    double t = -1;
     for (size_t c = 0; c <= l->n_filter_chains; c++) {
         const Envoy__Config__Listener__V3__FilterChain *fc =
             c < l->n_filter_chains ? l->filter_chains[c] : l->default_filter_chain;
@@ -52,15 +51,28 @@ double pl_xds_rds_timeout(const LISTENER_T *l)
                     NULL, tc->value.len, tc->value.data);
             if (!h)
                 continue;
-            if (h->route_specifier_case ==
-                ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
-                double v = source_timeout(h->rds->config_source);
-                if (t != 0 && (v == 0 || v > t))
-                    t = v;
-            }
+            fn(h, arg);
             protobuf_c_message_free_unpacked(&h->base, NULL);
         }
     }
+}
+
+static void longest_rds_timeout(const HCM_T *h, void *arg)
+{
+    double *t = arg;
+    /* rds and route_config share a oneof: ask which one is set */
+    if (h->route_specifier_case ==
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
+        double v = source_timeout(h->rds->config_source);
+        if (*t != 0 && (v == 0 || v > *t))
+            *t = v;
+    }
+}
+
+double pl_xds_rds_timeout(const LISTENER_T *l)
+{
+    double t = -1;
+    pl_xds_each_hcm(l, longest_rds_timeout, &t);
     return t < 0 ? 15.0 : t;
 }
 

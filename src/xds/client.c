@@ -57,52 +57,14 @@ static void bump(const struct pl_xds_type_stats *t, enum outcome o, const char *
 }
 
 /* Calls fn for every HTTP connection manager of the static and accepted listeners. */
-static void each_hcm(
-    struct pl_xds *x,
-    void (*fn)(
-        struct pl_xds *x,
-        const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
-            *h,
-        void *arg),
-    void *arg)
-{
-    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
-    size_t ns = sr ? sr->n_listeners : 0;
-    const struct pl_xds_resmap *m = &x->acc[PL_XDS_LDS];
-    for (size_t i = 0; i < ns + m->tab.cap; i++) {
-        const struct pl_xds_res *e = i < ns ? NULL : pl_xds_resmap_at(m, i - ns);
-        if (i >= ns && !e)
-            continue;
-        const Envoy__Config__Listener__V3__Listener *l =
-            i < ns ? sr->listeners[i] : (const Envoy__Config__Listener__V3__Listener *)e->rec->msg;
-        for (size_t c = 0; c <= l->n_filter_chains; c++) {
-            const Envoy__Config__Listener__V3__FilterChain *fc =
-                c < l->n_filter_chains ? l->filter_chains[c] : l->default_filter_chain;
-            for (size_t f = 0; fc && f < fc->n_filters; f++) {
-                const Google__Protobuf__Any *tc = fc->filters[f]->typed_config;
-                if (!tc || !strstr(tc->type_url, "HttpConnectionManager"))
-                    continue;
-                Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
-                    *h =
-                        envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
-                            NULL, tc->value.len, tc->value.data);
-                if (!h)
-                    continue;
-                fn(x, h, arg);
-                protobuf_c_message_free_unpacked(&h->base, NULL);
-            }
-        }
-    }
-}
-
 struct rds_bump {
+    struct pl_xds *x;
     const char *name;
     enum outcome o;
     const char *version;
 };
 
 static void bump_rds_hcm(
-    struct pl_xds *x,
     const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *h,
     void *arg)
 {
@@ -114,17 +76,26 @@ static void bump_rds_hcm(
         return;
     char prefix[600];
     snprintf(prefix, sizeof(prefix), "http.%.200s.rds.%.300s", h->stat_prefix, b->name);
-    struct pl_xds_type_stats t = type_stats(x->o.stats, prefix);
+    struct pl_xds_type_stats t = type_stats(b->x->o.stats, prefix);
     bump(&t, b->o, b->version);
 }
 
-/* RDS stats live under every HCM naming the route: http.<stat_prefix>.rds.<name>.* */
+/* RDS stats live under every HCM naming the route: http.<stat_prefix>.rds.<name>.* (of the
+ * static and the accepted listeners) */
 static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const char *version)
 {
     if (!x->o.stats)
         return;
-    struct rds_bump b = {.name = name, .o = o, .version = version};
-    each_hcm(x, bump_rds_hcm, &b);
+    struct rds_bump b = {.x = x, .name = name, .o = o, .version = version};
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
+    for (size_t i = 0; sr && i < sr->n_listeners; i++)
+        pl_xds_each_hcm(sr->listeners[i], bump_rds_hcm, &b);
+    const struct pl_xds_resmap *m = &x->acc[PL_XDS_LDS];
+    for (size_t i = 0; i < m->tab.cap; i++)
+        if (pl_xds_resmap_at(m, i))
+            pl_xds_each_hcm(
+                (const Envoy__Config__Listener__V3__Listener *)pl_xds_resmap_at(m, i)->rec->msg,
+                bump_rds_hcm, &b);
 }
 
 /* cluster.<name>.update_*, made once per name. */

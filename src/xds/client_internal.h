@@ -10,7 +10,6 @@
 #include "config/compile_resources.h"
 #include "config/nametab.h"
 #include "config/snapshot.h"
-#include "core/arena.h"
 #include "stats/stats.h"
 #include "xds/xds.h"
 #include "xds/xds_internal.h"
@@ -79,8 +78,8 @@ struct pl_xds_update {
                                 borrowed from recs and bad) */
     char **bad;              /* names of the invalid resources: their previous version stays */
     size_t n_bad;
-    bool unusable;         /* a resource without a name or of another type: nothing of it applies */
-    struct pl_arena arena; /* decoded messages of the types kept encoded (trimmed at the end) */
+    bool unusable;       /* a resource without a name or of another type: nothing of it applies */
+    struct chunk *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
 };
 
 /* Frees what u holds. */
@@ -152,6 +151,14 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
 /* The RDS and EDS names the accepted (and static) listeners and clusters need, as a new array
  * of new strings (caller frees each and the array). */
 size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names);
+/* Calls fn for every HTTP connection manager of l's filter chains (decoded for the call). */
+void pl_xds_each_hcm(
+    const Envoy__Config__Listener__V3__Listener *l,
+    void (*fn)(
+        const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager
+            *h,
+        void *arg),
+    void *arg);
 /* How long a listener waits for its RDS: the longest initial_fetch_timeout of its route config
  * sources (0: one of them waits forever). */
 double pl_xds_rds_timeout(const Envoy__Config__Listener__V3__Listener *l);

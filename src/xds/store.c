@@ -38,11 +38,42 @@ void pl_xds_rec_trim(struct pl_xds_rec *r)
     }
 }
 
-/* protobuf-c allocations from an arena: a response's decoded clusters, assignments and routes
- * live until its handling ends, and go in one free. */
+/* protobuf-c allocations from an arena of large chunks: a response's decoded clusters,
+ * assignments and routes live until its handling ends and go in one free, and since the chunks
+ * are large (mmap'd by malloc) they do not fragment the heap: the pages go back to the system. */
+#define CHUNK (1u << 20)
+
+struct chunk {
+    struct chunk *next;
+    size_t used, size;
+    max_align_t data[];
+};
+
 static void *arena_alloc(void *data, size_t size)
 {
-    return pl_arena_alloc(data, size ? size : 1);
+    struct chunk **head = data;
+    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct chunk *c = *head;
+    if (!c || c->size - c->used < size) {
+        size_t cap = size > CHUNK / 4 ? size : CHUNK;
+        c = pl_malloc(sizeof(*c) + cap);
+        c->used = 0;
+        c->size = cap;
+        c->next = *head;
+        *head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += size ? size : sizeof(max_align_t);
+    return p;
+}
+
+static void arena_release(struct chunk **head)
+{
+    while (*head) {
+        struct chunk *c = *head;
+        *head = c->next;
+        free(c);
+    }
 }
 
 static void arena_free(void *data, void *p)
@@ -157,7 +188,7 @@ void pl_xds_update_free(struct pl_xds_update *u)
     for (size_t i = 0; i < u->n_bad; i++)
         free(u->bad[i]);
     free(u->bad);
-    pl_arena_free(&u->arena); /* after every rec was trimmed */
+    arena_release(&u->arena); /* after every rec was trimmed */
     memset(u, 0, sizeof(*u));
 }
 
@@ -205,6 +236,11 @@ static int validate_cla(struct pl_vctx *vc, const CLA_T *la)
     return pl_validate_cluster(vc, &cl);
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Cluster names a listener may reference: static ones and the accepted CDS clusters. */
 static const char **known_clusters(struct pl_xds *x, size_t *n)
 {
@@ -239,8 +275,10 @@ static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessag
     case PL_XDS_LDS: {
         size_t n;
         const char **names = known_clusters(x, &n);
+        qsort(names, n, sizeof(*names), cmp_cstr);
         vc.clusters = names;
         vc.n_clusters = n;
+        vc.clusters_sorted = true;
         rc |= pl_validate_listener(&vc, (const LISTENER_T *)m);
         if (!*((const LISTENER_T *)m)->name)
             rc |= pl_err_add(err, NULL, 0, 0, "name", "a listener needs a name");
