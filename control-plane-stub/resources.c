@@ -426,7 +426,11 @@ static void check_items(struct loader *L)
         const struct item *it = &L->items[i];
         if (!it->inner || !*it->name)
             continue;
-        struct pl_vctx vc = {.err = L->err, .map = it->map, .clusters = clusters, .n_clusters = nc};
+        struct pl_vctx vc = {.err = L->err,
+                             .map = it->map,
+                             .clusters = clusters,
+                             .n_clusters = nc,
+                             .clusters_sorted = true};
         if (it->type == PL_CP_RDS)
             pl_validate_route_config(&vc, (const void *)it->inner);
         else if (it->type == PL_CP_LDS)

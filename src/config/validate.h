@@ -17,6 +17,7 @@ struct pl_vctx {
     /* cluster names that routes may reference; NULL disables the reference check */
     const char *const *clusters;
     size_t n_clusters;
+    bool clusters_sorted; /* clusters is in strcmp order (looked up by binary search) */
     /* an ADS stream is configured (bootstrap dynamic_resources.ads_config, or validating xDS
      * resources): RDS and EDS over `ads: {}` are accepted */
     bool ads;
