@@ -21,6 +21,7 @@ struct h1_stream {
     bool rx_keep_alive; /* the received head allows another message after this one */
     bool req_head;      /* server: the request was HEAD */
     bool req_upgrade;   /* server: the request asked for an upgrade; client: we asked */
+    bool req_connect;   /* server: a CONNECT request (its bytes wait for the response) */
     bool reset;         /* reset locally or reported to the user */
     bool started_body;  /* parser is in the body phase of the received message */
     struct h1_stream *next_dead;
@@ -377,6 +378,7 @@ static int rx_head(struct h1_codec *c, struct pl_buf *in)
         s = stream_new(c, NULL);
         s->req_head = m.method_len == 4 && !memcmp(m.method, "HEAD", 4);
         s->req_upgrade = m.upgrade && !m.connect;
+        s->req_connect = m.connect;
     } else {
         /* a new head for the same stream after 1xx: start over */
         s->head = (struct pl_http_head){.content_length = -1};
@@ -545,6 +547,8 @@ static int h1_feed(struct pl_codec *base, struct pl_buf *in)
                 break; /* pipelined: wait for the response */
             if (s && s->req_upgrade && !s->started_body)
                 break; /* upgrade requested: bytes wait for the response (101 or not) */
+            if (s && s->req_connect && !s->rx_done && !s->started_body)
+                break; /* CONNECT: what follows is the tunnel's, not another request */
         } else if (!s || s->rx_done) {
             rc = PL_H1_E_STATE; /* bytes from the server with no request outstanding */
             c->closing = true;
