@@ -250,7 +250,7 @@ static void on_head(void *user, struct pl_http_head *h, bool end, bool info)
     char ms[PL_FMT_U64_MAX];
     int64_t took = (now - rs->upstream_start_ns) / 1000000;
     size_t n = pl_fmt_u64(ms, took > 0 ? (uint64_t)took : 0);
-    pl_headers_set(&h->headers, fs->arena, "x-envoy-upstream-service-time", 29, ms, n);
+    pl_headers_set_lit(&h->headers, fs->arena, "x-envoy-upstream-service-time", ms, n);
     pl_router_apply_response(&rs->m, h, &rs->rctx, fs->arena);
     fs->info->response_code_details = "via_upstream";
     if (end)
@@ -427,7 +427,7 @@ static enum pl_filter_status route_to_cluster(struct router_state *rs, struct pl
     if (rs->timeout_ms) {
         char v[PL_FMT_U64_MAX];
         size_t n = pl_fmt_u64(v, rs->timeout_ms);
-        pl_headers_set(&h->headers, fs->arena, "x-envoy-expected-rq-timeout-ms", 30, v, n);
+        pl_headers_set_lit(&h->headers, fs->arena, "x-envoy-expected-rq-timeout-ms", v, n);
     }
     rs->req_end = end;
     rs->started = true;

@@ -222,10 +222,11 @@ static const char *const internal_headers[] = {
     "x-envoy-upstream-rq-timeout-ms",
 };
 
+/* name: a lower-case string literal (referenced, not copied) */
 static void set(struct hcm_stream *st, struct pl_headers *h, const char *name, const char *v,
                 size_t vl)
 {
-    pl_headers_set(h, &st->arena, name, strlen(name), v, vl);
+    pl_headers_set_ref_name(h, &st->arena, name, strlen(name), v, vl);
 }
 
 /* Returns 0, or the status of a local reply already sent. */

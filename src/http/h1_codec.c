@@ -236,6 +236,11 @@ static int fill_head(struct h1_codec *c, struct h1_stream *s, const char *raw, s
     h->version = m->version_minor ? 11 : 10;
     h->content_length = -1;
     bool have_host = false;
+    /* the field array at its final size (and room for what the proxy adds) in one allocation */
+    uint32_t cap = (uint32_t)m->num_headers + 8;
+    h->headers.v = pl_arena_alloc(&s->arena, cap * sizeof(struct pl_header));
+    h->headers.cap = cap;
+    h->headers.n = 0;
     for (size_t i = 0; i < m->num_headers; i++) {
         const struct pl_h1_header *f = &m->headers[i];
         char *name = REBASE(f->name);
@@ -260,7 +265,8 @@ static int fill_head(struct h1_codec *c, struct h1_stream *s, const char *raw, s
             h->protocol = val;
             h->protocol_len = (uint32_t)f->value_len;
         }
-        pl_headers_add_ref(&h->headers, &s->arena, name, f->name_len, val, f->value_len);
+        h->headers.v[h->headers.n++] =
+            (struct pl_header){name, val, (uint32_t)f->name_len, (uint32_t)f->value_len};
     }
     if (!c->server) {
         h->status = m->status;

@@ -118,10 +118,34 @@ void pl_headers_set(struct pl_headers *h, struct pl_arena *a, const char *name, 
     pl_headers_add_copy(h, a, name, name_len, value, value_len);
 }
 
+void pl_headers_set_ref_name(struct pl_headers *h, struct pl_arena *a, const char *lc_name,
+                             size_t name_len, const char *value, size_t value_len)
+{
+    pl_headers_remove(h, lc_name, name_len);
+    char *v = pl_arena_alloc(a, value_len + 1);
+    memcpy(v, value, value_len);
+    v[value_len] = '\0';
+    pl_headers_add_ref(h, a, lc_name, name_len, v, value_len);
+}
+
 bool pl_header_name_eq(const char *name, size_t name_len, const char *lc, size_t len)
 {
     if (name_len != len)
         return false;
+    /* whole words lower-cased exactly (UPPER_BITS), the last one overlapping */
+    if (len >= 8) {
+        uint64_t a, b;
+        const uint64_t ones = UINT64_C(0x0101010101010101);
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&a, name + i, 8);
+            memcpy(&b, lc + i, 8);
+            if ((a | UPPER_BITS(a, ones)) != b)
+                return false;
+        }
+        memcpy(&a, name + len - 8, 8);
+        memcpy(&b, lc + len - 8, 8);
+        return (a | UPPER_BITS(a, ones)) == b;
+    }
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
         if (c >= 'A' && c <= 'Z')

@@ -46,6 +46,10 @@ void pl_headers_add_copy(struct pl_headers *h, struct pl_arena *a, const char *n
 /* Replaces every field named name with one field (copied into the arena). */
 void pl_headers_set(struct pl_headers *h, struct pl_arena *a, const char *name, size_t name_len,
                     const char *value, size_t value_len);
+/* pl_headers_set for a lower-case name that outlives the map (a string literal): the name is
+ * referenced, only the value is copied. */
+void pl_headers_set_ref_name(struct pl_headers *h, struct pl_arena *a, const char *lc_name,
+                             size_t name_len, const char *value, size_t value_len);
 /* Removes every field named name; returns how many were removed. */
 size_t pl_headers_remove(struct pl_headers *h, const char *name, size_t len);
 /* Writes the n bytes of src lower-cased (ASCII) to dst; dst may be src. */
@@ -54,6 +58,9 @@ void pl_header_lower(char *dst, const char *src, size_t n);
 bool pl_header_name_eq(const char *name, size_t name_len, const char *lc, size_t len);
 
 #define PL_STRLEN(lit) (sizeof(lit) - 1)
+/* pl_headers_set_ref_name with a lower-case string literal. */
+#define pl_headers_set_lit(h, a, lit, v, vl)                                                       \
+    pl_headers_set_ref_name((h), (a), (lit), PL_STRLEN(lit), (v), (vl))
 /* pl_headers_get with a string literal. */
 #define pl_headers_get_lit(h, lit) pl_headers_get((h), (lit), PL_STRLEN(lit))
 

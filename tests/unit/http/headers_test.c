@@ -51,3 +51,25 @@ Test(headers, set_replaces_every_field_of_the_name_and_appends)
     cr_assert_eq(h.n, 4);
     pl_arena_free(&a);
 }
+
+Test(headers, name_eq_any_case)
+{
+    cr_assert(pl_header_name_eq("Content-Length", 14, "content-length", 14));
+    cr_assert(pl_header_name_eq("TRANSFER-ENCODING", 17, "transfer-encoding", 17));
+    cr_assert(pl_header_name_eq("HoSt", 4, "host", 4));
+    cr_assert_not(pl_header_name_eq("content\rlength", 14, "content-length", 14));
+    cr_assert_not(pl_header_name_eq("content-lengtH!", 15, "content-length!", 14));
+    cr_assert_not(pl_header_name_eq("connectioN", 10, "connectiom", 10));
+    cr_assert_not(pl_header_name_eq("Xontent-Length", 14, "content-length", 14));
+    char lc[20], name[20];
+    for (int c = 0; c < 256; c++) { /* every byte, at the first and the last position */
+        for (int at = 0; at < 12; at += 11) {
+            memcpy(lc, "abcdefgh-ijk", 12);
+            memcpy(name, lc, 12);
+            name[at] = (char)c;
+            unsigned char want = (unsigned char)lc[at];
+            bool eq = c == want || c == want - 32;
+            cr_assert_eq(pl_header_name_eq(name, 12, lc, 12), eq, "byte %d at %d", c, at);
+        }
+    }
+}
