@@ -97,6 +97,7 @@ void pl_buf_init(struct pl_buf *b)
 {
     b->head = b->tail = NULL;
     b->len = 0;
+    b->read_slices = 0;
 }
 
 void pl_buf_free(struct pl_buf *b)
@@ -319,7 +320,10 @@ ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
         iov[niov++].iov_len = n;
         want += n;
     }
-    while (want < max && nfresh < PL_BUF_READ_SLICES) {
+    /* small messages need one slice: taking four from the pool and putting three back per read
+     * costs more than the read of a request; a read that fills everything offers more next time */
+    size_t offer = b->read_slices ? b->read_slices : 1;
+    while (want < max && nfresh < offer) {
         struct pl_buf_slice *s = slice_new();
         size_t n = max - want < s->cap ? max - want : s->cap;
         fresh[nfresh++] = s;
@@ -332,6 +336,10 @@ ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
         r = readv(fd, iov, (int)niov);
     while (r < 0 && errno == EINTR);
     size_t got = r > 0 ? (size_t)r : 0;
+    if (got == want && got < max && offer < PL_BUF_READ_SLICES)
+        b->read_slices = (uint32_t)offer * 2;
+    else if (r > 0 && got <= PL_BUF_SLICE_SIZE)
+        b->read_slices = 0;
     b->len += got;
     if (room > 0) {
         size_t n = got < iov[0].iov_len ? got : iov[0].iov_len;

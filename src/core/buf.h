@@ -22,11 +22,12 @@ struct pl_buf_slice {
 struct pl_buf {
     struct pl_buf_slice *head, *tail;
     size_t len;
+    uint32_t read_slices; /* fresh slices pl_buf_read_fd offers next (0: one); it adapts */
 };
 
 #define PL_BUF_INIT                                                                                \
     {                                                                                              \
-        NULL, NULL, 0                                                                              \
+        NULL, NULL, 0, 0                                                                           \
     }
 
 /* Prepares an empty buffer (or use PL_BUF_INIT). */
@@ -59,7 +60,8 @@ char *pl_buf_linearize(struct pl_buf *b, size_t len);
 /* Fills iov with up to max segments covering the buffered bytes (for writev); returns count. */
 size_t pl_buf_peek_iov(const struct pl_buf *b, struct iovec *iov, size_t max);
 /* Reads from fd into the buffer, up to max bytes; returns bytes read, 0 on EOF, or -1 with
- * errno (EAGAIN when nothing is ready). */
+ * errno (EAGAIN when nothing is ready). Offers the last slice's room and one fresh slice, more
+ * (up to four) after reads that filled everything offered. */
 ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
 /* Writes as much as fd takes and drains it; returns bytes written or -1 with errno. */
 ssize_t pl_buf_write_fd(struct pl_buf *b, int fd);

@@ -581,12 +581,15 @@ static void queued(struct pl_conn *c, bool end_stream)
         c->priv->write_fed = true;
         ev_feed_event(c->loop, &c->priv->io, EV_WRITE);
     }
+    bool same_interest = c->state == PL_CONN_OPEN; /* the fed event writes; reading unchanged */
     if (c->out.len > c->buffer_limit && !c->above_high && c->state != PL_CONN_CLOSED) {
         c->above_high = true;
+        same_interest = false;
         if (c->cb->on_high_watermark)
             c->cb->on_high_watermark(c, c->arg);
     }
-    update_io(c);
+    if (!same_interest)
+        update_io(c);
     leave(c);
 }
 
