@@ -198,8 +198,13 @@ static void conn_settle(struct pool_conn *pc)
         }
         return;
     }
-    if (pl_h1_codec_idle(pc->codec) && pc->n_streams == 0)
+    if (pl_h1_codec_idle(pc->codec) && pc->n_streams == 0) {
         process_pending(pc->pool);
+        /* the host left its cluster: an idle connection would never be used again */
+        if (pc->pool->released && !pc->closed && pc->n_streams == 0 && pc->codec &&
+            pl_h1_codec_idle(pc->codec))
+            pool_conn_close(pc, true);
+    }
 }
 
 /* ---- codec callbacks (client side) ---- */
@@ -574,7 +579,7 @@ void pool_schedule(struct pl_pool *p)
 
 static void pool_maybe_free(struct pl_pool *p)
 {
-    if (!p->released || p->conns || p->depth > 0 || p->pend_head || p->freed)
+    if (!p->released || p->conns || p->depth > 0 || p->pend_head || p->n_streams || p->freed)
         return;
     p->freed = true;
     ev_timer_stop(p->loop, &p->defer);
@@ -692,6 +697,7 @@ struct pl_pool_stream *pl_pool_new_stream(struct pl_pool *p, const struct pl_poo
     s->pool = p;
     s->cb = cb;
     s->user = user;
+    p->n_streams++;
     p->depth++;
     struct pool_conn *pc = p->pend_head ? NULL : find_ready(p);
     if (pc) {
@@ -819,16 +825,26 @@ void pl_pool_stream_release(struct pl_pool_stream *s)
                 pool_conn_close(pc,
                                 false); /* HTTP/1: a half-done exchange poisons the connection */
         }
+        if (p->released && !pc->closed && pc->codec && !pl_codec_is_h1(pc->codec))
+            pool_h2_settle(pc); /* the last stream of a removed host's connection */
         pc->depth--;
         conn_maybe_free(pc);
     }
     struct pool_conn *dpc = s->done_pc;
     if (dpc) { /* its codec stream (the response head) is not needed any more */
         dpc->done = NULL;
-        if (dpc->codec && !dpc->closed)
+        if (dpc->codec && !dpc->closed) {
             pl_h1_codec_free_stream(dpc->codec, s->done_cs);
+            if (p->released) {
+                dpc->depth++;
+                conn_settle(dpc);
+                dpc->depth--;
+                conn_maybe_free(dpc);
+            }
+        }
     }
     stream_free(s);
+    p->n_streams--;
     p->depth--;
     if (!p->freed && p->pend_head)
         pool_schedule(p);

@@ -76,6 +76,12 @@ void pool_h2_settle(struct pool_conn *pc)
     if (pc->closed || pc->state != PC_READY || !pc->codec)
         return;
     bool idle = pc->codec->vt->active_streams(pc->codec) == 0 && pc->n_streams == 0;
+    if (idle && pc->pool->released && !pc->pool->pend_head) {
+        /* the host left its cluster: nothing will use this connection again */
+        pc->reset_reason = "connection termination";
+        pool_conn_close(pc, true);
+        return;
+    }
     if (pl_h2_codec_done(pc->codec) || ((pc->goaway || pool_h2_capacity(pc) == 0) && idle)) {
         if (idle || pl_h2_codec_done(pc->codec)) {
             pc->reset_reason = "connection termination";

@@ -71,6 +71,7 @@ struct pl_pool {
     size_t n_pending;
     ev_timer defer;
     int depth;
+    size_t n_streams; /* pool streams not yet released by their users (they point here) */
     bool released, freed, in_process, connect_error;
 };
 
