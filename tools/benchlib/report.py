@@ -352,6 +352,15 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
 - **CPU per request** is utime+stime from `/proc/<pid>/stat` of all the proxy's processes (nginx
   and nghttpx run a master and a worker), read before and after a run, divided by the requests
   the client completed.
+- **Instructions per request** (`tools/profile`, not part of `tools/bench`): one proxy from the
+  same committed config, one worker in one process (nginx with `master_process off`, nghttpx
+  `--single-process`), under `valgrind --tool=callgrind`; after a warm-up, `h2load -c1 -m<M>`
+  sends N and then 2N requests of one mix (`h1`, `h2c-h1`, `h2c-h2`: h2c GET to the gRPC
+  route's HTTP/2 upstream, `grpc`: unary gRPC), with `callgrind_control -d` after each; the 2N
+  dump minus the N dump, over N, is the proxy's user-space instructions (Ir) per request without
+  start-up, connection set-up or idle-loop costs. It prints the top functions of that
+  difference. Deterministic, so it is what the hot-path work is measured with:
+  `tools/profile --build build-bench --mix h2c-h2,grpc -m 10`, `tools/profile --proxy nghttpx`.
 - **Memory** is PSS summed over the proxy's processes (`/proc/<pid>/smaps_rollup`; PSS does not
   count a master's and a worker's shared pages twice), RSS in brackets. Idle: after start and
   one request. Per 1,000 idle connections: on a freshly started proxy, the growth after opening
