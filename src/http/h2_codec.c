@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/err.h"
+#include "core/slab.h"
 #include "http/h2_codec_internal.h"
 
 #define OUT_HIGH   (256u * 1024u) /* stop generating frames above this much unwritten output */
@@ -42,10 +43,12 @@ static void set_stream(struct h2_codec *c, int32_t id, struct h2_stream *s)
         c->last = s;
 }
 
+static __thread struct pl_slab stream_cache = PL_SLAB_INIT(sizeof(struct h2_stream), 1024);
+
 /* Allocates a stream object and links it into the codec's list. */
 static struct h2_stream *stream_new(struct h2_codec *c, void *user)
 {
-    struct h2_stream *s = pl_calloc(1, sizeof(*s));
+    struct h2_stream *s = pl_slab_calloc(&stream_cache);
     s->base.user = user;
     s->c = c;
     s->created_ms = c->now();
@@ -62,7 +65,7 @@ static void stream_free(struct h2_stream *s)
     pl_buf_free(&s->rx);
     pl_buf_free(&s->pending);
     pl_arena_free(&s->arena);
-    free(s);
+    pl_slab_free(&stream_cache, s);
 }
 
 /* Unlinks an ended stream; its memory (the head the user may still look at) lives until control
@@ -728,8 +731,8 @@ struct pl_codec *pl_h2_codec_new(bool server, const struct pl_h2_settings *set,
     if (!server)
         nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
     nghttp2_session_callbacks *cbs = session_callbacks();
-    int rv = server ? nghttp2_session_server_new2(&c->ng, cbs, c, opt)
-                    : nghttp2_session_client_new2(&c->ng, cbs, c, opt);
+    int rv = server ? nghttp2_session_server_new3(&c->ng, cbs, c, opt, pl_h2_mem())
+                    : nghttp2_session_client_new3(&c->ng, cbs, c, opt, pl_h2_mem());
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     if (rv)
