@@ -400,10 +400,12 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *f, const uint8_t *frame
     return 0;
 }
 
-/* Serializes whatever nghttp2 may send now into the output, up to OUT_HIGH. */
+/* Serializes whatever nghttp2 may send now into the output, up to OUT_HIGH. A frame handed out
+ * stays nghttp2's current item (want_write) until the next call completes it (on_frame_send,
+ * stream close), so asking want_write first skips only the calls that would find nothing. */
 static void flush(struct h2_codec *c)
 {
-    while (c->out.len < OUT_HIGH) {
+    while (c->out.len < OUT_HIGH && nghttp2_session_want_write(c->ng)) {
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(c->ng, &p);
         if (n < 0) {
