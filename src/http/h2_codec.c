@@ -730,6 +730,7 @@ struct pl_codec *pl_h2_codec_new(bool server, const struct pl_h2_settings *set,
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_max_send_header_block_length(opt, 256 * 1024);
+    nghttp2_option_set_no_closed_streams(opt, 1);
     if (!server)
         nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
     nghttp2_session_callbacks *cbs = session_callbacks();

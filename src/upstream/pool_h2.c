@@ -82,14 +82,14 @@ void pool_h2_settle(struct pool_conn *pc)
         pool_conn_close(pc, true);
         return;
     }
-    if (pl_h2_codec_done(pc->codec) || ((pc->goaway || pool_h2_capacity(pc) == 0) && idle)) {
+    if (pl_h2_codec_done(pc->codec) || (idle && (pc->goaway || pool_h2_capacity(pc) == 0))) {
         if (idle || pl_h2_codec_done(pc->codec)) {
             pc->reset_reason = "connection termination";
             pool_conn_close(pc, true);
         }
         return;
     }
-    if (pool_h2_capacity(pc) > 0 && pc->pool->pend_head)
+    if (pc->pool->pend_head && pool_h2_capacity(pc) > 0)
         pool_schedule(pc->pool);
 }
 
