@@ -445,8 +445,11 @@ static int h2_feed(struct pl_codec *cc, struct pl_buf *in)
         if (n == 0)
             break;
     }
-    flush(c);
+    /* What the frames asked for (acks, window updates, answers) leaves with the caller's
+     * output() call, which every feed() is followed by; a failed session's GOAWAY is queued
+     * now. */
     if (c->err_reason) {
+        flush(c);
         pl_buf_drain(in, in->len);
         return PL_EINVAL;
     }
