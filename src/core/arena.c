@@ -20,22 +20,18 @@ struct pl_arena_chunk {
 static __thread struct pl_slab chunk_cache =
     PL_SLAB_INIT(sizeof(struct pl_arena_chunk) + CHUNK_SIZE, 256);
 
-void *pl_arena_alloc(struct pl_arena *a, size_t n)
+void *pl_arena_alloc_more(struct pl_arena *a, size_t n)
 {
-    const size_t align = alignof(max_align_t);
-    n = (n + align - 1) & ~(align - 1);
-    if (!a->cur || (size_t)(a->end - a->cur) < n) {
-        size_t size = n > CHUNK_SIZE / 2 ? n : CHUNK_SIZE;
-        struct pl_arena_chunk *c =
-            size == CHUNK_SIZE ? pl_slab_alloc(&chunk_cache) : pl_malloc(sizeof(*c) + size);
-        c->size = size;
-        c->next = a->chunks;
-        a->chunks = c;
-        if (size == n && a->cur) /* a large one-off: keep the current chunk's free space */
-            return c->data;
-        a->cur = c->data;
-        a->end = c->data + size;
-    }
+    size_t size = n > CHUNK_SIZE / 2 ? n : CHUNK_SIZE;
+    struct pl_arena_chunk *c =
+        size == CHUNK_SIZE ? pl_slab_alloc(&chunk_cache) : pl_malloc(sizeof(*c) + size);
+    c->size = size;
+    c->next = a->chunks;
+    a->chunks = c;
+    if (size == n && a->cur) /* a large one-off: keep the current chunk's free space */
+        return c->data;
+    a->cur = c->data;
+    a->end = c->data + size;
     void *p = a->cur;
     a->cur += n;
     return p;
