@@ -86,6 +86,9 @@ size_t pl_h2_build_head(struct h2_codec *c, struct h2_stream *s, const struct pl
 /* Returns the static lower-case copy of a known field name (h2_names.c) with the nghttp2_nv
  * flags to send it with (NO_COPY_NAME, NO_INDEX for per-request ids), or NULL (flags NONE). */
 const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags);
+/* In pl_h2_known_name's flags, not an nghttp2 one: a connection-specific name (RFC 9113 8.2.2)
+ * or host, which the caller checks before sending (and clears). */
+#define PL_H2_NV_HOP 0x80u
 /* Returns nghttp2's allocator for the codec's sessions (per-thread caches, h2_mem.c). */
 nghttp2_mem *pl_h2_mem(void);
 /* Copies trailers into s->tx_trailers (stream arena). */

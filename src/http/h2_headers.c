@@ -290,18 +290,25 @@ static size_t put_fields(nghttp2_nv *nv, size_t n, const struct pl_headers *hs, 
 {
     for (uint32_t i = 0; i < hs->n; i++) {
         const struct pl_header *f = &hs->v[i];
-        if (!f->name_len || f->name[0] == ':' || connection_specific(f) ||
-            (drop_host && f->name_len == 4 && pl_header_name_eq(f->name, 4, LIT("host"))))
+        uint8_t flags;
+        const char *name = pl_h2_known_name(f->name, f->name_len, &flags);
+        if (name) { /* lower-case: only the names marked hop-by-hop need a look */
+            if ((flags & PL_H2_NV_HOP) &&
+                (connection_specific(f) || (drop_host && f->name_len == 4)))
+                continue;
+            flags &= (uint8_t)~PL_H2_NV_HOP;
+        } else if (!f->name_len || f->name[0] == ':' || connection_specific(f) ||
+                   (drop_host && f->name_len == 4 && pl_header_name_eq(f->name, 4, LIT("host"))) ||
+                   !name_ok(f->name, f->name_len)) {
             continue;
+        }
         const char *v = f->value;
         uint32_t vl = f->value_len;
         while (vl && (v[0] == ' ' || v[0] == '\t'))
             v++, vl--;
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
             vl--;
-        uint8_t flags;
-        const char *name = pl_h2_known_name(f->name, f->name_len, &flags);
-        if ((!name && !name_ok(f->name, f->name_len)) || !value_ok(v, vl))
+        if (!value_ok(v, vl))
             continue; /* never put a field on the wire that a peer must reject */
         put(nv, &n, name ? name : f->name, f->name_len, v, vl, flags);
     }

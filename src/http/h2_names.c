@@ -4,7 +4,8 @@
  * (NGHTTP2_NV_FLAG_NO_COPY_NAME) and needs no token check. Names that carry a new value on
  * every request (request and trace ids) are sent never indexed (NGHTTP2_NV_FLAG_NO_INDEX):
  * HPACK would fill the dynamic table with them, evict the entries that repeat, and walk them
- * all on every later lookup of the name. */
+ * all on every later lookup of the name. Connection-specific names and host are marked
+ * PL_H2_NV_HOP, so the sender looks at no other known name for RFC 9113 8.2.2. */
 #include <string.h>
 
 #include "http/h2_codec_internal.h"
@@ -19,13 +20,14 @@
     } while (0)
 #define KNOWN(lit)  MATCH(lit, NGHTTP2_NV_FLAG_NO_COPY_NAME)
 #define UNIQUE(lit) MATCH(lit, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_INDEX)
+#define HOP(lit)    MATCH(lit, NGHTTP2_NV_FLAG_NO_COPY_NAME | PL_H2_NV_HOP)
 
 const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags)
 {
     switch (len) {
     case 2:
         UNIQUE("b3");
-        KNOWN("te");
+        HOP("te");
         break;
     case 3:
         switch (n[0]) {
@@ -54,7 +56,7 @@ const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags)
             KNOWN("from");
             break;
         case 'h':
-            KNOWN("host");
+            HOP("host");
             break;
         case 'l':
             KNOWN("link");
@@ -109,6 +111,9 @@ const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags)
         case 't':
             KNOWN("trailer");
             break;
+        case 'u':
+            HOP("upgrade");
+            break;
         default:
             break;
         }
@@ -134,6 +139,12 @@ const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags)
         break;
     case 10:
         switch (n[0]) {
+        case 'c':
+            HOP("connection");
+            break;
+        case 'k':
+            HOP("keep-alive");
+            break;
         case 's':
             KNOWN("set-cookie");
             break;
@@ -253,6 +264,9 @@ const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags)
             KNOWN("content-language");
             KNOWN("content-location");
             break;
+        case 'p':
+            HOP("proxy-connection");
+            break;
         case 'w':
             KNOWN("www-authenticate");
             break;
@@ -274,7 +288,7 @@ const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags)
             KNOWN("if-modified-since");
             break;
         case 't':
-            KNOWN("transfer-encoding");
+            HOP("transfer-encoding");
             break;
         case 'x':
             UNIQUE("x-b3-parentspanid");

@@ -436,6 +436,9 @@ Test(h2_codec, outgoing_fields_filtered)
     pl_headers_add_copy(&h.headers, &a, "upgrade", 7, "h2c", 3);
     pl_headers_add_copy(&h.headers, &a, "proxy-connection", 16, "x", 1);
     pl_headers_add_copy(&h.headers, &a, "TE", 2, "gzip", 4);
+    pl_headers_add_copy(&h.headers, &a, "connection", 10, "close", 5);
+    pl_headers_add_copy(&h.headers, &a, "keep-alive", 10, "timeout=5", 9);
+    pl_headers_add_copy(&h.headers, &a, "host", 4, "example.com", 11);
     cr_assert_eq(cli.c->vt->encode_head(cli.c, c->s, &h, true), 0);
     cr_assert_eq(pump(), 0);
     cr_assert_eq(srv.n, 1);
@@ -458,6 +461,9 @@ Test(h2_codec, outgoing_fields_filtered)
     cr_assert_null(hval(&rh->headers, "upgrade"));
     cr_assert_null(hval(&rh->headers, "proxy-connection"));
     cr_assert_null(hval(&rh->headers, "te"));
+    cr_assert_null(hval(&rh->headers, "connection"));
+    cr_assert_null(hval(&rh->headers, "keep-alive"));
+    cr_assert_null(hval(&rh->headers, "host")); /* a request carries :authority instead */
     pl_arena_free(&a);
     unpair();
 }
