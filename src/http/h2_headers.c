@@ -15,6 +15,30 @@ static bool eq(const char *a, size_t alen, const char *lit, size_t llen)
     return alen == llen && !memcmp(a, lit, llen);
 }
 
+/* memcpy for the short strings of a header field, without a call: overlapping word moves
+ * (each byte of dst[0..n) written from the same byte of src, no byte outside either range) */
+static inline void copy_short(char *dst, const char *src, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 static bool usable(struct h2_stream *s)
 {
     return s->base.user && !s->user_reset && !s->notified;
@@ -70,10 +94,10 @@ void pl_h2_add_header(struct h2_codec *c, struct h2_stream *s, const char *name,
     }
     /* One allocation per field: "name\0value\0". */
     char *p = pl_arena_alloc(&s->arena, nlen + vlen + 2);
-    memcpy(p, name, nlen);
+    copy_short(p, name, nlen);
     p[nlen] = '\0';
     char *v = p + nlen + 1;
-    memcpy(v, value, vlen);
+    copy_short(v, value, vlen);
     v[vlen] = '\0';
     if (s->in_trailers) {
         pl_headers_add_ref(s->trailers, &s->arena, p, nlen, v, vlen);

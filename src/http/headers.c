@@ -75,8 +75,8 @@ static struct pl_header *grow(struct pl_headers *h, struct pl_arena *a)
     return &h->v[h->n++];
 }
 
-void pl_headers_add_ref(struct pl_headers *h, struct pl_arena *a, const char *name, size_t name_len,
-                        const char *value, size_t value_len)
+void pl_headers_add_ref_grow(struct pl_headers *h, struct pl_arena *a, const char *name,
+                             size_t name_len, const char *value, size_t value_len)
 {
     struct pl_header *f = grow(h, a);
     *f = (struct pl_header){name, value, (uint32_t)name_len, (uint32_t)value_len};

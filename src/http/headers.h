@@ -37,9 +37,21 @@ struct pl_http_head {
 
 /* Returns the first field named name (lower-case), or NULL. */
 const struct pl_header *pl_headers_get(const struct pl_headers *h, const char *name, size_t len);
-/* Appends a field whose strings already live long enough (received bytes or arena). */
-void pl_headers_add_ref(struct pl_headers *h, struct pl_arena *a, const char *name, size_t name_len,
-                        const char *value, size_t value_len);
+/* pl_headers_add_ref when the array is full: grows it (in the arena) and appends. */
+void pl_headers_add_ref_grow(struct pl_headers *h, struct pl_arena *a, const char *name,
+                             size_t name_len, const char *value, size_t value_len);
+
+/* Appends a field whose strings already live long enough (received bytes or arena). Inline:
+ * every received field goes through it. */
+static inline void pl_headers_add_ref(struct pl_headers *h, struct pl_arena *a, const char *name,
+                                      size_t name_len, const char *value, size_t value_len)
+{
+    if (h->n == h->cap) {
+        pl_headers_add_ref_grow(h, a, name, name_len, value, value_len);
+        return;
+    }
+    h->v[h->n++] = (struct pl_header){name, value, (uint32_t)name_len, (uint32_t)value_len};
+}
 /* Appends a field, copying name (lower-cased) and value into the arena. */
 void pl_headers_add_copy(struct pl_headers *h, struct pl_arena *a, const char *name,
                          size_t name_len, const char *value, size_t value_len);
