@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config/tree.h"
 #include "core/err.h"
 #include "pl_proto_all.h"
 
@@ -75,16 +76,51 @@ struct pl_cp_selector {
     char *key; /* canonical text, to compare selectors */
 };
 
-/* One resource: its name and its protobuf encoding as sent in a google.protobuf.Any. */
-struct pl_cp_res {
+/* One decoded resource: its name and its protobuf encoding as sent in a google.protobuf.Any.
+ * Immutable once made; shared (reference counted) by every set that holds it unchanged, so a
+ * reload keeps the bytes and the version of what did not change. */
+struct pl_cp_item {
+    unsigned long refs; /* atomic */
+    int type;
     char *name;
     uint8_t *bytes;
     size_t len;
-    char version[17];                 /* hex of the hash of bytes: the Delta xDS resource version */
+    char version[17];   /* hex of the hash of bytes: the Delta xDS resource version */
+    uint64_t text_hash; /* of the source text it was decoded from (pl_cp_node_hash) */
+};
+
+/* One resource of a set. name, bytes, len and version are the item's. */
+struct pl_cp_res {
+    const char *name;
+    const uint8_t *bytes;
+    size_t len;
+    const char *version;
+    struct pl_cp_item *item;
     const struct pl_cp_selector *sel; /* NULL: every node; owned by the set */
     const char *file;                 /* owned by the set */
     int line;
     unsigned order; /* position in load order, for override precedence */
+};
+
+/* A file as the load that made the set read it: lets the next load skip it when unchanged. */
+struct pl_cp_file {
+    char *path;
+    uint64_t dev, ino, size;
+    int64_t mtime_ns, ctime_ns;
+    uint64_t hash;              /* of its bytes */
+    struct pl_cp_selector *sel; /* NULL: every node */
+    struct pl_cp_item **items;  /* its resources in file order (references held) */
+    int *lines;
+    size_t n;
+};
+
+/* What a load did, for logs and tests. */
+struct pl_cp_load_stats {
+    size_t files_read;   /* opened and hashed */
+    size_t files_parsed; /* their text changed: parsed */
+    size_t decoded;      /* resources decoded from text */
+    size_t reused;       /* resources whose text was unchanged: encoding kept */
+    bool full;           /* a check needed every resource decoded again */
 };
 
 /* An immutable set of resources from one load, with versions per type. */
@@ -94,20 +130,40 @@ struct pl_cp_set {
     uint64_t type_hash[PL_CP_NTYPES];
     unsigned long vnum[PL_CP_NTYPES];
     char version[PL_CP_NTYPES][24];
-    struct pl_cp_selector **sels;
-    size_t n_sels;
-    char **files;
+    struct pl_cp_file *files; /* in load (name) order */
     size_t n_files;
+    struct pl_cp_load_stats stats;
 };
 
 /* Loads path (a YAML/JSON file, or a directory of *.yaml, *.yml and *.json) into a new set
  * owned by the caller (pl_cp_set_free). Every error found goes to err (file:line:col, path);
  * then nothing is returned. Versions are numbered from prev (NULL for the first load): a
- * type's version goes up by one when its resources differ from prev's. */
+ * type's version goes up by one when its resources differ from prev's. prev (the last good
+ * set) is also a cache: a file whose bytes are prev's is not parsed again, a resource whose
+ * text is unchanged keeps its encoding and is not checked again unless a name it may refer to
+ * is gone. Every file is read (see pl_cp_set_reload to skip unchanged ones). */
 int pl_cp_set_load(const char *path, const struct pl_cp_set *prev, struct pl_cp_set **out,
                    struct pl_err *err);
+/* As pl_cp_set_load, but a file that is not in changed (names relative to path's directory, or
+ * the file's base name) and whose stat (device, inode, size, mtime, ctime) is prev's is taken
+ * over from prev without being read. changed NULL: every file is read. */
+int pl_cp_set_reload(const char *path, const struct pl_cp_set *prev,
+                     const struct pl_cp_map *changed, struct pl_cp_set **out, struct pl_err *err);
 /* Frees a set; NULL is allowed. */
 void pl_cp_set_free(struct pl_cp_set *s);
+/* Drops a reference to an item (freed with the last). */
+void pl_cp_item_unref(struct pl_cp_item *it);
+/* Hash of a tree node's content (kinds, text, quoting, keys, order): equal hashes mean the
+ * same decoded message. */
+uint64_t pl_cp_node_hash(uint64_t h, const struct pl_node *n);
+
+/* Parses a file's `node_selector:` (n may be NULL: *out NULL, every node); errors go to err. */
+int pl_cp_selector_parse(const char *file, const struct pl_node *n, struct pl_cp_selector **out,
+                         struct pl_err *err);
+/* A deep copy of s (NULL for NULL). */
+struct pl_cp_selector *pl_cp_selector_copy(const struct pl_cp_selector *s);
+/* Frees s; NULL is allowed. */
+void pl_cp_selector_free(struct pl_cp_selector *s);
 /* Whether sel (NULL: every node) matches node (NULL: a node without identity). */
 bool pl_cp_selector_match(const struct pl_cp_selector *sel, const pl_cp_node_t *node);
 /* The resources of type t that node sees, at most one per name, in name order; fills out

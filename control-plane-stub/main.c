@@ -17,7 +17,14 @@ struct cp_main {
     struct pl_cp_server *srv;
     struct pl_cp_loadstate ls;
     const struct pl_cp_set *current; /* owned by srv; read on the loop thread only */
+    struct pl_cp_map pending;        /* files changed since the last accepted load */
+    bool pending_all;                /* any file may have changed */
 };
+
+static void add_pending(struct pl_cp_map_ent *e, void *ud)
+{
+    pl_cp_map_put(ud, e->key, NULL);
+}
 
 static void usage(FILE *out)
 {
@@ -58,12 +65,19 @@ static int split_addr(const char *s, char *buf, size_t cap, int *port)
     return 0;
 }
 
-static void reload(void *ud)
+static void reload(void *ud, const struct pl_cp_map *changed)
 {
     struct cp_main *m = ud;
     struct pl_err err = PL_ERR_INIT;
     struct pl_cp_set *set;
-    if (pl_cp_set_load(m->ls.path, m->current, &set, &err) < 0) {
+    /* what changed since the last good set: a refused load's files are read again */
+    if (changed)
+        pl_cp_map_each(changed, add_pending, &m->pending);
+    else
+        m->pending_all = true;
+    double t0 = pl_cp_now();
+    if (pl_cp_set_reload(m->ls.path, m->current, m->pending_all ? NULL : &m->pending, &set, &err) <
+        0) {
         m->ls.loads_rejected++;
         m->ls.error_time = pl_cp_now();
         pl_err_free(&m->ls.error);
@@ -72,6 +86,8 @@ static void reload(void *ud)
         pl_err_print(&m->ls.error, stderr);
         return;
     }
+    pl_cp_map_clear(&m->pending);
+    m->pending_all = false;
     m->ls.loads_ok++;
     m->ls.loaded = pl_cp_now();
     m->ls.error_time = 0;
@@ -81,7 +97,12 @@ static void reload(void *ud)
     for (int t = 0; t < PL_CP_NTYPES; t++)
         off += snprintf(versions + off, sizeof(versions) - (size_t)off, " %s=%s(%zu)",
                         pl_cp_type_name(t), set->version[t], set->n[t]);
-    pl_log_info("cp", "loaded %s:%s", m->ls.path, versions);
+    const struct pl_cp_load_stats *st = &set->stats;
+    pl_log_info("cp",
+                "loaded %s:%s in %.1f ms (%zu files read, %zu parsed; %zu resources decoded, "
+                "%zu kept%s)",
+                m->ls.path, versions, (pl_cp_now() - t0) * 1000, st->files_read, st->files_parsed,
+                st->decoded, st->reused, st->full ? "; all checked again" : "");
     m->current = set;
     pl_cp_server_set_resources(m->srv, set);
 }
@@ -227,6 +248,7 @@ fail:
     pl_admin_free(admin);
     pl_err_free(&err);
     pl_err_free(&m.ls.error);
+    pl_cp_map_clear(&m.pending);
     ev_loop_destroy(m.loop);
     return rc;
 }

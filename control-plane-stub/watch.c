@@ -24,8 +24,10 @@ struct pl_cp_watch {
     ev_timer debounce;
     double debounce_s;
     char *only; /* watching a file: its base name; NULL for a directory */
-    void (*cb)(void *ud);
+    pl_cp_watch_cb *cb;
     void *ud;
+    struct pl_cp_map changed; /* names with events since the last callback */
+    bool all;                 /* an overflow or a ConfigMap swap: any file may have changed */
 };
 
 static bool has_suffix(const char *s, const char *suf)
@@ -56,10 +58,15 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
             break;
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *e = (const struct inotify_event *)p;
-            if (e->mask & IN_Q_OVERFLOW)
+            if (e->mask & IN_Q_OVERFLOW) {
+                hit = w->all = true;
+            } else if (e->len && relevant(w, e->name)) {
                 hit = true;
-            else if (e->len && relevant(w, e->name))
-                hit = true;
+                if (!strcmp(e->name, "..data"))
+                    w->all = true;
+                else
+                    pl_cp_map_put(&w->changed, e->name, NULL);
+            }
             p += sizeof(*e) + e->len;
         }
     }
@@ -75,10 +82,12 @@ static void on_debounce(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     struct pl_cp_watch *w = t->data;
-    w->cb(w->ud);
+    w->cb(w->ud, w->all ? NULL : &w->changed);
+    w->all = false;
+    pl_cp_map_clear(&w->changed);
 }
 
-int pl_cp_watch_new(struct ev_loop *loop, const char *path, void (*cb)(void *ud), void *ud,
+int pl_cp_watch_new(struct ev_loop *loop, const char *path, pl_cp_watch_cb *cb, void *ud,
                     struct pl_cp_watch **out, struct pl_err *err)
 {
     struct stat st;
@@ -132,6 +141,7 @@ void pl_cp_watch_free(struct pl_cp_watch *w)
     ev_io_stop(w->loop, &w->io);
     ev_timer_stop(w->loop, &w->debounce);
     close(w->fd);
+    pl_cp_map_clear(&w->changed);
     free(w->only);
     free(w);
 }

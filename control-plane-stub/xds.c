@@ -205,7 +205,7 @@ static void fill_any(Google__Protobuf__Any *a, int t, const struct pl_cp_res *r)
 {
     google__protobuf__any__init(a);
     a->type_url = (char *)pl_cp_type_url(t);
-    a->value.data = r->bytes;
+    a->value.data = (uint8_t *)r->bytes;
     a->value.len = r->len;
 }
 
@@ -221,7 +221,7 @@ static bool sotw_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **vi
             continue;
         view[n++] = view[i];
         h = pl_cp_hash(h, view[i]->name, strlen(view[i]->name) + 1);
-        h = pl_cp_hash(h, view[i]->version, sizeof(view[i]->version));
+        h = pl_cp_hash(h, view[i]->version, sizeof(view[i]->item->version));
     }
     bool due = ts->force || !ts->sent_any || h != ts->sent_hash;
     if (!due || ts->outstanding || hold)
@@ -319,7 +319,7 @@ static bool delta_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **v
     for (size_t i = 0; i < n_add; i++) {
         envoy__service__discovery__v3__resource__init(&res[i]);
         fill_any(&anys[i], t, add[i]);
-        res[i].name = add[i]->name;
+        res[i].name = (char *)add[i]->name;
         res[i].version = (char *)add[i]->version;
         res[i].resource = &anys[i];
         ptrs[i] = &res[i];

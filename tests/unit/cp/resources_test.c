@@ -290,3 +290,212 @@ Test(cp, string_map)
     cr_assert_eq(m.n, 0);
     cr_assert_null(pl_cp_map_get(&m, "k1"));
 }
+
+/* ---- incremental reloads ---- */
+
+#define ROUTES(name, cluster)                                                                      \
+    "- \"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n"                  \
+    "  name: " name "\n"                                                                           \
+    "  virtual_hosts:\n"                                                                           \
+    "  - name: vh\n"                                                                               \
+    "    domains: ['*']\n"                                                                         \
+    "    routes:\n"                                                                                \
+    "    - match: {prefix: /}\n"                                                                   \
+    "      route: {cluster: " cluster "}\n"
+
+static struct pl_cp_set *reload_ok(const struct pl_cp_set *prev, const char *changed)
+{
+    struct pl_cp_map m = {0};
+    if (changed)
+        pl_cp_map_put(&m, changed, NULL);
+    struct pl_err e = PL_ERR_INIT;
+    struct pl_cp_set *s = NULL;
+    int rc = pl_cp_set_reload(dir, prev, &m, &s, &e);
+    char *msg = pl_err_join(&e);
+    cr_assert_eq(rc, 0, "reload failed: %s", msg);
+    free(msg);
+    pl_err_free(&e);
+    pl_cp_map_clear(&m);
+    return s;
+}
+
+static char *reload_err(const struct pl_cp_set *prev, const char *changed)
+{
+    struct pl_cp_map m = {0};
+    pl_cp_map_put(&m, changed, NULL);
+    struct pl_err e = PL_ERR_INIT;
+    struct pl_cp_set *s = (struct pl_cp_set *)0x1;
+    cr_assert_lt(pl_cp_set_reload(dir, prev, &m, &s, &e), 0);
+    cr_assert_null(s);
+    char *msg = pl_err_join(&e);
+    pl_err_free(&e);
+    pl_cp_map_clear(&m);
+    return msg;
+}
+
+static const struct pl_cp_res *res_named(const struct pl_cp_set *s, int t, const char *name)
+{
+    return pl_cp_set_find(s, t, name, NULL);
+}
+
+Test(cp, reload_reads_only_the_changed_file_and_keeps_the_others_encodings)
+{
+    put("a.yaml", "resources:\n" CLUSTER("a1", "1s") CLUSTER("a2", "1s"));
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s") CLUSTER("b2", "1s"));
+    put("c.yaml", "resources:\n" ROUTES("r", "a1"));
+    struct pl_cp_set *s1 = load_ok(NULL);
+    cr_assert_eq(s1->stats.decoded, 5);
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s") CLUSTER("b2", "7s"));
+    struct pl_cp_set *s2 = reload_ok(s1, "b.yaml");
+    cr_assert_eq(s2->stats.files_read, 1, "%zu", s2->stats.files_read);
+    cr_assert_eq(s2->stats.decoded, 1); /* b2 only: b1's text is the same */
+    cr_assert_eq(s2->stats.reused, 4);
+    cr_assert_not(s2->stats.full);
+    cr_assert_eq(res_named(s2, PL_CP_CDS, "a1")->item, res_named(s1, PL_CP_CDS, "a1")->item);
+    cr_assert_eq(res_named(s2, PL_CP_CDS, "b1")->bytes, res_named(s1, PL_CP_CDS, "b1")->bytes);
+    cr_assert_str_neq(res_named(s2, PL_CP_CDS, "b2")->version,
+                      res_named(s1, PL_CP_CDS, "b2")->version);
+    cr_assert_str_eq(s2->version[PL_CP_CDS], "2");
+    cr_assert_str_eq(s2->version[PL_CP_RDS], "1");
+    cr_assert_eq(res_named(s2, PL_CP_CDS, "b2")->line, 5);
+    cr_assert_eq(res_named(s2, PL_CP_CDS, "b1")->line, 2);
+    /* the old set stays whole while the new one shares its items */
+    pl_cp_set_free(s1);
+    Envoy__Config__Cluster__V3__Cluster *c = envoy__config__cluster__v3__cluster__unpack(
+        NULL, res_named(s2, PL_CP_CDS, "b2")->len, res_named(s2, PL_CP_CDS, "b2")->bytes);
+    cr_assert(c && c->connect_timeout->seconds == 7);
+    envoy__config__cluster__v3__cluster__free_unpacked(c, NULL);
+    /* rewritten with the same text: read, not parsed */
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s") CLUSTER("b2", "7s"));
+    struct pl_cp_set *s3 = reload_ok(s2, "b.yaml");
+    cr_assert_eq(s3->stats.files_read, 1);
+    cr_assert_eq(s3->stats.files_parsed, 0);
+    cr_assert_eq(s3->stats.decoded, 0);
+    cr_assert_str_eq(s3->version[PL_CP_CDS], "2");
+    /* a change the watcher did not name is still seen (the stat differs) */
+    put("a.yaml", "resources:\n" CLUSTER("a1", "1s") CLUSTER("a2", "30s"));
+    struct pl_cp_set *s4 = reload_ok(s3, NULL);
+    cr_assert_eq(s4->stats.decoded, 1);
+    cr_assert_str_eq(s4->version[PL_CP_CDS], "3");
+    pl_cp_set_free(s2);
+    pl_cp_set_free(s3);
+    pl_cp_set_free(s4);
+}
+
+Test(cp, reload_moved_resources_keep_their_lines_and_positions_of_errors)
+{
+    put("a.yaml", "resources:\n" CLUSTER("one", "1s") CLUSTER("two", "1s"));
+    struct pl_cp_set *s1 = load_ok(NULL);
+    /* a resource inserted above: "two" is kept but now starts further down */
+    put("a.yaml", "resources:\n" CLUSTER("zero", "1s") CLUSTER("one", "1s") CLUSTER("two", "1s"));
+    struct pl_cp_set *s2 = reload_ok(s1, "a.yaml");
+    cr_assert_eq(s2->stats.decoded, 1);
+    cr_assert_eq(res_named(s2, PL_CP_CDS, "two")->line, 8);
+    cr_assert_eq(res_named(s2, PL_CP_CDS, "one")->line, 5);
+    /* a duplicate of a kept resource: the full check names both places */
+    put("a.yaml", "resources:\n" CLUSTER("one", "1s") CLUSTER("two", "1s") CLUSTER("one", "2s"));
+    char *msg = reload_err(s2, "a.yaml");
+    cr_assert(strstr(msg, "a.yaml:9:3: resources[2].name: Cluster 'one' is defined twice for the "
+                          "same nodes (also at "),
+              "%s", msg);
+    cr_assert(strstr(msg, "a.yaml:2)"), "%s", msg);
+    free(msg);
+    pl_cp_set_free(s1);
+    pl_cp_set_free(s2);
+}
+
+Test(cp, reload_bad_change_to_one_file_is_refused_and_the_last_good_set_stays)
+{
+    put("a.yaml", "resources:\n" CLUSTER("a1", "1s"));
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s"));
+    struct pl_cp_set *s1 = load_ok(NULL);
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s") "  conect_timeout: 2s\n");
+    char *msg = reload_err(s1, "b.yaml");
+    cr_assert(strstr(msg, "b.yaml:5:3: resources[0].conect_timeout: unknown field"), "%s", msg);
+    cr_assert_null(strstr(msg, "a.yaml"), "%s", msg);
+    free(msg);
+    cr_assert_eq(s1->n[PL_CP_CDS], 2); /* untouched */
+    /* the next change (of another file) still reads the bad one: it differs from s1's */
+    put("a.yaml", "resources:\n" CLUSTER("a1", "5s"));
+    msg = reload_err(s1, "a.yaml");
+    cr_assert(strstr(msg, "b.yaml:5:3"), "%s", msg);
+    free(msg);
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s") CLUSTER("b2", "1s"));
+    struct pl_cp_set *s2 = reload_ok(s1, "b.yaml");
+    cr_assert_eq(s2->n[PL_CP_CDS], 3);
+    cr_assert_eq(s2->stats.decoded, 2, "%zu", s2->stats.decoded); /* a1 (5s) and b2 */
+    pl_cp_set_free(s1);
+    pl_cp_set_free(s2);
+}
+
+Test(cp, reload_deleted_file_removes_its_resources_and_dangling_references_are_refused)
+{
+    put("a.yaml", "resources:\n" CLUSTER("a1", "1s"));
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s"));
+    put("r.yaml", "resources:\n" ROUTES("r", "b1"));
+    struct pl_cp_set *s1 = load_ok(NULL);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/b.yaml", dir);
+    /* the route still names b1: refused, with the unchanged route file's position */
+    cr_assert_eq(unlink(path), 0);
+    char *msg = reload_err(s1, "b.yaml");
+    cr_assert(strstr(msg, "r.yaml:9:15: resources[0].virtual_hosts[0].routes[0].route.cluster: "
+                          "route names unknown cluster 'b1'"),
+              "%s", msg);
+    free(msg);
+    /* the route moves to a1 first, then b.yaml goes: both accepted */
+    put("b.yaml", "resources:\n" CLUSTER("b1", "1s"));
+    put("r.yaml", "resources:\n" ROUTES("r", "a1"));
+    struct pl_cp_set *s2 = reload_ok(s1, "r.yaml");
+    cr_assert_eq(unlink(path), 0);
+    struct pl_cp_set *s3 = reload_ok(s2, "b.yaml");
+    cr_assert_eq(s3->n[PL_CP_CDS], 1);
+    cr_assert_null(res_named(s3, PL_CP_CDS, "b1"));
+    cr_assert(s3->stats.full); /* a cluster name went away: every route was checked again */
+    cr_assert_str_eq(s3->version[PL_CP_CDS], "2");
+    cr_assert_eq(s3->n_files, 2);
+    pl_cp_set_free(s1);
+    pl_cp_set_free(s2);
+    pl_cp_set_free(s3);
+}
+
+Test(cp, reload_route_naming_a_cluster_of_a_file_not_yet_written)
+{
+    put("a.yaml", "resources:\n" CLUSTER("a1", "1s"));
+    put("r.yaml", "resources:\n" ROUTES("r", "a1"));
+    struct pl_cp_set *s1 = load_ok(NULL);
+    /* the route file arrives first: refused until the cluster's file is there */
+    put("r.yaml", "resources:\n" ROUTES("r", "n1"));
+    char *msg = reload_err(s1, "r.yaml");
+    cr_assert(strstr(msg, "r.yaml:9:15:"), "%s", msg);
+    cr_assert(strstr(msg, "unknown cluster 'n1'"), "%s", msg);
+    free(msg);
+    put("n.yaml", "resources:\n" CLUSTER("n1", "1s"));
+    struct pl_cp_map m = {0};
+    pl_cp_map_put(&m, "r.yaml", NULL); /* pending since the refused load */
+    pl_cp_map_put(&m, "n.yaml", NULL);
+    struct pl_err e = PL_ERR_INIT;
+    struct pl_cp_set *s2 = NULL;
+    cr_assert_eq(pl_cp_set_reload(dir, s1, &m, &s2, &e), 0);
+    pl_cp_map_clear(&m);
+    cr_assert_eq(s2->stats.decoded, 2);
+    cr_assert_eq(s2->stats.reused, 1);
+    cr_assert_str_eq(s2->version[PL_CP_CDS], "2");
+    cr_assert_str_eq(s2->version[PL_CP_RDS], "2");
+    pl_cp_set_free(s1);
+    pl_cp_set_free(s2);
+}
+
+Test(cp, reload_node_selector_change_applies_to_kept_resources)
+{
+    put("a.yaml", "resources:\n" CLUSTER("a1", "1s"));
+    struct pl_cp_set *s1 = load_ok(NULL);
+    put("a.yaml", "node_selector: {id: x}\nresources:\n" CLUSTER("a1", "1s"));
+    struct pl_cp_set *s2 = reload_ok(s1, "a.yaml");
+    cr_assert_eq(s2->stats.decoded, 0);
+    cr_assert_null(pl_cp_set_find(s2, PL_CP_CDS, "a1", node("y", NULL)));
+    cr_assert_not_null(pl_cp_set_find(s2, PL_CP_CDS, "a1", node("x", NULL)));
+    cr_assert_str_eq(s2->version[PL_CP_CDS], "2");
+    pl_cp_set_free(s1);
+    pl_cp_set_free(s2);
+}
