@@ -63,22 +63,26 @@ void pl_stats_free(struct pl_stats *s)
     free(s->shards);
     free(s->meta);
     free(s->index);
+    free(s->baseline);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
+#define FNV_INIT  14695981039346656037ULL
+#define FNV(h, c) (((h) ^ (unsigned char)(c)) * 1099511628211ULL)
+
 static uint64_t hash_name(const char *n)
 {
-    uint64_t h = 14695981039346656037ULL;
+    uint64_t h = FNV_INIT;
     for (; *n; n++)
-        h = (h ^ (unsigned char)*n) * 1099511628211ULL;
+        h = FNV(h, *n);
     return h;
 }
 
-static void index_put(struct pl_stats *s, uint32_t idx)
+static void index_put(struct pl_stats *s, uint32_t idx, uint64_t h)
 {
     size_t m = s->index_cap - 1;
-    for (size_t i = hash_name(s->meta[idx].name) & m;; i = (i + 1) & m) {
+    for (size_t i = h & m;; i = (i + 1) & m) {
         if (!s->index[i]) {
             s->index[i] = idx + 1;
             return;
@@ -86,15 +90,93 @@ static void index_put(struct pl_stats *s, uint32_t idx)
     }
 }
 
-static long index_get(struct pl_stats *s, const char *name)
+/* Adds meta[idx] (named) to the index, doubling it past half full. */
+static void index_add(struct pl_stats *s, uint32_t idx, uint64_t h)
 {
-    size_t m = s->index_cap - 1;
-    for (size_t i = hash_name(name) & m; s->index[i]; i = (i + 1) & m) {
-        uint32_t idx = s->index[i] - 1;
-        if (!strcmp(s->meta[idx].name, name))
-            return idx;
+    if ((s->n_indexed + 1) * 2 > s->index_cap) {
+        free(s->index);
+        s->index_cap *= 2;
+        s->index = pl_calloc(s->index_cap, sizeof(*s->index));
+        for (size_t i = 0; i < s->n; i++)
+            if (s->meta[i].name && i != idx)
+                index_put(s, (uint32_t)i, hash_name(s->meta[i].name));
+    }
+    index_put(s, idx, h);
+    s->n_indexed++;
+}
+
+/* Member slots of a group starting at first. */
+static void member_slots(const struct pl_stats_group_def *d, uint32_t first, uint32_t *slots)
+{
+    for (uint32_t i = 0; i < d->n; i++) {
+        slots[i] = first;
+        first += pl_stats__width(pl_stats__member_kind(d, i));
+    }
+}
+
+static uint32_t group_width(const struct pl_stats_group_def *d)
+{
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < d->n; i++)
+        w += pl_stats__width(pl_stats__member_kind(d, i));
+    return w;
+}
+
+/* The slot of member `suffix` of group g, or -1. */
+static long member_slot(const struct pl_stat_meta *g, const char *suffix, enum pl_stat_kind *kind)
+{
+    uint32_t off = g->slot;
+    for (uint32_t k = 0; k < g->group->n; k++) {
+        enum pl_stat_kind mk = pl_stats__member_kind(g->group, k);
+        if (!strcmp(g->group->m[k].suffix, suffix)) {
+            *kind = mk;
+            return off;
+        }
+        off += pl_stats__width(mk);
     }
     return -1;
+}
+
+/* The single stat named name, whose hash is h, or -1. Caller holds the lock. */
+static long find_single(struct pl_stats *s, const char *name, uint64_t h, enum pl_stat_kind *kind)
+{
+    size_t m = s->index_cap - 1;
+    for (size_t i = h & m; s->index[i]; i = (i + 1) & m) {
+        const struct pl_stat_meta *e = &s->meta[s->index[i] - 1];
+        if (!e->group && !strcmp(e->name, name)) {
+            *kind = e->kind;
+            return e->slot;
+        }
+    }
+    return -1;
+}
+
+/* The stat named name (a single one, or a member of a group: member suffixes have no dot, so
+ * the group's prefix is name up to its last dot): its kind and slot, or -1. Caller holds the
+ * lock. */
+static long find(struct pl_stats *s, const char *name, enum pl_stat_kind *kind)
+{
+    uint64_t h = FNV_INIT, h_dot = 0;
+    const char *p = name, *dot = NULL;
+    for (; *p; p++) {
+        h = FNV(h, *p);
+        if (*p == '.') {
+            dot = p;
+            h_dot = h;
+        }
+    }
+    if (dot) {
+        size_t m = s->index_cap - 1, plen = (size_t)(dot - name) + 1;
+        for (size_t i = h_dot & m; s->index[i]; i = (i + 1) & m) {
+            const struct pl_stat_meta *g = &s->meta[s->index[i] - 1];
+            if (!g->group || strncmp(g->name, name, plen) || g->name[plen])
+                continue;
+            long slot = member_slot(g, dot + 1, kind);
+            if (slot >= 0)
+                return slot;
+        }
+    }
+    return find_single(s, name, h, kind);
 }
 
 /* Reserves n consecutive slots inside one block, growing every shard. Caller holds the lock. */
@@ -115,44 +197,127 @@ static uint32_t alloc_slots(struct pl_stats *s, uint32_t n)
     return slot;
 }
 
-static uint32_t get_or_create(struct pl_stats *s, const char *name, enum pl_stat_kind kind)
+/* A new meta entry (not indexed). Caller holds the lock. */
+static struct pl_stat_meta *meta_add(struct pl_stats *s)
 {
-    static const uint32_t width[] = {1, 2, PL_HS_SLOTS};
-    pthread_mutex_lock(&s->lock);
-    long idx = index_get(s, name);
-    if (idx >= 0 && s->meta[idx].kind == kind) {
-        uint32_t slot = s->meta[idx].slot;
-        pthread_mutex_unlock(&s->lock);
-        return slot;
-    }
-    if (idx >= 0)
-        pl_log_error("stats", "stat '%s' already exists with another type; updates are dropped",
-                     name);
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 64;
         s->meta = pl_realloc(s->meta, s->cap * sizeof(*s->meta));
     }
-    struct pl_stat_meta *m = &s->meta[s->n];
-    m->name = idx >= 0 ? NULL : pl_strdup(name);
-    m->kind = kind;
-    m->slot = alloc_slots(s, width[kind]);
-    m->baseline = 0;
-    s->n++;
-    if (m->name) {
-        if (s->n * 2 > s->index_cap) {
-            free(s->index);
-            s->index_cap *= 2;
-            s->index = pl_calloc(s->index_cap, sizeof(*s->index));
-            for (size_t i = 0; i < s->n; i++)
-                if (s->meta[i].name)
-                    index_put(s, (uint32_t)i);
-        } else {
-            index_put(s, (uint32_t)(s->n - 1));
-        }
+    struct pl_stat_meta *m = &s->meta[s->n++];
+    memset(m, 0, sizeof(*m));
+    return m;
+}
+
+static uint32_t get_or_create(struct pl_stats *s, const char *name, enum pl_stat_kind kind)
+{
+    pthread_mutex_lock(&s->lock);
+    enum pl_stat_kind have;
+    long found = find(s, name, &have);
+    if (found >= 0 && have == kind) {
+        pthread_mutex_unlock(&s->lock);
+        return (uint32_t)found;
     }
+    if (found >= 0)
+        pl_log_error("stats", "stat '%s' already exists with another type; updates are dropped",
+                     name);
+    struct pl_stat_meta *m = meta_add(s);
+    m->name = found >= 0 ? NULL : pl_strdup(name);
+    m->kind = (uint8_t)kind;
+    m->slot = alloc_slots(s, pl_stats__width(kind));
     uint32_t slot = m->slot;
+    if (m->name)
+        index_add(s, (uint32_t)(s->n - 1), hash_name(name));
     pthread_mutex_unlock(&s->lock);
     return slot;
+}
+
+/* True when def's suffixes can be found after a prefix's last dot: none is empty or has one. */
+static bool groupable(const struct pl_stats_group_def *def)
+{
+    for (uint32_t k = 0; k < def->n; k++)
+        if (!*def->m[k].suffix || strchr(def->m[k].suffix, '.'))
+            return false;
+    return true;
+}
+
+/* True when groups a and b have no suffix in common (remembered for a few pairs: thousands of
+ * clusters have the same two groups). Caller holds the lock. */
+static bool disjoint(struct pl_stats *s, const struct pl_stats_group_def *a,
+                     const struct pl_stats_group_def *b)
+{
+    for (size_t i = 0; i < PL_STATS_DISJOINT_MEMO; i++)
+        if (s->disjoint[i][0] == a && s->disjoint[i][1] == b)
+            return true;
+    for (uint32_t i = 0; i < a->n; i++)
+        for (uint32_t k = 0; k < b->n; k++)
+            if (!strcmp(a->m[i].suffix, b->m[k].suffix))
+                return false;
+    size_t i = s->n_disjoint++ % PL_STATS_DISJOINT_MEMO;
+    s->disjoint[i][0] = a;
+    s->disjoint[i][1] = b;
+    return true;
+}
+
+void pl_stats_group(struct pl_stats *s, const char *prefix, const struct pl_stats_group_def *def,
+                    uint32_t *slots)
+{
+    char buf[1024];
+    size_t plen = strlen(prefix);
+    bool single = !plen || prefix[plen - 1] != '.' || plen + 256 > sizeof(buf);
+    enum pl_stat_kind have;
+    pthread_mutex_lock(&s->lock);
+    uint64_t h = hash_name(prefix);
+    size_t m = s->index_cap - 1;
+    for (size_t i = h & m; !single && s->index[i]; i = (i + 1) & m) {
+        const struct pl_stat_meta *g = &s->meta[s->index[i] - 1];
+        if (g->group == def && !strcmp(g->name, prefix)) { /* made before: the same stats */
+            member_slots(def, g->slot, slots);
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+    }
+    single = single || !groupable(def);
+    for (size_t i = h & m; !single && s->index[i]; i = (i + 1) & m) {
+        const struct pl_stat_meta *g = &s->meta[s->index[i] - 1];
+        if (!g->group || strcmp(g->name, prefix) || disjoint(s, g->group, def))
+            continue;
+        for (uint32_t k = 0; k < def->n && !single; k++) /* another group of the prefix */
+            single = member_slot(g, def->m[k].suffix, &have) >= 0;
+    }
+    /* a member made singly before keeps its stat: then all are made singly */
+    if (!single)
+        memcpy(buf, prefix, plen);
+    for (uint32_t k = 0; k < def->n && !single; k++) {
+        uint64_t hm = h;
+        size_t sl = strlen(def->m[k].suffix);
+        if (sl >= sizeof(buf) - plen) {
+            single = true;
+            break;
+        }
+        for (size_t j = 0; j <= sl; j++) {
+            buf[plen + j] = def->m[k].suffix[j];
+            if (j < sl)
+                hm = FNV(hm, def->m[k].suffix[j]);
+        }
+        single = find_single(s, buf, hm, &have) >= 0;
+    }
+    if (!single) {
+        struct pl_stat_meta *g = meta_add(s);
+        g->name = pl_strdup(prefix);
+        g->group = def;
+        g->slot = alloc_slots(s, group_width(def));
+        index_add(s, (uint32_t)(s->n - 1), h);
+        member_slots(def, g->slot, slots);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (uint32_t k = 0; k < def->n; k++) {
+        char *name = pl_asprintf("%s%s", prefix, def->m[k].suffix);
+        slots[k] = get_or_create(s, name, pl_stats__member_kind(def, k));
+        free(name);
+    }
 }
 
 struct pl_counter pl_stats_counter(struct pl_stats *s, const char *name)
@@ -330,22 +495,16 @@ void pl_stats__hist(struct pl_stats *s, uint32_t slot, struct pl_hist_sum *h)
         h->min = h->max = 0;
 }
 
-static long find_slot(struct pl_stats *s, uint32_t slot)
+uint64_t pl_stats__baseline(const struct pl_stats *s, uint32_t slot)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->meta[i].slot == slot)
-            return (long)i;
-    return -1;
+    return slot < s->baseline_cap ? s->baseline[slot] : 0;
 }
 
 uint64_t pl_counter_value(struct pl_counter c)
 {
     struct pl_stats *s = c.store;
     pthread_mutex_lock(&s->lock);
-    uint64_t v = pl_stats__counter_raw(s, c.slot);
-    long i = find_slot(s, c.slot);
-    if (i >= 0)
-        v -= s->meta[i].baseline;
+    uint64_t v = pl_stats__counter_raw(s, c.slot) - pl_stats__baseline(s, c.slot);
     pthread_mutex_unlock(&s->lock);
     return v;
 }
@@ -373,8 +532,25 @@ void pl_histogram_totals(struct pl_histogram h, uint64_t *count, uint64_t *sum)
 void pl_stats_reset_counters(struct pl_stats *s)
 {
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->n; i++)
-        if (s->meta[i].kind == PL_STAT_COUNTER)
-            s->meta[i].baseline = pl_stats__counter_raw(s, s->meta[i].slot);
+    if (s->baseline_cap < s->next_slot) {
+        s->baseline = pl_realloc(s->baseline, s->next_slot * sizeof(*s->baseline));
+        memset(s->baseline + s->baseline_cap, 0,
+               (s->next_slot - s->baseline_cap) * sizeof(*s->baseline));
+        s->baseline_cap = s->next_slot;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const struct pl_stat_meta *m = &s->meta[i];
+        if (!m->group) {
+            if (m->kind == PL_STAT_COUNTER)
+                s->baseline[m->slot] = pl_stats__counter_raw(s, m->slot);
+            continue;
+        }
+        for (uint32_t k = 0, slot = m->slot; k < m->group->n; k++) {
+            enum pl_stat_kind mk = pl_stats__member_kind(m->group, k);
+            if (mk == PL_STAT_COUNTER)
+                s->baseline[slot] = pl_stats__counter_raw(s, slot);
+            slot += pl_stats__width(mk);
+        }
+    }
     pthread_mutex_unlock(&s->lock);
 }

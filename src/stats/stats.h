@@ -55,6 +55,26 @@ struct pl_gauge pl_stats_gauge(struct pl_stats *s, const char *name);
 /* Returns the histogram named name, creating it if needed. */
 struct pl_histogram pl_stats_histogram(struct pl_stats *s, const char *name);
 
+/* A group of stats whose names share a prefix ("cluster.<name>." + "upstream_rq_total", ...):
+ * created in one go and stored once (the prefix, a pointer to the caller's static member table and
+ * the first slot) instead of a name per stat, so thousands of clusters cost little. The names are
+ * the same as pl_stats_counter(prefix + suffix) would give, and either way finds the other. */
+enum pl_stats_member_kind { PL_STATS_MEMBER_COUNTER, PL_STATS_MEMBER_GAUGE };
+struct pl_stats_member {
+    const char *suffix;
+    enum pl_stats_member_kind kind;
+};
+struct pl_stats_group_def {
+    const struct pl_stats_member *m; /* static storage: the store keeps the pointer */
+    uint32_t n;
+};
+
+/* Creates (or finds, with the same prefix and def) the group of stats prefix + def->m[i].suffix;
+ * slots[i] gets member i's slot (handles: {s, slots[i]}). Names that already exist singly keep
+ * their stats (then the members are made one by one, as pl_stats_counter would). */
+void pl_stats_group(struct pl_stats *s, const char *prefix, const struct pl_stats_group_def *def,
+                    uint32_t *slots);
+
 /* Creates a shard for one thread (call at config time); owned by the store. */
 struct pl_stats_shard *pl_stats_shard_new(struct pl_stats *s);
 /* Makes sh the calling thread's shard (NULL unbinds); only this thread may then write to it. */

@@ -6,9 +6,10 @@
 
 #include "stats/stats.h"
 
-#define PL_STATS_BLOCK_BITS  12
-#define PL_STATS_BLOCK_SLOTS (1u << PL_STATS_BLOCK_BITS)
-#define PL_STATS_MAX_BLOCKS  4096
+#define PL_STATS_BLOCK_BITS    12
+#define PL_STATS_BLOCK_SLOTS   (1u << PL_STATS_BLOCK_BITS)
+#define PL_STATS_MAX_BLOCKS    4096
+#define PL_STATS_DISJOINT_MEMO 8
 
 /* Histogram slots per shard: buckets (+ overflow), count, sum, inverted min, max. */
 enum {
@@ -25,11 +26,12 @@ enum pl_stat_kind {
     PL_STAT_HISTOGRAM,
 };
 
+/* One stat, or one group of stats sharing a name prefix (pl_stats_group). */
 struct pl_stat_meta {
-    char *name; /* NULL for a discarded stat (kind clash) */
-    enum pl_stat_kind kind;
-    uint32_t slot;
-    uint64_t baseline; /* counters: raw sum at the last reset */
+    char *name; /* a stat: its name, NULL when discarded (kind clash); a group: the prefix */
+    const struct pl_stats_group_def *group; /* NULL for a single stat */
+    uint32_t slot;                          /* a group: its first member's */
+    uint8_t kind;                           /* enum pl_stat_kind; single stats */
 };
 
 struct pl_stats_shard {
@@ -41,13 +43,33 @@ struct pl_stats {
     pthread_mutex_t lock;
     struct pl_stat_meta *meta;
     size_t n, cap;
-    uint32_t *index; /* open addressing: meta index + 1, 0 empty */
+    uint32_t *index; /* open addressing: meta index + 1, 0 empty; by name, groups by prefix */
     size_t index_cap;
+    size_t n_indexed;
     uint32_t next_slot;
     uint32_t nblocks;
     struct pl_stats_shard **shards; /* shards[0] is the shared (atomic) shard */
     size_t nshards;
+    uint64_t *baseline; /* by slot: counters' raw sums at the last reset (NULL before one) */
+    uint32_t baseline_cap;
+    const struct pl_stats_group_def *disjoint[PL_STATS_DISJOINT_MEMO][2]; /* pairs known apart */
+    size_t n_disjoint;
 };
+
+/* Slots a stat of kind k takes. */
+static inline uint32_t pl_stats__width(enum pl_stat_kind k)
+{
+    return k == PL_STAT_COUNTER ? 1 : k == PL_STAT_GAUGE ? 2 : PL_HS_SLOTS;
+}
+
+/* The kind of group member i. */
+static inline enum pl_stat_kind pl_stats__member_kind(const struct pl_stats_group_def *d,
+                                                      uint32_t i)
+{
+    return d->m[i].kind == PL_STATS_MEMBER_GAUGE ? PL_STAT_GAUGE : PL_STAT_COUNTER;
+}
+/* A counter's reset baseline. Caller holds the lock. */
+uint64_t pl_stats__baseline(const struct pl_stats *s, uint32_t slot);
 
 /* Merged view of one histogram over all shards. */
 struct pl_hist_sum {

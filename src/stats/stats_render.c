@@ -121,7 +121,9 @@ static double hist_quantile(const struct pl_hist_sum *h, double q)
 
 /* One stat selected for output, with its values read once. */
 struct entry {
-    const struct pl_stat_meta *m;
+    const char *name;
+    char *owned; /* a group member's name, made for this rendering */
+    enum pl_stat_kind kind;
     uint64_t counter;
     int64_t gauge;
     bool used;
@@ -133,16 +135,42 @@ struct entry {
 static int cmp_name(const void *a, const void *b)
 {
     const struct entry *x = a, *y = b;
-    return strcmp(x->m->name, y->m->name);
+    return strcmp(x->name, y->name);
 }
 
 static int cmp_prom(const void *a, const void *b)
 {
     const struct entry *x = a, *y = b;
-    if (x->m->kind != y->m->kind)
-        return (int)x->m->kind - (int)y->m->kind;
+    if (x->kind != y->kind)
+        return (int)x->kind - (int)y->kind;
     int c = strcmp(x->prom_name, y->prom_name);
     return c ? c : strcmp(x->labels, y->labels);
+}
+
+/* Reads one stat into e; returns false when opts leave it out. Caller holds the lock. */
+static bool read_one(struct pl_stats *s, const struct pl_stats_render_opts *opts, regex_t *re,
+                     struct entry *e, const char *name, enum pl_stat_kind kind, uint32_t slot)
+{
+    if (re && regexec(re, name, 0, NULL, 0))
+        return false;
+    e->name = name;
+    e->kind = kind;
+    switch (kind) {
+    case PL_STAT_COUNTER: {
+        uint64_t raw = pl_stats__counter_raw(s, slot);
+        e->counter = raw - pl_stats__baseline(s, slot);
+        e->used = raw != 0;
+        break;
+    }
+    case PL_STAT_GAUGE:
+        e->gauge = pl_stats__gauge(s, slot, &e->used);
+        break;
+    case PL_STAT_HISTOGRAM:
+        pl_stats__hist(s, slot, &e->hist);
+        e->used = e->hist.count != 0;
+        break;
+    }
+    return !(opts && opts->used_only && !e->used);
 }
 
 /* Reads every stat matching opts. Caller holds the lock. */
@@ -153,32 +181,28 @@ static int collect(struct pl_stats *s, const struct pl_stats_render_opts *opts, 
     bool filter = opts && opts->filter && *opts->filter;
     if (filter && regcomp(&re, opts->filter, REG_EXTENDED | REG_NOSUB))
         return PL_EINVAL;
-    struct entry *v = pl_calloc(s->n ? s->n : 1, sizeof(*v));
+    size_t total = 0;
+    for (size_t i = 0; i < s->n; i++)
+        total += s->meta[i].group ? s->meta[i].group->n : 1;
+    struct entry *v = pl_calloc(total ? total : 1, sizeof(*v));
     size_t n = 0;
     for (size_t i = 0; i < s->n; i++) {
         const struct pl_stat_meta *m = &s->meta[i];
-        if (!m->name || (filter && regexec(&re, m->name, 0, NULL, 0)))
+        if (!m->name)
             continue;
-        struct entry *e = &v[n];
-        e->m = m;
-        switch (m->kind) {
-        case PL_STAT_COUNTER: {
-            uint64_t raw = pl_stats__counter_raw(s, m->slot);
-            e->counter = raw - m->baseline;
-            e->used = raw != 0;
-            break;
-        }
-        case PL_STAT_GAUGE:
-            e->gauge = pl_stats__gauge(s, m->slot, &e->used);
-            break;
-        case PL_STAT_HISTOGRAM:
-            pl_stats__hist(s, m->slot, &e->hist);
-            e->used = e->hist.count != 0;
-            break;
-        }
-        if (opts && opts->used_only && !e->used)
+        if (!m->group) {
+            n += read_one(s, opts, filter ? &re : NULL, &v[n], m->name, m->kind, m->slot);
             continue;
-        n++;
+        }
+        for (uint32_t k = 0, slot = m->slot; k < m->group->n; k++) {
+            enum pl_stat_kind mk = pl_stats__member_kind(m->group, k);
+            char *name = pl_asprintf("%s%s", m->name, m->group->m[k].suffix);
+            if (read_one(s, opts, filter ? &re : NULL, &v[n], name, mk, slot))
+                v[n++].owned = name;
+            else
+                free(name);
+            slot += pl_stats__width(mk);
+        }
     }
     if (filter)
         regfree(&re);
@@ -191,15 +215,15 @@ static void render_text(struct sbuf *b, struct entry *v, size_t n)
 {
     qsort(v, n, sizeof(*v), cmp_name);
     for (size_t i = 0; i < n; i++) {
-        if (v[i].m->kind == PL_STAT_COUNTER)
-            sb_printf(b, "%s: %llu\n", v[i].m->name, (unsigned long long)v[i].counter);
-        else if (v[i].m->kind == PL_STAT_GAUGE)
-            sb_printf(b, "%s: %lld\n", v[i].m->name, (long long)v[i].gauge);
+        if (v[i].kind == PL_STAT_COUNTER)
+            sb_printf(b, "%s: %llu\n", v[i].name, (unsigned long long)v[i].counter);
+        else if (v[i].kind == PL_STAT_GAUGE)
+            sb_printf(b, "%s: %lld\n", v[i].name, (long long)v[i].gauge);
     }
     for (size_t i = 0; i < n; i++) {
-        if (v[i].m->kind != PL_STAT_HISTOGRAM)
+        if (v[i].kind != PL_STAT_HISTOGRAM)
             continue;
-        sb_printf(b, "%s:", v[i].m->name);
+        sb_printf(b, "%s:", v[i].name);
         if (!v[i].hist.count) {
             sb_str(b, " No recorded values\n");
             continue;
@@ -219,14 +243,14 @@ static void render_json(struct sbuf *b, struct entry *v, size_t n)
     sb_str(b, "{\"stats\":[");
     bool first = true, any_hist = false;
     for (size_t i = 0; i < n; i++) {
-        if (v[i].m->kind == PL_STAT_HISTOGRAM) {
+        if (v[i].kind == PL_STAT_HISTOGRAM) {
             any_hist = true;
             continue;
         }
         sb_str(b, first ? "{\"name\":" : ",{\"name\":");
         first = false;
-        sb_json_str(b, v[i].m->name);
-        if (v[i].m->kind == PL_STAT_COUNTER)
+        sb_json_str(b, v[i].name);
+        if (v[i].kind == PL_STAT_COUNTER)
             sb_printf(b, ",\"value\":%llu}", (unsigned long long)v[i].counter);
         else
             sb_printf(b, ",\"value\":%lld}", (long long)v[i].gauge);
@@ -239,11 +263,11 @@ static void render_json(struct sbuf *b, struct entry *v, size_t n)
         sb_str(b, "],\"computed_quantiles\":[");
         bool hfirst = true;
         for (size_t i = 0; i < n; i++) {
-            if (v[i].m->kind != PL_STAT_HISTOGRAM)
+            if (v[i].kind != PL_STAT_HISTOGRAM)
                 continue;
             sb_str(b, hfirst ? "{\"name\":" : ",{\"name\":");
             hfirst = false;
-            sb_json_str(b, v[i].m->name);
+            sb_json_str(b, v[i].name);
             sb_str(b, ",\"values\":[");
             for (size_t q = 0; q < NQ; q++) {
                 sb_str(b, q ? ",{\"interval\":null,\"cumulative\":"
@@ -279,11 +303,11 @@ static char *prom_metric_name(const char *extracted)
 
 static void prom_labels(struct entry *e)
 {
-    size_t nl = strlen(e->m->name) + 1;
+    size_t nl = strlen(e->name) + 1;
     char *name = pl_malloc(nl);
     struct pl_stats_tag tags[8];
     char tag_buf[1024];
-    int nt = pl_stats_extract_tags(e->m->name, name, nl, tags, 8, tag_buf, sizeof(tag_buf));
+    int nt = pl_stats_extract_tags(e->name, name, nl, tags, 8, tag_buf, sizeof(tag_buf));
     e->prom_name = prom_metric_name(name);
     free(name);
     struct sbuf b = {0};
@@ -315,11 +339,11 @@ static void render_prometheus(struct sbuf *b, struct entry *v, size_t n)
     qsort(v, n, sizeof(*v), cmp_prom);
     for (size_t i = 0; i < n; i++) {
         struct entry *e = &v[i];
-        if (i == 0 || e->m->kind != v[i - 1].m->kind || strcmp(e->prom_name, v[i - 1].prom_name))
-            sb_printf(b, "# TYPE %s %s\n", e->prom_name, types[e->m->kind]);
-        if (e->m->kind == PL_STAT_COUNTER) {
+        if (i == 0 || e->kind != v[i - 1].kind || strcmp(e->prom_name, v[i - 1].prom_name))
+            sb_printf(b, "# TYPE %s %s\n", e->prom_name, types[e->kind]);
+        if (e->kind == PL_STAT_COUNTER) {
             sb_printf(b, "%s{%s} %llu\n", e->prom_name, e->labels, (unsigned long long)e->counter);
-        } else if (e->m->kind == PL_STAT_GAUGE) {
+        } else if (e->kind == PL_STAT_GAUGE) {
             sb_printf(b, "%s{%s} %lld\n", e->prom_name, e->labels, (long long)e->gauge);
         } else {
             const char *sep = *e->labels ? "," : "";
@@ -364,6 +388,8 @@ int pl_stats_render(struct pl_stats *s, enum pl_stats_format fmt,
     else
         render_text(&b, v, n);
     pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n; i++)
+        free(v[i].owned);
     free(v);
     *out = b.p;
     if (out_len)

@@ -62,30 +62,47 @@ static struct {
 
 /* ---- links ---------------------------------------------------------------------------------- */
 
+/* Envoy's names, in the order of the handles below (the store keeps the table). */
+#define CC PL_STATS_MEMBER_COUNTER
+#define CG PL_STATS_MEMBER_GAUGE
+static const struct pl_stats_member cluster_members[] = {
+    {"upstream_cx_total", CC},        {"upstream_cx_active", CG},
+    {"upstream_cx_connect_fail", CC}, {"upstream_cx_connect_timeout", CC},
+    {"upstream_cx_destroy", CC},      {"upstream_rq_total", CC},
+    {"upstream_rq_active", CG},       {"upstream_rq_timeout", CC},
+    {"membership_total", CG},         {"membership_healthy", CG},
+    {"lb_healthy_panic", CC},         {"upstream_rq_1xx", CC},
+    {"upstream_rq_2xx", CC},          {"upstream_rq_3xx", CC},
+    {"upstream_rq_4xx", CC},          {"upstream_rq_5xx", CC},
+};
+#undef CC
+#undef CG
+static const struct pl_stats_group_def cluster_group = {
+    cluster_members, sizeof(cluster_members) / sizeof(cluster_members[0])};
+
 static void stats_init(struct pl_cluster_stats *st, struct pl_stats *store, const char *name)
 {
-    char buf[512];
+    uint32_t v[sizeof(cluster_members) / sizeof(cluster_members[0])];
     st->store = store;
     st->prefix = pl_asprintf("cluster.%s.", name);
-#define C(f) (snprintf(buf, sizeof(buf), "%s" #f, st->prefix), st->f = pl_stats_counter(store, buf))
-#define G(f) (snprintf(buf, sizeof(buf), "%s" #f, st->prefix), st->f = pl_stats_gauge(store, buf))
-    C(upstream_cx_total);
-    G(upstream_cx_active);
-    C(upstream_cx_connect_fail);
-    C(upstream_cx_connect_timeout);
-    C(upstream_cx_destroy);
-    C(upstream_rq_total);
-    G(upstream_rq_active);
-    C(upstream_rq_timeout);
-    G(membership_total);
-    G(membership_healthy);
-    C(lb_healthy_panic);
+    pl_stats_group(store, st->prefix, &cluster_group, v);
+#define C(f, i) (st->f = (struct pl_counter){store, v[i]})
+#define G(f, i) (st->f = (struct pl_gauge){store, v[i]})
+    C(upstream_cx_total, 0);
+    G(upstream_cx_active, 1);
+    C(upstream_cx_connect_fail, 2);
+    C(upstream_cx_connect_timeout, 3);
+    C(upstream_cx_destroy, 4);
+    C(upstream_rq_total, 5);
+    G(upstream_rq_active, 6);
+    C(upstream_rq_timeout, 7);
+    G(membership_total, 8);
+    G(membership_healthy, 9);
+    C(lb_healthy_panic, 10);
+    for (int i = 1; i < 6; i++)
+        C(upstream_rq_xx[i], 10 + i);
 #undef C
 #undef G
-    for (int i = 1; i < 6; i++) {
-        snprintf(buf, sizeof(buf), "%supstream_rq_%dxx", st->prefix, i);
-        st->upstream_rq_xx[i] = pl_stats_counter(store, buf);
-    }
     st->upstream_rq_xx[0] = st->upstream_rq_xx[5]; /* statuses outside 1xx..5xx count as 5xx */
 }
 

@@ -22,22 +22,30 @@ static int64_t version_value(const char *v)
     return (int64_t)(h >> 11); /* fits a double exactly in JSON renderings */
 }
 
-static struct pl_xds_type_stats type_stats(struct pl_stats *s, const char *prefix)
+static const struct pl_stats_member type_members[] = {
+    {"update_attempt", PL_STATS_MEMBER_COUNTER},  {"update_success", PL_STATS_MEMBER_COUNTER},
+    {"update_rejected", PL_STATS_MEMBER_COUNTER}, {"version", PL_STATS_MEMBER_GAUGE},
+    {"update_failure", PL_STATS_MEMBER_COUNTER},  {"init_fetch_timeout", PL_STATS_MEMBER_COUNTER},
+};
+static const struct pl_stats_group_def type_group = {type_members, 6};
+
+/* <a><b>.update_attempt, ... (one group in the store: thousands of EDS clusters have them) */
+static struct pl_xds_type_stats type_stats(struct pl_stats *s, const char *a, const char *b)
 {
-    char b[512];
+    char p[700];
+    size_t na = strnlen(a, 300), nb = strnlen(b, 300);
+    memcpy(p, a, na);
+    memcpy(p + na, b, nb);
+    memcpy(p + na + nb, ".", 2);
+    uint32_t v[6];
+    pl_stats_group(s, p, &type_group, v);
     struct pl_xds_type_stats t;
-    snprintf(b, sizeof(b), "%s.update_attempt", prefix);
-    t.attempt = pl_stats_counter(s, b);
-    snprintf(b, sizeof(b), "%s.update_success", prefix);
-    t.success = pl_stats_counter(s, b);
-    snprintf(b, sizeof(b), "%s.update_rejected", prefix);
-    t.rejected = pl_stats_counter(s, b);
-    snprintf(b, sizeof(b), "%s.version", prefix);
-    t.version = pl_stats_gauge(s, b);
-    snprintf(b, sizeof(b), "%s.update_failure", prefix);
-    t.failure = pl_stats_counter(s, b);
-    snprintf(b, sizeof(b), "%s.init_fetch_timeout", prefix);
-    t.init_fetch_timeout = pl_stats_counter(s, b);
+    t.attempt = (struct pl_counter){s, v[0]};
+    t.success = (struct pl_counter){s, v[1]};
+    t.rejected = (struct pl_counter){s, v[2]};
+    t.version = (struct pl_gauge){s, v[3]};
+    t.failure = (struct pl_counter){s, v[4]};
+    t.init_fetch_timeout = (struct pl_counter){s, v[5]};
     return t;
 }
 
@@ -74,9 +82,9 @@ static void bump_rds_hcm(
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS ||
         strcmp(h->rds->route_config_name, b->name))
         return;
-    char prefix[600];
-    snprintf(prefix, sizeof(prefix), "http.%.200s.rds.%.300s", h->stat_prefix, b->name);
-    struct pl_xds_type_stats t = type_stats(b->x->o.stats, prefix);
+    char prefix[300];
+    snprintf(prefix, sizeof(prefix), "http.%.200s.rds.", h->stat_prefix);
+    struct pl_xds_type_stats t = type_stats(b->x->o.stats, prefix, b->name);
     bump(&t, b->o, b->version);
 }
 
@@ -98,39 +106,13 @@ static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, const c
                 bump_rds_hcm, &b);
 }
 
-/* cluster.<name>.update_*, made once per name. */
-struct eds_stats {
-    char *name;
-    struct pl_xds_type_stats st;
-};
-
-static const char *eds_stats_key(const void *item)
-{
-    return ((const struct eds_stats *)item)->name;
-}
-
+/* cluster.<name>.update_*: found in the store each time (no copy of the handles per cluster) */
 static void bump_eds(struct pl_xds *x, const char *name, enum outcome o, const char *version)
 {
     if (!x->o.stats)
         return;
-    struct eds_stats *e = pl_nametab_get(&x->eds_stats, name);
-    if (!e) {
-        e = pl_calloc(1, sizeof(*e));
-        e->name = pl_strdup(name);
-        char prefix[300];
-        snprintf(prefix, sizeof(prefix), "cluster.%.256s", name);
-        e->st = type_stats(x->o.stats, prefix);
-        pl_nametab_put(&x->eds_stats, e);
-    }
-    bump(&e->st, o, version);
-}
-
-static int free_eds_stats(void *item, void *arg)
-{
-    (void)arg;
-    free(((struct eds_stats *)item)->name);
-    free(item);
-    return 0;
+    struct pl_xds_type_stats st = type_stats(x->o.stats, "cluster.", name);
+    bump(&st, o, version);
 }
 
 static void bump_one(struct pl_xds *x, enum pl_xds_type t, const char *name, enum outcome o,
@@ -611,14 +593,13 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
         pl_xds_resmap_init(&x->acc[t]);
         x->fetch_timeout_s[t] = 15.0;
     }
-    pl_nametab_init(&x->eds_stats, eds_stats_key);
     x->enabled[PL_XDS_CDS] = d->cds_config != NULL;
     x->enabled[PL_XDS_LDS] = d->lds_config != NULL;
     x->fetch_timeout_s[PL_XDS_CDS] = fetch_timeout(d->cds_config);
     x->fetch_timeout_s[PL_XDS_LDS] = fetch_timeout(d->lds_config);
     if (o->stats) {
-        x->st_cds = type_stats(o->stats, "cluster_manager.cds");
-        x->st_lds = type_stats(o->stats, "listener_manager.lds");
+        x->st_cds = type_stats(o->stats, "cluster_manager.cds", "");
+        x->st_lds = type_stats(o->stats, "listener_manager.lds", "");
         x->connected_state = pl_stats_gauge(o->stats, "control_plane.connected_state");
         x->inert_fields = pl_stats_counter(o->stats, "server.dynamic_inert_fields");
         x->active_clusters = pl_stats_gauge(o->stats, "cluster_manager.active_clusters");
@@ -660,8 +641,6 @@ void pl_xds_free(struct pl_xds *x)
         free(x->applied_version[t]);
     }
     pl_xds_store_free(x);
-    pl_nametab_filter(&x->eds_stats, free_eds_stats, NULL);
-    pl_nametab_clear(&x->eds_stats);
     if (x->node)
         envoy__config__core__v3__node__free_unpacked(x->node, NULL);
     free(x->target);

@@ -113,7 +113,6 @@ struct pl_xds {
     unsigned n_warming;                  /* resources waiting at the last build (not timed out) */
     double static_deadline;         /* when the first waiting static resource gives up; 0: none */
     struct pl_compile_cache *cache; /* compiled clusters, listeners, route tables: reused */
-    struct pl_nametab eds_stats;    /* cluster.<name>.update_*: struct eds_stats * by name */
 
     double start_time;
     double fetch_timeout_s[PL_XDS_NTYPES]; /* initial_fetch_timeout (0: wait forever) */
