@@ -61,24 +61,35 @@ int pl_addr_from_proto(const Envoy__Config__Core__V3__Address *a, struct pl_addr
                        const char **why)
 {
     memset(out, 0, sizeof(*out));
+    int rc = pl_sockaddr_from_proto(a, &out->ss, &out->len, why);
+    if (rc == 0 && out->ss.ss_family == AF_UNIX)
+        snprintf(out->str, sizeof(out->str), "%s", a->pipe->path);
+    else if (rc == 0)
+        pl_addr_format((struct sockaddr *)&out->ss, out->len, out->str, sizeof(out->str));
+    return rc;
+}
+
+int pl_sockaddr_from_proto(const Envoy__Config__Core__V3__Address *a, struct sockaddr_storage *ss,
+                           socklen_t *len, const char **why)
+{
     if (!a) {
         *why = "an address is required";
         return PL_EINVAL;
     }
     if (a->address_case == ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_PIPE) {
         const char *path = a->pipe->path;
-        struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
         size_t n = strlen(path);
         if (n == 0 || n >= sizeof(un->sun_path)) {
             *why = "pipe path must be 1 to 107 bytes";
             return PL_EINVAL;
         }
+        memset(un, 0, sizeof(*un));
         un->sun_family = AF_UNIX;
         memcpy(un->sun_path, path, n);
         if (path[0] == '@') /* abstract namespace, as Envoy writes it */
             un->sun_path[0] = '\0';
-        out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] != '@'));
-        snprintf(out->str, sizeof(out->str), "%s", path);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] != '@'));
         return 0;
     }
     if (a->address_case != ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS) {
@@ -105,21 +116,26 @@ int pl_addr_from_proto(const Envoy__Config__Core__V3__Address *a, struct pl_addr
         *why = "port_value must be at most 65535";
         return PL_EINVAL;
     }
-    struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
-    if (inet_pton(AF_INET, sa->address, &in->sin_addr) == 1) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, sa->address, &a4) == 1) {
+        memset(in, 0, sizeof(*in));
+        in->sin_addr = a4;
         in->sin_family = AF_INET;
         in->sin_port = htons((uint16_t)port);
-        out->len = sizeof(*in);
-    } else if (inet_pton(AF_INET6, sa->address, &in6->sin6_addr) == 1) {
+        *len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, sa->address, &a6) == 1) {
+        memset(in6, 0, sizeof(*in6));
+        in6->sin6_addr = a6;
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
-        out->len = sizeof(*in6);
+        *len = sizeof(*in6);
     } else {
         *why = "address must be an IP address literal";
         return PL_EINVAL;
     }
-    pl_addr_format((struct sockaddr *)&out->ss, out->len, out->str, sizeof(out->str));
     return 0;
 }
 

@@ -18,6 +18,9 @@ struct pl_addr {
  * Returns 0, or PL_EINVAL with a reason in *why (static text) when it is not one. */
 int pl_addr_from_proto(const Envoy__Config__Core__V3__Address *a, struct pl_addr *out,
                        const char **why);
+/* pl_addr_from_proto without the display form: the sockaddr into *ss (its length in *len). */
+int pl_sockaddr_from_proto(const Envoy__Config__Core__V3__Address *a, struct sockaddr_storage *ss,
+                           socklen_t *len, const char **why);
 /* Returns true if the address is loopback (127/8, ::1) or a unix socket. */
 bool pl_addr_is_local(const struct pl_addr *a);
 /* Formats a sockaddr for display into buf ("127.0.0.1:80", "[::1]:80", "/path"). */

@@ -238,15 +238,14 @@ static int cluster_body(const Envoy__Config__Cluster__V3__Cluster *cl,
             struct pl_endpoint_cfg *e = &out->endpoints[out->n_endpoints++];
             const Envoy__Config__Core__V3__SocketAddress *sa =
                 ep->endpoint->address->socket_address;
-            struct pl_addr a;
+            struct sockaddr_storage ss;
+            socklen_t len;
             const char *why;
-            if (pl_addr_from_proto(ep->endpoint->address, &a, &why) == 0 &&
-                a.len <= sizeof(e->addr)) {
-                memcpy(&e->addr, &a.ss, a.len);
-                e->addrlen = a.len;
-                e->addr_str = pl_strdup(a.str);
+            if (pl_sockaddr_from_proto(ep->endpoint->address, &ss, &len, &why) == 0 &&
+                len <= sizeof(e->addr)) {
+                memcpy(&e->addr, &ss, len);
+                e->addrlen = len;
             } else { /* a host name: resolved by DNS for STRICT_DNS / LOGICAL_DNS clusters */
-                e->addr_str = pl_asprintf("%s:%u", sa->address, sa->port_value);
                 e->hostname = pl_strdup(sa->address);
             }
             e->port = (uint16_t)sa->port_value;

@@ -108,7 +108,6 @@ void pl_cluster_cfg_release(struct pl_cluster_cfg *c)
     free(c->name);
     free(c->version_info);
     for (size_t j = 0; j < c->n_endpoints; j++) {
-        free(c->endpoints[j].addr_str);
         free(c->endpoints[j].hostname);
         free(c->endpoints[j].locality);
     }

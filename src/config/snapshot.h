@@ -62,9 +62,8 @@ struct pl_endpoint_cfg {
     int health_status;        /* envoy.config.core.v3.HealthStatus */
     uint32_t weight;          /* load_balancing_weight, default 1 */
     uint32_t locality_weight; /* LocalityLbEndpoints.load_balancing_weight, 0 when unset */
-    char *addr_str;
-    char *hostname; /* DNS name for STRICT_DNS / LOGICAL_DNS, else NULL */
-    char *locality; /* "region/zone/sub_zone", NULL when unset */
+    char *hostname;           /* DNS name for STRICT_DNS / LOGICAL_DNS, else NULL */
+    char *locality;           /* "region/zone/sub_zone", NULL when unset */
 };
 
 struct pl_cluster_link; /* runtime state owned by src/upstream (see upstream/upstream.h) */

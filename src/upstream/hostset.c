@@ -141,17 +141,19 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
             continue; /* not an IP address: cannot be an upstream host */
         memcpy(&h->addr, hosts[i].addr, hosts[i].addrlen);
         h->addrlen = hosts[i].addrlen;
-        char as[64];
-        up_host_addr_str(h, as, sizeof(as));
-        const char *key = hosts[i].key ? hosts[i].key : as;
-        bool dup = false; /* the same address twice (two DNS names): keep the first */
+        h->key = (char *)hosts[i].key; /* borrowed until kept */
+        bool dup = false;              /* the same address twice (two DNS names): keep the first */
+        char a[64], b[64];
         for (size_t j = 0; j < hs->n_hosts && !dup; j++)
             dup = hs->hosts[j].addrlen == h->addrlen &&
                   !memcmp(&hs->hosts[j].addr, &h->addr, h->addrlen) &&
-                  !strcmp(hs->hosts[j].key, key);
-        if (dup)
+                  ((!h->key && !hs->hosts[j].key) ||
+                   !strcmp(up_host_key(&hs->hosts[j], a, sizeof(a)), up_host_key(h, b, sizeof(b))));
+        if (dup) {
+            h->key = NULL;
             continue;
-        h->key = pl_strdup(key);
+        }
+        h->key = h->key ? pl_strdup(h->key) : NULL;
         h->weight = hosts[i].weight ? hosts[i].weight : 1;
         h->healthy = hosts[i].healthy;
         hs->n_healthy += h->healthy;

@@ -25,7 +25,8 @@ struct up_host_info {
     socklen_t addrlen;
     uint32_t weight;
     bool healthy;
-    char *key; /* identity across updates: "ip:port", or "hostname:port" for LOGICAL_DNS */
+    char *key; /* identity across updates when it is not the address ("hostname:port" for
+                  LOGICAL_DNS); NULL: the address string (no copy per host of every cluster) */
 };
 
 struct up_ring_entry {
@@ -145,6 +146,11 @@ static inline const char *up_host_addr_str(const struct up_host_info *h, char *b
     return buf;
 }
 /* Copies the LB-relevant parameters of a compiled cluster. */
+/* A host's identity across updates: its key, or its address string formatted into buf. */
+static inline const char *up_host_key(const struct up_host_info *h, char *buf, size_t cap)
+{
+    return h->key ? h->key : up_host_addr_str(h, buf, cap);
+}
 void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out);
 /* Builds the host set of a cluster from its config alone (IP endpoints; no DNS). */
 struct up_hostset *up_hostset_from_cfg(const struct pl_cluster_cfg *cfg);

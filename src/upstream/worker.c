@@ -158,7 +158,9 @@ static bool same_lb_input(const struct up_hostset *a, const struct up_hostset *b
         return false;
     for (size_t i = 0; i < a->n_avail; i++) {
         const struct up_host_info *x = &a->hosts[a->avail[i]], *y = &b->hosts[b->avail[i]];
-        if (a->avail[i] != b->avail[i] || x->weight != y->weight || strcmp(x->key, y->key))
+        char kx[64], ky[64];
+        if (a->avail[i] != b->avail[i] || x->weight != y->weight ||
+            strcmp(up_host_key(x, kx, sizeof(kx)), up_host_key(y, ky, sizeof(ky))))
             return false;
     }
     return true;
@@ -181,7 +183,8 @@ void up_refresh(struct up_cluster *c)
     c->hosts = pl_calloc(cur->n_hosts + 1, sizeof(*c->hosts));
     for (size_t i = 0; i < cur->n_hosts; i++) {
         const struct up_host_info *hi = &cur->hosts[i];
-        struct up_host *h = take_host(prev, n_old, sorted, hi->key);
+        char kb[64];
+        struct up_host *h = take_host(prev, n_old, sorted, up_host_key(hi, kb, sizeof(kb)));
         if (h) {
             host_set_addr(h, (const struct sockaddr *)&hi->addr, hi->addrlen);
         } else {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/address.h"
 #include "config/compile_resources.h"
 #include "config/pbjson.h"
 #include "xds/xds_internal.h"
@@ -180,7 +181,10 @@ Test(xds_compile, rds_names_and_route_tables)
     uint64_t hash = s->listeners[0].hash;
     cr_assert_eq(s->n_clusters, 1);
     cr_assert_eq(s->clusters[0].n_endpoints, 2);
-    cr_assert_str_eq(s->clusters[0].endpoints[1].addr_str, "10.0.0.2:80");
+    char ep[64];
+    pl_addr_format(&s->clusters[0].endpoints[1].addr.sa, s->clusters[0].endpoints[1].addrlen, ep,
+                   sizeof(ep));
+    cr_assert_str_eq(ep, "10.0.0.2:80");
     cr_assert_eq(s->n_routes, 1);
     cr_assert_str_eq(s->routes[0].version_info, "4");
     cr_assert_str_eq(s->lds_version, "3");
