@@ -1,6 +1,7 @@
 /* Route matching: virtual host selection and every route match kind. */
 #include <time.h>
 
+#include "router/router_internal.h"
 #include "rt_util.h"
 
 TestSuite(router_match, .fini = pl_router_thread_cleanup);
@@ -326,4 +327,23 @@ Test(router_match, invalid_utf8_is_no_match_not_error)
     cr_assert_not_null(rt_route(t, &r));
     rt_req_free(&r);
     pl_route_table_free(t);
+}
+
+/* The path part of :path ends at the first '?' or '#', wherever it falls in the word scan. */
+Test(router_match, path_len_scan)
+{
+    char p[40];
+    for (size_t len = 0; len < sizeof(p); len++) {
+        for (size_t at = 0; at <= len; at++) {
+            for (int k = 0; k < 2; k++) {
+                memset(p, 'a', sizeof(p));
+                if (at < len)
+                    p[at] = k ? '#' : '?';
+                cr_assert_eq(pl_router_path_len(p, len), at, "len %zu at %zu", len, at);
+            }
+        }
+    }
+    cr_assert_eq(pl_router_path_len("/bench.Svc/Unary?x=1#f", 22), 16);
+    cr_assert_eq(pl_router_path_len("/a#b?c", 6), 2);
+    cr_assert_eq(pl_router_path_len("/\xbf\x3f", 3), 2); /* a high byte before '?' */
 }
