@@ -87,11 +87,16 @@ static void start_send(struct pl_cp_stream *s, grpc_byte_buffer *bb)
 
 void pl_cp_stream_send(struct pl_cp_stream *s, const uint8_t *data, size_t len)
 {
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)data, len);
+    pl_cp_stream_send_slices(s, &sl, 1);
+    grpc_slice_unref(sl);
+}
+
+void pl_cp_stream_send_slices(struct pl_cp_stream *s, grpc_slice *slices, size_t n)
+{
     if (s->closed || s->want_status || s->srv->shutting_down)
         return;
-    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)data, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, n); /* takes its own refs */
     if (!s->send_bb) {
         start_send(s, bb);
         return;
@@ -384,6 +389,7 @@ void pl_cp_server_free(struct pl_cp_server *srv)
     grpc_server_destroy(srv->server);
     grpc_completion_queue_destroy(srv->cq);
     pthread_mutex_destroy(&srv->mu);
+    pl_cp_xds_enc_clear(srv);
     pl_cp_set_free(srv->set);
     free(srv);
     grpc_shutdown();

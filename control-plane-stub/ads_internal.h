@@ -28,8 +28,21 @@ struct pl_cp_tstate {
     char nack_version[24]; /* the version it rejected */
     char nack_nonce[24];
     double nack_time;
-    struct pl_cp_map client; /* Delta: resource name -> version held ("": told absent) */
+    struct pl_cp_map client;    /* Delta: resource name -> version held ("": told absent) */
+    unsigned long clean_serial; /* nothing due for this set (serial) until a request changes
+                                 * the subscription; 0: work it out */
 };
+
+/* SotW: the encoded resources field of a response, shared by the streams whose view of a type
+ * is the same (one encoding per set, type and view, however many streams). */
+struct pl_cp_enc {
+    unsigned long serial; /* of the set; 0: empty */
+    uint64_t view_hash;
+    size_t n;
+    grpc_slice body;
+};
+
+#define PL_CP_ENC_SLOTS 4 /* per type: distinct per-node views kept at once */
 
 enum { PL_CP_TAG_NEW, PL_CP_TAG_RECV, PL_CP_TAG_SEND, PL_CP_TAG_CLOSE, PL_CP_TAG_STATUS };
 
@@ -81,6 +94,8 @@ struct pl_cp_server {
     grpc_call_details details;
     grpc_metadata_array md;
     struct pl_cp_tag t_new, t_shutdown;
+    struct pl_cp_enc enc[PL_CP_NTYPES][PL_CP_ENC_SLOTS];
+    unsigned enc_next[PL_CP_NTYPES];
 };
 
 /* Handles one request message of s; returns 0, or a negative code (then *why, static text,
@@ -94,5 +109,9 @@ void pl_cp_xds_free(struct pl_cp_stream *s);
 void pl_cp_xds_status(struct pl_cp_stream *s, FILE *f);
 /* Queues a message of len bytes (copied) to be sent on s. */
 void pl_cp_stream_send(struct pl_cp_stream *s, const uint8_t *data, size_t len);
+/* Queues the message made of n slices (referenced, not copied) to be sent on s. */
+void pl_cp_stream_send_slices(struct pl_cp_stream *s, grpc_slice *slices, size_t n);
+/* Frees the server's shared encodings. */
+void pl_cp_xds_enc_clear(struct pl_cp_server *srv);
 
 #endif

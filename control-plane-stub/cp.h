@@ -130,6 +130,7 @@ struct pl_cp_set {
     uint64_t type_hash[PL_CP_NTYPES];
     unsigned long vnum[PL_CP_NTYPES];
     char version[PL_CP_NTYPES][24];
+    unsigned long serial;     /* unique per set (process-wide), never 0 */
     struct pl_cp_file *files; /* in load (name) order */
     size_t n_files;
     struct pl_cp_load_stats stats;

@@ -634,7 +634,9 @@ static int cmp_res(const void *a, const void *b)
 
 static void build_set(struct loader *L)
 {
+    static unsigned long serial;
     struct pl_cp_set *s = L->set;
+    s->serial = __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED);
     const struct pl_cp_set *prev = L->prev;
     size_t cap[PL_CP_NTYPES] = {0};
     for (size_t i = 0; i < L->n; i++)

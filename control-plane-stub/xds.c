@@ -117,6 +117,8 @@ static int sotw_request(struct pl_cp_stream *s, const sotw_req_t *rq)
     ts->subscribed = true;
     if (changed)
         ts->force = true;
+    if (ts->force)
+        ts->clean_serial = 0;
     return 0;
 }
 
@@ -132,6 +134,8 @@ static int delta_request(struct pl_cp_stream *s, const delta_req_t *rq)
     struct pl_cp_tstate *ts = &s->ts[t];
     if (*rq->response_nonce && ts->outstanding && !strcmp(rq->response_nonce, ts->nonce))
         ack_or_nack(s, t, "", rq->error_detail);
+    if (rq->n_resource_names_subscribe || rq->n_resource_names_unsubscribe || !ts->subscribed)
+        ts->clean_serial = 0; /* not a bare ACK/NACK: work out what is due */
     if (!ts->subscribed) {
         ts->subscribed = true;
         ts->force = true; /* the first request always gets an answer */
@@ -209,11 +213,86 @@ static void fill_any(Google__Protobuf__Any *a, int t, const struct pl_cp_res *r)
     a->value.len = r->len;
 }
 
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7)
+        *p++ = (uint8_t)(v | 0x80);
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Writes field `field` (length-delimited) holding len bytes of data; returns the end. */
+static uint8_t *put_bytes(uint8_t *p, unsigned field, const void *data, size_t len)
+{
+    *p++ = (uint8_t)(field << 3 | 2);
+    p = put_varint(p, len);
+    if (len)
+        memcpy(p, data, len);
+    return p + len;
+}
+
+static size_t bytes_len(size_t len)
+{
+    return 1 + varint_len(len) + len;
+}
+
+/* The `resources` field (2) of a DiscoveryResponse holding view[0..n) as Anys of type t:
+ * encoded once per set, type and view, and shared by every stream that sends it. */
+static grpc_slice sotw_body(struct pl_cp_server *srv, int t, const struct pl_cp_res **view,
+                            size_t n, uint64_t h)
+{
+    unsigned long serial = srv->set ? srv->set->serial : 0;
+    for (int i = 0; serial && i < PL_CP_ENC_SLOTS; i++) {
+        const struct pl_cp_enc *e = &srv->enc[t][i];
+        if (e->serial == serial && e->view_hash == h && e->n == n)
+            return e->body;
+    }
+    const char *url = pl_cp_type_url(t);
+    size_t ulen = strlen(url), len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += bytes_len(bytes_len(ulen) + bytes_len(view[i]->len));
+    grpc_slice body = grpc_slice_malloc(len);
+    uint8_t *p = GRPC_SLICE_START_PTR(body);
+    for (size_t i = 0; i < n; i++) {
+        *p++ = 2 << 3 | 2;
+        p = put_varint(p, bytes_len(ulen) + bytes_len(view[i]->len));
+        p = put_bytes(p, 1, url, ulen);
+        p = put_bytes(p, 2, view[i]->bytes, view[i]->len);
+    }
+    if (!serial)
+        return body; /* no set: not kept (the caller drops it) */
+    struct pl_cp_enc *e = &srv->enc[t][srv->enc_next[t]++ % PL_CP_ENC_SLOTS];
+    if (e->serial)
+        grpc_slice_unref(e->body);
+    *e = (struct pl_cp_enc){.serial = serial, .view_hash = h, .n = n, .body = body};
+    return body;
+}
+
+void pl_cp_xds_enc_clear(struct pl_cp_server *srv)
+{
+    for (int t = 0; t < PL_CP_NTYPES; t++)
+        for (int i = 0; i < PL_CP_ENC_SLOTS; i++)
+            if (srv->enc[t][i].serial) {
+                grpc_slice_unref(srv->enc[t][i].body);
+                srv->enc[t][i].serial = 0;
+            }
+}
+
 /* SotW: returns whether type t has a response due; sends it when allowed. */
 static bool sotw_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **view, bool hold)
 {
     struct pl_cp_tstate *ts = &s->ts[t];
     const struct pl_cp_set *set = s->srv->set;
+    if (set && !ts->force && ts->clean_serial == set->serial)
+        return false; /* the same set and subscription as when nothing was due */
     size_t nv = pl_cp_set_view(set, t, s->node, view), n = 0;
     uint64_t h = PL_CP_HASH_INIT;
     for (size_t i = 0; i < nv; i++) {
@@ -224,28 +303,32 @@ static bool sotw_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **vi
         h = pl_cp_hash(h, view[i]->version, sizeof(view[i]->item->version));
     }
     bool due = ts->force || !ts->sent_any || h != ts->sent_hash;
+    if (!due && set)
+        ts->clean_serial = set->serial;
     if (!due || ts->outstanding || hold)
         return due;
-    sotw_resp_t resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
-    Google__Protobuf__Any *anys = pl_calloc(n + 1, sizeof(*anys));
-    Google__Protobuf__Any **ptrs = pl_calloc(n + 1, sizeof(*ptrs));
-    for (size_t i = 0; i < n; i++) {
-        fill_any(&anys[i], t, view[i]);
-        ptrs[i] = &anys[i];
-    }
     const char *version = set ? set->version[t] : "0";
+    const char *url = pl_cp_type_url(t);
     next_nonce(s, ts, version);
-    resp.version_info = (char *)version;
-    resp.type_url = (char *)pl_cp_type_url(t);
-    resp.nonce = ts->nonce;
-    resp.n_resources = n;
-    resp.resources = ptrs;
-    send_msg(s, &resp.base);
-    free(anys);
-    free(ptrs);
+    /* version_info, type_url, nonce; then the shared resources (fields may come in any order) */
+    size_t hlen =
+        bytes_len(strlen(version)) + bytes_len(strlen(url)) + bytes_len(strlen(ts->nonce));
+    grpc_slice sl[2];
+    sl[0] = grpc_slice_malloc(hlen);
+    uint8_t *p = GRPC_SLICE_START_PTR(sl[0]);
+    p = put_bytes(p, 1, version, strlen(version));
+    p = put_bytes(p, 4, url, strlen(url));
+    put_bytes(p, 5, ts->nonce, strlen(ts->nonce));
+    sl[1] = sotw_body(s->srv, t, view, n, h);
+    pl_cp_stream_send_slices(s, sl, n ? 2 : 1);
+    grpc_slice_unref(sl[0]);
+    if (!set)
+        grpc_slice_unref(sl[1]);
     ts->sent_any = true;
     ts->sent_hash = h;
     ts->sent_count = n;
+    if (set)
+        ts->clean_serial = set->serial;
     pl_log_debug("cp", "sent %s version %s (%zu resources, nonce %s) to node '%s'",
                  pl_cp_type_name(t), version, n, ts->nonce, s->node ? s->node->id : "");
     return false;
@@ -293,6 +376,8 @@ static bool delta_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **v
 {
     struct pl_cp_tstate *ts = &s->ts[t];
     const struct pl_cp_set *set = s->srv->set;
+    if (set && !ts->force && ts->clean_serial == set->serial)
+        return false; /* the same set and subscription as when the client was in sync */
     size_t nv = pl_cp_set_view(set, t, s->node, view), n_add = 0;
     const struct pl_cp_res **add = pl_calloc(nv + 1, sizeof(*add));
     for (size_t i = 0; i < nv; i++) {
@@ -307,6 +392,8 @@ static bool delta_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **v
     pl_cp_map_each(&ts->client, find_removed, &rm);
     pl_cp_map_each(&ts->names, find_absent, &rm);
     bool due = ts->force || n_add || rm.n;
+    if (!due && set)
+        ts->clean_serial = set->serial;
     if (!due || ts->outstanding || hold) {
         free(add);
         free(rm.names);
@@ -349,6 +436,8 @@ static bool delta_pump(struct pl_cp_stream *s, int t, const struct pl_cp_res **v
         free(rm.names[i]);
     }
     ts->sent_count = n_add;
+    if (set)
+        ts->clean_serial = set->serial; /* the client holds the view now */
     free(rm.names);
     free(res);
     free(ptrs);
