@@ -39,23 +39,31 @@ static const char *omitted_name(const char *msg, uint32_t number)
     return NULL;
 }
 
-/* A NACK for a field number m's schema lacks, named when it is a known upstream field. */
-static void unknown_field(struct walk *w, const ProtobufCMessage *m, const char *path)
+/* A NACK entry for each field number m's schema lacks (once per number, a repeated field comes
+ * as several), named when it is a known upstream field. */
+static void unknown_fields(struct walk *w, const ProtobufCMessage *m, const char *path)
 {
     const char *msg = m->descriptor->name;
-    uint32_t number = m->unknown_fields[0].tag;
-    const char *name = omitted_name(msg, number);
-    if (!name) {
-        w->rc = pl_err_add(w->err, NULL, 0, 0, path,
-                           "field number %u of %s is not known to pillion (not implemented)",
+    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+        uint32_t number = m->unknown_fields[i].tag;
+        bool seen = false;
+        for (unsigned j = 0; j < i && !seen; j++)
+            seen = m->unknown_fields[j].tag == number;
+        if (seen)
+            continue;
+        const char *name = omitted_name(msg, number);
+        if (!name) {
+            w->rc = pl_err_add(w->err, NULL, 0, 0, path,
+                               "field number %u of %s is not known to pillion (not implemented)",
+                               number, msg);
+            continue;
+        }
+        char *fpath = *path ? pl_asprintf("%s.%s", path, name) : pl_strdup(name);
+        w->rc = pl_err_add(w->err, NULL, 0, 0, fpath,
+                           "field '%s' (field number %u) of %s is not supported by pillion", name,
                            number, msg);
-        return;
+        free(fpath);
     }
-    char *fpath = *path ? pl_asprintf("%s.%s", path, name) : pl_strdup(name);
-    w->rc = pl_err_add(w->err, NULL, 0, 0, fpath,
-                       "field '%s' (field number %u) of %s is not supported by pillion", name,
-                       number, msg);
-    free(fpath);
 }
 
 /* pl_support_field by field descriptor (descriptors are static): the support table is searched
@@ -202,7 +210,7 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
     if (!strncmp(d->name, "google.protobuf.", 16))
         return; /* data: Struct, wrappers, Duration */
     if (m->n_unknown_fields)
-        unknown_field(w, m, w->path);
+        unknown_fields(w, m, w->path);
     bool entry = is_map_entry(d);
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];

@@ -107,6 +107,18 @@ Test(xds_walk, unsupported_cluster_field_and_unknown_field_numbers)
     cr_assert(strstr(err.v[0].msg, "field number 501"), "%s", err.v[0].msg);
     pl_err_free(&err);
     protobuf_c_message_free_unpacked(c, NULL);
+    /* every unknown field number is named, each once (501 twice, then 502) */
+    static const uint8_t two[] = {0x0a, 0x01, 'c',  0xa8, 0x1f, 0x01,
+                                  0xa8, 0x1f, 0x02, 0xb0, 0x1f, 0x01};
+    c = protobuf_c_message_unpack(&envoy__config__cluster__v3__cluster__descriptor, NULL,
+                                  sizeof(two), two);
+    cr_assert_not_null(c);
+    cr_assert_eq(pl_xds_check_fields(c, NULL, NULL, &err), PL_EINVAL);
+    cr_assert_eq(err.n, 2);
+    cr_assert(strstr(err.v[0].msg, "field number 501"), "%s", err.v[0].msg);
+    cr_assert(strstr(err.v[1].msg, "field number 502"), "%s", err.v[1].msg);
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(c, NULL);
     /* an upstream field proto/OMITTED.md lists is named (VirtualHost.matcher = 21, empty) */
     static const uint8_t vh[] = {0x0a, 0x01, 'v', 0xaa, 0x01, 0x00};
     ProtobufCMessage *v = protobuf_c_message_unpack(
