@@ -200,8 +200,10 @@ struct pl_cp_loadstate {
     const char *xds_address;
     double started, loaded; /* seconds since the epoch; loaded: last accepted load */
     unsigned long loads_ok, loads_rejected;
-    double error_time;   /* of the last rejected load, 0 when none */
-    struct pl_err error; /* its errors; cleared by the next accepted load */
+    double error_time;            /* of the last rejected load, 0 when none */
+    struct pl_cp_load_stats last; /* what the last accepted load did */
+    double last_ms;               /* and how long it took */
+    struct pl_err error;          /* its errors; cleared by the next accepted load */
 };
 
 /* Returns the status JSON document (malloc'd, caller frees): the load state, the served

@@ -88,6 +88,8 @@ static void reload(void *ud, const struct pl_cp_map *changed)
     }
     pl_cp_map_clear(&m->pending);
     m->pending_all = false;
+    m->ls.last = set->stats;
+    m->ls.last_ms = (pl_cp_now() - t0) * 1000;
     m->ls.loads_ok++;
     m->ls.loaded = pl_cp_now();
     m->ls.error_time = 0;
@@ -207,6 +209,7 @@ int main(int argc, char **argv)
         return 1;
     }
     m.current = set;
+    m.ls.last = set->stats;
     m.ls.loads_ok = 1;
     m.ls.loaded = pl_cp_now();
 

@@ -97,7 +97,12 @@ char *pl_cp_status_json(struct pl_cp_server *srv, const struct pl_cp_loadstate *
     fprintf(f, ", \"loads_ok\": %lu, \"loads_rejected\": %lu, \"last_error\": ", ls->loads_ok,
             ls->loads_rejected);
     error_json(f, ls);
-    fputs(", ", f);
+    const struct pl_cp_load_stats *st = &ls->last;
+    fprintf(f,
+            ", \"last_load\": {\"ms\": %.1f, \"files_read\": %zu, \"files_parsed\": %zu, "
+            "\"decoded\": %zu, \"kept\": %zu, \"full\": %s}, ",
+            ls->last_ms, st->files_read, st->files_parsed, st->decoded, st->reused,
+            st->full ? "true" : "false");
     pl_cp_server_status(srv, f);
     fputs("}\n", f);
     if (fclose(f) != 0)
