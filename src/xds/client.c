@@ -1,4 +1,5 @@
 /* The xDS client on the main thread: stream events, ACK/NACK, subscriptions, stats, state. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,9 @@
 #include "xds/client_internal.h"
 
 #define PL_XDS_USER_AGENT_VERSION "0.1.0"
+
+/* Responses that change something and carry at least this much are followed by malloc_trim. */
+#define TRIM_BYTES (256u << 10)
 
 /* Envoy's version gauge is a hash of version_info; a plain number is shown as itself. */
 static int64_t version_value(const char *v)
@@ -307,6 +311,14 @@ static double mono_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+static size_t response_bytes(const Envoy__Service__Discovery__V3__DiscoveryResponse *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_resources; i++)
+        n += r->resources[i]->value.len;
+    return n;
+}
+
 /* One response (SotW, or Delta as a SotW response with per-resource versions and removals):
  * every valid resource is applied, the invalid ones keep their previous version; the response is
  * ACKed when all were valid and applied, else NACKed with an error naming each bad resource. */
@@ -335,6 +347,8 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     }
     bump_update(x, t, &u, all_ok, changed >= 0, r->version_info);
     pl_xds_update_free(&u);
+    if (changed > 0 && response_bytes(r) >= TRIM_BYTES)
+        malloc_trim(0); /* a big update's temporaries: their pages go back to the system */
     if (all_ok) {
         pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);
         pl_log_info("xds", "%s update accepted: version '%s', %zu resources (%.1f ms)",

@@ -78,8 +78,9 @@ struct pl_xds_update {
                                 borrowed from recs and bad) */
     char **bad;              /* names of the invalid resources: their previous version stays */
     size_t n_bad;
-    bool unusable;       /* a resource without a name or of another type: nothing of it applies */
-    struct chunk *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
+    bool unusable; /* a resource without a name or of another type: nothing of it applies */
+    struct pl_xds_chunk
+        *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
 };
 
 /* Frees what u holds. */

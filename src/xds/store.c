@@ -38,50 +38,6 @@ void pl_xds_rec_trim(struct pl_xds_rec *r)
     }
 }
 
-/* protobuf-c allocations from an arena of large chunks: a response's decoded clusters,
- * assignments and routes live until its handling ends and go in one free, and since the chunks
- * are large (mmap'd by malloc) they do not fragment the heap: the pages go back to the system. */
-#define CHUNK (1u << 20)
-
-struct chunk {
-    struct chunk *next;
-    size_t used, size;
-    max_align_t data[];
-};
-
-static void *arena_alloc(void *data, size_t size)
-{
-    struct chunk **head = data;
-    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    struct chunk *c = *head;
-    if (!c || c->size - c->used < size) {
-        size_t cap = size > CHUNK / 4 ? size : CHUNK;
-        c = pl_malloc(sizeof(*c) + cap);
-        c->used = 0;
-        c->size = cap;
-        c->next = *head;
-        *head = c;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += size ? size : sizeof(max_align_t);
-    return p;
-}
-
-static void arena_release(struct chunk **head)
-{
-    while (*head) {
-        struct chunk *c = *head;
-        *head = c->next;
-        free(c);
-    }
-}
-
-static void arena_free(void *data, void *p)
-{
-    (void)data;
-    (void)p;
-}
-
 static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
 {
     if (cs && cs->initial_fetch_timeout) /* 0: wait forever */
@@ -188,7 +144,7 @@ void pl_xds_update_free(struct pl_xds_update *u)
     for (size_t i = 0; i < u->n_bad; i++)
         free(u->bad[i]);
     free(u->bad);
-    arena_release(&u->arena); /* after every rec was trimmed */
+    pl_xds_arena_release(&u->arena); /* after every rec was trimmed */
     memset(u, 0, sizeof(*u));
 }
 
@@ -370,8 +326,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
     pl_nametab_init(&u->names, str_key);
     pl_nametab_reserve(&u->names, r->n_resources);
     u->recs = pl_calloc(r->n_resources + 1, sizeof(*u->recs));
-    ProtobufCAllocator alloc = {
-        .alloc = arena_alloc, .free = arena_free, .allocator_data = &u->arena};
+    ProtobufCAllocator alloc = pl_xds_arena_allocator(&u->arena);
     char where[320];
     for (size_t i = 0; i < r->n_resources; i++) {
         const Google__Protobuf__Any *a = r->resources[i];

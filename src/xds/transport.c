@@ -78,10 +78,7 @@ static struct pl_xds_event *event_new(enum pl_xds_event_kind k, uint64_t stream)
 
 static void event_free(struct pl_xds_event *ev)
 {
-    if (ev->resp)
-        envoy__service__discovery__v3__discovery_response__free_unpacked(ev->resp, NULL);
-    if (ev->delta)
-        envoy__service__discovery__v3__delta_discovery_response__free_unpacked(ev->delta, NULL);
+    pl_xds_arena_release(&ev->arena); /* resp, delta */
     free(ev->msg);
     free(ev);
 }
@@ -177,14 +174,16 @@ static struct pl_xds_event *decode(grpc_byte_buffer *bb, bool delta, uint64_t st
     grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
     struct pl_xds_event *e = event_new(PL_XDS_EV_RESPONSE, stream);
+    ProtobufCAllocator a = pl_xds_arena_allocator(&e->arena);
     if (delta)
         e->delta = envoy__service__discovery__v3__delta_discovery_response__unpack(
-            NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+            &a, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     else
         e->resp = envoy__service__discovery__v3__discovery_response__unpack(
-            NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+            &a, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
     if (!e->resp && !e->delta) {
+        pl_xds_arena_release(&e->arena);
         free(e);
         return NULL;
     }

@@ -96,6 +96,16 @@ uint64_t pl_xds_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms, 
 int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n_inert,
                         struct pl_err *err);
 
+/* ---- arenas (arena.c) ---- */
+
+/* Memory for decoded messages that live as long as one response: chunks mapped with mmap, so a
+ * large response neither grows nor fragments the heap, and freed in one go (any thread). */
+struct pl_xds_chunk;
+/* A protobuf-c allocator over *head (a list, NULL when empty). */
+ProtobufCAllocator pl_xds_arena_allocator(struct pl_xds_chunk **head);
+/* Unmaps every chunk of *head; *head becomes NULL. */
+void pl_xds_arena_release(struct pl_xds_chunk **head);
+
 /* ---- gRPC transport (transport.c): the xDS thread ---- */
 
 enum pl_xds_event_kind {
@@ -110,6 +120,7 @@ struct pl_xds_event {
     uint64_t stream;                                              /* stream generation */
     Envoy__Service__Discovery__V3__DiscoveryResponse *resp;       /* SotW; owned by the event */
     Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *delta; /* Delta; owned */
+    struct pl_xds_chunk *arena;                                   /* where resp / delta live */
     int status;
     char *msg;
     struct pl_xds_event *next;
