@@ -9,13 +9,25 @@
 
 #define MAX_DEPTH 100
 
+/* The path of the field being walked, kept as a stack of names and indexes and spelled out
+ * only for an error: a resource has hundreds of set fields and very rarely an error. */
+struct frame {
+    const char *name; /* NULL: an index */
+    size_t idx;
+};
+
 struct walk {
     struct pl_err *err;
     size_t n_inert;
     int rc;
-    char path[1024]; /* of the message being walked */
-    size_t len;
+    const char *prefix;
+    struct frame f[2 * MAX_DEPTH + 8];
+    size_t n;
+    char path[1024]; /* spelled out by path_str */
 };
+
+/* What walk_msg needs to know of a message type, by descriptor (descriptors are static). */
+enum { KIND_PLAIN = 1, KIND_MAP_ENTRY, KIND_DATA };
 
 /* Upstream fields our proto/ leaves out (proto/OMITTED.md): a resource that sets one decodes with
  * it as an unknown field, and the NACK names it as Envoy's API does. */
@@ -97,6 +109,35 @@ static bool is_map_entry(const ProtobufCMessageDescriptor *d)
            !strcmp(d->fields[0].name, "key") && !strcmp(d->fields[1].name, "value");
 }
 
+#define KIND_CACHE 1024
+static struct {
+    const ProtobufCMessageDescriptor *d;
+    int kind;
+} kind_cache[KIND_CACHE];
+
+/* KIND_DATA for google.protobuf types (Struct, wrappers, Duration), KIND_MAP_ENTRY, or
+ * KIND_PLAIN; cached per descriptor. Main thread only. */
+static int kind_of(const ProtobufCMessageDescriptor *d)
+{
+    size_t h = ((uintptr_t)d >> 4) * 0x9e3779b97f4a7c15ULL >> 54; /* 10 bits */
+    size_t i = h;
+    for (size_t k = 1; k <= 8; k++) {
+        if (kind_cache[i].d == d)
+            return kind_cache[i].kind;
+        if (!kind_cache[i].d)
+            break;
+        i = (h + k) & (KIND_CACHE - 1);
+    }
+    int kind = !strncmp(d->name, "google.protobuf.", 16) ? KIND_DATA
+               : is_map_entry(d)                         ? KIND_MAP_ENTRY
+                                                         : KIND_PLAIN;
+    if (!kind_cache[i].d) {
+        kind_cache[i].d = d;
+        kind_cache[i].kind = kind;
+    }
+    return kind;
+}
+
 /* Returns how many values field f has in m (0 when unset; 1 for a set singular field). */
 static size_t field_count(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
@@ -138,48 +179,47 @@ static size_t field_count(const ProtobufCMessage *m, const ProtobufCFieldDescrip
     }
 }
 
-/* The path of the field being walked is built in place (w->path) and copied only into errors:
- * a resource has hundreds of set fields and very rarely an error. */
 static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth);
 
-/* Appends bytes to the path (cut at its size); returns the old length, for path_pop. */
-static size_t path_add(struct walk *w, const char *p, size_t n)
+/* Spells out the current path into w->path (cut at its size). */
+static const char *path_str(struct walk *w)
 {
-    size_t old = w->len, room = sizeof(w->path) - 1 - w->len;
-    if (n > room)
-        n = room;
-    memcpy(w->path + w->len, p, n);
-    w->len += n;
-    w->path[w->len] = '\0';
-    return old;
+    size_t len = 0, cap = sizeof(w->path) - 1;
+    char num[24];
+#define PUT(p, n)                                                                                  \
+    do {                                                                                           \
+        size_t n_ = (n) < cap - len ? (n) : cap - len;                                             \
+        memcpy(w->path + len, (p), n_);                                                            \
+        len += n_;                                                                                 \
+    } while (0)
+    PUT(w->prefix, strlen(w->prefix));
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->f[i].name) {
+            if (len)
+                PUT(".", 1);
+            PUT(w->f[i].name, strlen(w->f[i].name));
+        } else {
+            int k = snprintf(num, sizeof(num), "[%zu]", w->f[i].idx);
+            PUT(num, (size_t)k);
+        }
+    }
+#undef PUT
+    w->path[len] = '\0';
+    return w->path;
 }
 
-/* Appends ".name" (or "name" at the start). */
-static size_t path_field(struct walk *w, const char *name)
+/* Pushes a field name or (name NULL) an index; returns the old depth, for path_pop. */
+static size_t path_push(struct walk *w, const char *name, size_t idx)
 {
-    size_t old = w->len;
-    if (w->len)
-        path_add(w, ".", 1);
-    path_add(w, name, strlen(name));
+    size_t old = w->n;
+    if (w->n < sizeof(w->f) / sizeof(w->f[0]))
+        w->f[w->n++] = (struct frame){name, idx};
     return old;
-}
-
-/* Appends "[i]". */
-static size_t path_index(struct walk *w, size_t i)
-{
-    char buf[24], *p = buf + sizeof(buf);
-    *--p = ']';
-    do
-        *--p = (char)('0' + i % 10);
-    while ((i /= 10) > 0);
-    *--p = '[';
-    return path_add(w, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 static void path_pop(struct walk *w, size_t old)
 {
-    w->len = old;
-    w->path[old] = '\0';
+    w->n = old;
 }
 
 static void walk_any(struct walk *w, const Google__Protobuf__Any *a, int depth)
@@ -189,7 +229,7 @@ static void walk_any(struct walk *w, const Google__Protobuf__Any *a, int depth)
         return; /* semantic validation names unknown extension types */
     ProtobufCMessage *inner = protobuf_c_message_unpack(d, NULL, a->value.len, a->value.data);
     if (!inner) {
-        w->rc = pl_err_add(w->err, NULL, 0, 0, w->path, "cannot decode %s", a->type_url);
+        w->rc = pl_err_add(w->err, NULL, 0, 0, path_str(w), "cannot decode %s", a->type_url);
         return;
     }
     walk_msg(w, inner, depth + 1);
@@ -200,24 +240,25 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     if (depth > MAX_DEPTH) {
-        w->rc = pl_err_add(w->err, NULL, 0, 0, w->path, "nested too deeply");
+        w->rc = pl_err_add(w->err, NULL, 0, 0, path_str(w), "nested too deeply");
         return;
     }
     if (d == &google__protobuf__any__descriptor) {
         walk_any(w, (const Google__Protobuf__Any *)m, depth);
         return;
     }
-    if (!strncmp(d->name, "google.protobuf.", 16))
+    int kind = kind_of(d);
+    if (kind == KIND_DATA)
         return; /* data: Struct, wrappers, Duration */
     if (m->n_unknown_fields)
-        unknown_fields(w, m, w->path);
-    bool entry = is_map_entry(d);
+        unknown_fields(w, m, path_str(w));
+    bool entry = kind == KIND_MAP_ENTRY;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         size_t n = field_count(m, f);
         if (n == 0)
             continue;
-        size_t at = path_field(w, f->name);
+        size_t at = path_push(w, f->name, 0);
         if (!entry) {
             switch (support_of(d, f)) {
             case PL_SUPPORT_YES:
@@ -227,7 +268,7 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
                 break;
             case PL_SUPPORT_NO:
                 w->rc =
-                    pl_err_add(w->err, NULL, 0, 0, w->path,
+                    pl_err_add(w->err, NULL, 0, 0, path_str(w),
                                "field '%s' of %s is not supported by pillion", f->name, d->name);
                 path_pop(w, at);
                 continue;
@@ -238,7 +279,7 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
             if (f->label == PROTOBUF_C_LABEL_REPEATED) {
                 ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)base;
                 for (size_t j = 0; j < n; j++) {
-                    size_t at2 = path_index(w, j);
+                    size_t at2 = path_push(w, NULL, j);
                     walk_msg(w, v[j], depth + 1);
                     path_pop(w, at2);
                 }
@@ -253,14 +294,15 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
 int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n_inert,
                         struct pl_err *err)
 {
-    struct walk *w = pl_calloc(1, sizeof(*w));
-    w->err = err;
-    snprintf(w->path, sizeof(w->path), "%s", prefix ? prefix : "");
-    w->len = strlen(w->path);
-    walk_msg(w, m, 0);
+    struct walk w; /* on the stack, not zeroed: a large calloc per resource consolidated the
+                      heap's fast bins each time */
+    w.err = err;
+    w.n_inert = 0;
+    w.rc = 0;
+    w.prefix = prefix ? prefix : "";
+    w.n = 0;
+    walk_msg(&w, m, 0);
     if (n_inert)
-        *n_inert += w->n_inert;
-    int rc = w->rc < 0 ? PL_EINVAL : 0;
-    free(w);
-    return rc;
+        *n_inert += w.n_inert;
+    return w.rc < 0 ? PL_EINVAL : 0;
 }
