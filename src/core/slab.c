@@ -7,17 +7,6 @@
 
 #include "core/err.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SLAB_BYPASS 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLAB_BYPASS 1
-#endif
-#endif
-#ifndef SLAB_BYPASS
-#define SLAB_BYPASS 0
-#endif
-
 static __thread struct pl_slab *registered; /* this thread's caches that hold objects */
 static pthread_key_t slab_key;
 static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
@@ -44,14 +33,9 @@ static void slab_register(struct pl_slab *s)
     registered = s;
 }
 
-void *pl_slab_alloc(struct pl_slab *s)
+void *pl_slab_alloc_new(struct pl_slab *s)
 {
-    void *p = s->free;
-    if (!p)
-        return pl_malloc(s->size);
-    s->free = *(void **)p;
-    s->n--;
-    return p;
+    return pl_malloc(s->size);
 }
 
 void *pl_slab_calloc(struct pl_slab *s)
@@ -65,11 +49,11 @@ void *pl_slab_calloc(struct pl_slab *s)
     return p;
 }
 
-void pl_slab_free(struct pl_slab *s, void *p)
+void pl_slab_free_slow(struct pl_slab *s, void *p)
 {
     if (!p)
         return;
-    if (SLAB_BYPASS || s->n >= s->max) {
+    if (PL_SLAB_BYPASS || s->n >= s->max) {
         free(p);
         return;
     }
