@@ -209,6 +209,36 @@ static struct pl_stat_meta *meta_add(struct pl_stats *s)
     return m;
 }
 
+/* The Bloom filter bits of prefix hash h. */
+#define BIT_A(h) ((h) & (PL_STATS_SINGLES_BITS - 1))
+#define BIT_B(h) (((h) >> 20) & (PL_STATS_SINGLES_BITS - 1))
+
+/* Notes that a single stat's name has the prefix (up to its last dot) whose hash is h. */
+static void singles_add(struct pl_stats *s, uint64_t h)
+{
+    s->singles[BIT_A(h) / 64] |= 1ULL << (BIT_A(h) % 64);
+    s->singles[BIT_B(h) / 64] |= 1ULL << (BIT_B(h) % 64);
+}
+
+/* False when no single stat's name has the prefix whose hash is h. */
+static bool singles_may_have(const struct pl_stats *s, uint64_t h)
+{
+    return (s->singles[BIT_A(h) / 64] >> (BIT_A(h) % 64) & 1) &&
+           (s->singles[BIT_B(h) / 64] >> (BIT_B(h) % 64) & 1);
+}
+
+/* The hash of name up to and with its last dot (of "" when it has none). */
+static uint64_t prefix_hash(const char *name)
+{
+    uint64_t h = FNV_INIT, h_dot = FNV_INIT;
+    for (; *name; name++) {
+        h = FNV(h, *name);
+        if (*name == '.')
+            h_dot = h;
+    }
+    return h_dot;
+}
+
 static uint32_t get_or_create(struct pl_stats *s, const char *name, enum pl_stat_kind kind)
 {
     pthread_mutex_lock(&s->lock);
@@ -226,8 +256,10 @@ static uint32_t get_or_create(struct pl_stats *s, const char *name, enum pl_stat
     m->kind = (uint8_t)kind;
     m->slot = alloc_slots(s, pl_stats__width(kind));
     uint32_t slot = m->slot;
-    if (m->name)
+    if (m->name) {
         index_add(s, (uint32_t)(s->n - 1), hash_name(name));
+        singles_add(s, prefix_hash(name));
+    }
     pthread_mutex_unlock(&s->lock);
     return slot;
 }
@@ -286,9 +318,10 @@ void pl_stats_group(struct pl_stats *s, const char *prefix, const struct pl_stat
             single = member_slot(g, def->m[k].suffix, &have) >= 0;
     }
     /* a member made singly before keeps its stat: then all are made singly */
-    if (!single)
+    bool check = !single && singles_may_have(s, h);
+    if (check)
         memcpy(buf, prefix, plen);
-    for (uint32_t k = 0; k < def->n && !single; k++) {
+    for (uint32_t k = 0; k < def->n && check && !single; k++) {
         uint64_t hm = h;
         size_t sl = strlen(def->m[k].suffix);
         if (sl >= sizeof(buf) - plen) {

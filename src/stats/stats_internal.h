@@ -10,6 +10,7 @@
 #define PL_STATS_BLOCK_SLOTS   (1u << PL_STATS_BLOCK_BITS)
 #define PL_STATS_MAX_BLOCKS    4096
 #define PL_STATS_DISJOINT_MEMO 8
+#define PL_STATS_SINGLES_BITS  65536
 
 /* Histogram slots per shard: buckets (+ overflow), count, sum, inverted min, max. */
 enum {
@@ -53,6 +54,8 @@ struct pl_stats {
     uint64_t *baseline; /* by slot: counters' raw sums at the last reset (NULL before one) */
     uint32_t baseline_cap;
     const struct pl_stats_group_def *disjoint[PL_STATS_DISJOINT_MEMO][2]; /* pairs known apart */
+    uint64_t singles[PL_STATS_SINGLES_BITS / 64]; /* Bloom filter: prefixes (up to the last dot)
+                                                     of single stats' names */
     size_t n_disjoint;
 };
 
