@@ -550,10 +550,11 @@ int pl_validate_cluster(struct pl_vctx *c, const Envoy__Config__Cluster__V3__Clu
                 rc |= E(sa, "address", "an endpoint address is required");
             if (sa->port_value == 0 || sa->port_value > 65535)
                 rc |= E(sa, "port_value", "an endpoint needs a port from 1 to 65535");
-            struct pl_addr pa;
+            struct sockaddr_storage ss;
+            socklen_t ss_len;
             const char *why;
             if (type == CLUSTER(CLUSTER__DISCOVERY_TYPE__STATIC) &&
-                pl_addr_from_proto(addr, &pa, &why) < 0)
+                pl_sockaddr_from_proto(addr, &ss, &ss_len, &why) < 0)
                 rc |= E(sa, "address", "STATIC cluster '%s': %s (use STRICT_DNS for host names)",
                         cl->name, why);
         }
