@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from conftest import PILLION, free_port, stats
+from http_helpers import wait_port
 
 CERT_SCRIPT = r"""
 set -e
@@ -117,16 +118,6 @@ static_resources:
     filter_chains:{''.join(chains)}
   clusters:{''.join(clusters)}
 """
-
-
-def wait_port(port, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"port {port} did not open")
 
 
 def wait_for(pred, timeout=5):

@@ -4,16 +4,14 @@ with an UpstreamTlsContext (SNI, CA and SAN validation) to a TLS upstream. Certi
 with the openssl CLI for each test module."""
 import http.server
 import json
-import os
-import socket
 import ssl
 import subprocess
 import threading
-import time
 
 import pytest
 
 from conftest import free_port
+from http_helpers import wait_port
 
 CERT_SCRIPT = r"""
 set -e
@@ -53,16 +51,6 @@ def run_curl(args, timeout=10):
     p = subprocess.run(["curl", "-sS", "--max-time", "5", *args], capture_output=True, text=True,
                        timeout=timeout)
     return p.returncode, p.stdout, p.stderr
-
-
-def wait_port(port, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"port {port} did not open")
 
 
 def downstream_tls(certs, alpn=None, mtls=False):
