@@ -95,6 +95,7 @@ struct hcm_stream {
     size_t held_consumed; /* HTTP/2 request bytes not yet reported consumed (watermark) */
     uint32_t dec_above;   /* decoder_watermark(true) calls not yet undone */
     uint64_t idle_ms;     /* stream idle timeout in force (0: none) */
+    double idle_last;     /* loop time of the last activity (the idle timer is lazy) */
     bool remote_complete, local_complete, response_started, finished, codec_gone;
     bool grpc, head_req, upgrade, h2_above;
     const struct pl_snapshot *pinned; /* RDS: the stream's snapshot when not the connection's */

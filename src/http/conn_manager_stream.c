@@ -34,10 +34,22 @@ static struct pl_codec *CODEC(const struct hcm_stream *st)
 
 /* ---- timers ---- */
 
+static void idle_arm(struct hcm_stream *st, double after)
+{
+    ev_timer_set(&st->idle_timer, after, 0.);
+    ev_timer_start(st->hc->loop, &st->idle_timer);
+}
+
 static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop, (void)revents;
+    (void)revents;
     struct hcm_stream *st = w->data;
+    /* activity since the timer was armed: wait for what is left of the timeout */
+    double left = st->idle_last + (double)st->idle_ms / 1000.0 - ev_now(loop);
+    if (left > 0.001) {
+        idle_arm(st, left);
+        return;
+    }
     pl_counter_inc(CFG(st)->st.rq_idle_timeout);
     if (!st->response_started)
         local_reply(&st->fs, 408, "stream timeout", 14, NULL, "stream_idle_timeout", PL_RF_SI);
@@ -60,10 +72,16 @@ static void req_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         reset_stream(&st->fs, "request_overall_timeout");
 }
 
+/* Activity on the stream restarts its idle timeout. Lazily: only the time is noted (a heap update
+ * of the timer on every event cost more than the rest of the bookkeeping); the timer, once
+ * running, moves itself when it fires early. */
 static void touch(struct hcm_stream *st)
 {
-    if (st->idle_ms && !st->finished)
-        ev_timer_again(st->hc->loop, &st->idle_timer);
+    if (st->idle_ms && !st->finished) {
+        st->idle_last = ev_now(st->hc->loop);
+        if (!ev_is_active(&st->idle_timer))
+            idle_arm(st, (double)st->idle_ms / 1000.0);
+    }
 }
 
 /* ---- creation ---- */
@@ -111,7 +129,6 @@ void *hcm_stream_new(struct hcm_conn *hc, struct pl_codec_stream *cs)
     pl_buf_init(&st->enc.buf);
     ev_init(&st->idle_timer, idle_cb);
     st->idle_ms = cfg->stream_idle_timeout_ms;
-    st->idle_timer.repeat = (double)cfg->stream_idle_timeout_ms / 1000.0;
     st->idle_timer.data = st;
     ev_timer_init(&st->req_timer, req_timer_cb, (double)cfg->request_timeout_ms / 1000.0, 0.);
     st->req_timer.data = st;
@@ -484,8 +501,7 @@ int hcm_stream_on_head(struct hcm_stream *st, struct pl_http_head *h, bool end)
         st->remote_complete = true;
         st->info.last_downstream_rx_byte_ns = st->fs.decode_start_ns;
     }
-    if (st->idle_ms)
-        ev_timer_again(st->hc->loop, &st->idle_timer);
+    touch(st);
     if (cfg->request_timeout_ms && !end)
         ev_timer_start(st->hc->loop, &st->req_timer);
     if (sanitize_request(st, h))
@@ -997,9 +1013,7 @@ static void set_idle_timeout(struct pl_filter_stream *fs, uint64_t ms)
         return;
     st->idle_ms = ms;
     ev_timer_stop(st->hc->loop, &st->idle_timer);
-    st->idle_timer.repeat = (double)ms / 1000.0;
-    if (ms)
-        ev_timer_again(st->hc->loop, &st->idle_timer);
+    touch(st); /* restarts it with the new timeout */
 }
 
 static const struct pl_filter_stream_ops ops = {
