@@ -8,11 +8,13 @@
 #include "upstream/upstream.h"
 #include "xds/client_internal.h"
 
-#define LISTENER_T Envoy__Config__Listener__V3__Listener
-#define CLUSTER_T  Envoy__Config__Cluster__V3__Cluster
-#define CLA_T      Envoy__Config__Endpoint__V3__ClusterLoadAssignment
-#define ROUTE_T    Envoy__Config__Route__V3__RouteConfiguration
-#define CLUSTER(x) ENVOY__CONFIG__CLUSTER__V3__##x
+#define LISTENER_T   Envoy__Config__Listener__V3__Listener
+#define CLUSTER_T    Envoy__Config__Cluster__V3__Cluster
+#define CLA_T        Envoy__Config__Endpoint__V3__ClusterLoadAssignment
+#define ROUTE_T      Envoy__Config__Route__V3__RouteConfiguration
+#define RESOURCE_T   Envoy__Service__Discovery__V3__Resource
+#define RESOURCE_URL "type.googleapis.com/envoy.service.discovery.v3.Resource"
+#define CLUSTER(x)   ENVOY__CONFIG__CLUSTER__V3__##x
 
 /* ---- records and maps ----------------------------------------------------------------------- */
 
@@ -330,6 +332,40 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
     char where[320];
     for (size_t i = 0; i < r->n_resources; i++) {
         const Google__Protobuf__Any *a = r->resources[i];
+        const char *version = versions ? versions[i] : r->version_info;
+        if (!strcmp(a->type_url, RESOURCE_URL)) {
+            /* a control plane may wrap each resource in a discovery Resource, as Envoy
+             * accepts in SotW too: its version (when set) is the resource's own */
+            const RESOURCE_T *w = (const RESOURCE_T *)protobuf_c_message_unpack(
+                &envoy__service__discovery__v3__resource__descriptor, &alloc, a->value.len,
+                a->value.data);
+            snprintf(where, sizeof(where), "resources[%zu]", i);
+            if (!w) {
+                rc = pl_err_add(err, NULL, 0, 0, where, "cannot decode %s", a->type_url);
+                u->unusable = true;
+                continue;
+            }
+            if (*w->version)
+                version = w->version;
+            if (!w->resource) {
+                /* a heartbeat (Envoy's resource TTL): the held resource stays as it is */
+                struct pl_xds_res *e = pl_xds_resmap_get(&x->acc[t], w->name);
+                if (!*w->name || !e) {
+                    rc = pl_err_add(err, NULL, 0, 0, where,
+                                    "a Resource without a resource (a heartbeat) for '%.256s', "
+                                    "which is not held",
+                                    w->name);
+                    u->unusable = true;
+                    continue;
+                }
+                if (!pl_nametab_get(&u->names, e->rec->name)) {
+                    u->recs[u->n++] = pl_xds_rec_ref(e->rec);
+                    pl_nametab_put(&u->names, e->rec->name);
+                }
+                continue;
+            }
+            a = w->resource;
+        }
         if (strcmp(a->type_url, r->type_url)) {
             snprintf(where, sizeof(where), "resources[%zu]", i);
             rc = pl_err_add(err, NULL, 0, 0, where, "type '%s' in a response of type '%s'",
@@ -380,8 +416,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             continue;
         }
         pl_err_free(&sub);
-        struct pl_xds_rec *rec =
-            rec_new(t, name, m, &a->value, versions ? versions[i] : r->version_info, hash, &now);
+        struct pl_xds_rec *rec = rec_new(t, name, m, &a->value, version, hash, &now);
         rec->msg_in_arena = t != PL_XDS_LDS;
         u->recs[u->n++] = rec;
         pl_nametab_put(&u->names, rec->name);

@@ -62,9 +62,9 @@ class UpstreamCP:
         self.s = script
         self.port = script.next(lambda m: m.get("event") == "listening", 20, "listening")["port"]
 
-    def set(self, type_url, version, resources, wait_response=True):
-        self.s.send({"op": "set", "type_url": type_url, "version": version,
-                     "resources": resources})
+    def set(self, type_url, version, resources, wait_response=True, **extra):
+        self.s.send(dict({"op": "set", "type_url": type_url, "version": version,
+                          "resources": resources}, **extra))
         m = self.s.next(lambda m: m.get("event") in ("set", "error"), 20, f"set {type_url}")
         assert m["event"] == "set", m
         if wait_response:
@@ -166,3 +166,34 @@ def test_invalid_resource_is_nacked_with_details(setup, type_url, bad, expect):
     ack = cp.answer(cp.set(type_url, "3", good))
     assert ack["version_info"] == "3" and ack["error_detail"] is None, ack
     assert get(lport)[1]["upstream"] == "u0"
+
+
+def test_resources_wrapped_in_discovery_resource(setup):
+    """Control planes may wrap each SotW resource in an envoy.service.discovery.v3.Resource (as
+    for Delta); Envoy unwraps them, the wrapper's version being the resource's own, and a wrapper
+    without a resource is a TTL heartbeat that keeps the held resource."""
+    cp, px, ups, lport = setup
+    cp.set(EDS, "2", [assignment("web", ups[0].port), assignment("other", ups[1].port)])
+    ack = cp.answer(cp.set(CDS, "2", [cluster("web"), cluster("other")], wrap=True,
+                           resource_version="c-7"))
+    assert ack["version_info"] == "2" and ack["error_detail"] is None, ack
+    ack = cp.answer(cp.set(RDS, "2", [routes("other")], wrap=True, resource_version="r-9"))
+    assert ack["version_info"] == "2" and ack["error_detail"] is None, ack
+    served_by(lport, "u1")
+    dump = px.admin_json("/config_dump?resource=dynamic_active_clusters")
+    versions = {c["cluster"]["name"]: c["version_info"] for c in dump["configs"]}
+    # "web" came unchanged: it keeps the version it was accepted with, as in Envoy
+    assert versions == {"web": "1", "other": "c-7"}, versions
+
+    # a heartbeat keeps the route as it is
+    ack = cp.answer(cp.set(RDS, "3", [routes("web")], wrap="heartbeat"))
+    assert ack["version_info"] == "3" and ack["error_detail"] is None, ack
+    for _ in range(5):
+        assert get(lport)[1]["upstream"] == "u1"
+
+    # a heartbeat for a resource not held, or a wrapper around another type, is NACKed
+    nack = cp.answer(cp.set(CDS, "4", [cluster("third")], wrap="heartbeat"))
+    assert nack["version_info"] == "2", nack
+    assert "heartbeat" in nack["error_detail"]["message"] and "third" in \
+        nack["error_detail"]["message"], nack
+    assert get(lport)[1]["upstream"] == "u1"

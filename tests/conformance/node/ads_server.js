@@ -3,7 +3,9 @@
 // upstream schema (upstream.js). Driven over stdin/stdout JSON lines by
 // tests/conformance/test_upstream_cp.py:
 //   in:  {"op": "set", "type_url": ..., "version": "1", "resources": [proto3 JSON, ...]}
-//          stores the type's resources and pushes them to every stream subscribed to the type
+//          stores the type's resources and pushes them to every stream subscribed to the type;
+//          with "wrap": true each goes inside an envoy.service.discovery.v3.Resource (version
+//          "resource_version"), with "wrap": "heartbeat" only the wrapper with the name is sent
 //   out: {"event": "listening", "port": N}
 //        {"event": "set", "type_url": ...} (or {"event": "error", "error": ...})
 //        {"event": "request", "stream": id, "type_url", "version_info", "response_nonce",
@@ -87,11 +89,24 @@ function nameOf(json) {
   return json.name || json.cluster_name;
 }
 
+const RESOURCE_URL = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
+
+// A resource as sent: its Any, or with "wrap" that Any inside a discovery Resource (name and
+// the version given, or a heartbeat without the resource when "wrap" is "heartbeat").
+function wrapped(cmd, name, any) {
+  if (!cmd.wrap) return any;
+  const R = upstream.type('envoy.service.discovery.v3.Resource');
+  const msg = { name, version: cmd.resource_version || '' };
+  if (cmd.wrap !== 'heartbeat') msg.resource = any;
+  return { type_url: RESOURCE_URL, value: R.encode(R.fromObject(msg)).finish() };
+}
+
 function set(cmd) {
   const typeName = cmd.type_url.slice(cmd.type_url.lastIndexOf('/') + 1);
   const resources = cmd.resources.map((json) => ({
     name: nameOf(json),
-    any: { type_url: cmd.type_url, value: upstream.encode(typeName, json) },
+    any: wrapped(cmd, nameOf(json),
+      { type_url: cmd.type_url, value: upstream.encode(typeName, json) }),
   }));
   state.set(cmd.type_url, { version: cmd.version, resources });
   emit({ event: 'set', type_url: cmd.type_url });
