@@ -380,9 +380,22 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *f, const uint8_t *frame
     struct h2_codec *c = ud;
     struct h2_stream *s = src->ptr;
     (void)ng;
+    (void)framehd;
     if (c->out.len >= OUT_HIGH)
         return NGHTTP2_ERR_WOULDBLOCK;
-    pl_buf_append(&c->out, framehd, 9);
+    /* The header is rebuilt from f rather than copied from framehd: a frame put off here
+     * (WOULDBLOCK) waits in nghttp2's frame buffer, which server sessions of a thread share
+     * (h2_mem.c), so its bytes may be another session's by the time it is resumed. */
+    uint8_t hd[9] = {(uint8_t)(f->hd.length >> 16),
+                     (uint8_t)(f->hd.length >> 8),
+                     (uint8_t)f->hd.length,
+                     NGHTTP2_DATA,
+                     f->hd.flags,
+                     (uint8_t)((uint32_t)f->hd.stream_id >> 24),
+                     (uint8_t)(f->hd.stream_id >> 16),
+                     (uint8_t)(f->hd.stream_id >> 8),
+                     (uint8_t)f->hd.stream_id};
+    pl_buf_append(&c->out, hd, 9);
     if (f->data.padlen > 0) { /* we never pad; kept for completeness */
         uint8_t pad = (uint8_t)(f->data.padlen - 1);
         pl_buf_append(&c->out, &pad, 1);
@@ -400,23 +413,26 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *f, const uint8_t *frame
     return 0;
 }
 
-/* Serializes whatever nghttp2 may send now into the output, up to OUT_HIGH. A frame handed out
- * stays nghttp2's current item (want_write) until the next call completes it (on_frame_send,
- * stream close), so asking want_write first skips only the calls that would find nothing. */
+/* nghttp2 hands each serialized frame to this callback before it runs any callback about that
+ * frame (on_frame_send, on_stream_close): the bytes are copied out of its frame buffer at once,
+ * which is what lets server sessions of a thread share one frame buffer (h2_mem.c). */
+static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    struct h2_codec *c = ud;
+    (void)ng, (void)flags;
+    pl_buf_append(&c->out, data, len);
+    return (ssize_t)len;
+}
+
+/* Serializes whatever nghttp2 may send now into the output. DATA stops at OUT_HIGH (send_data
+ * puts it off); control frames are bounded by nghttp2's own queue limits. */
 static void flush(struct h2_codec *c)
 {
-    while (c->out.len < OUT_HIGH && nghttp2_session_want_write(c->ng)) {
-        const uint8_t *p;
-        ssize_t n = nghttp2_session_mem_send(c->ng, &p);
-        if (n < 0) {
-            if (!c->err_reason)
-                c->err_reason = n == NGHTTP2_ERR_FLOODED ? "outbound_flood" : "internal_error";
-            break;
-        }
-        if (n == 0)
-            break;
-        pl_buf_append(&c->out, p, (size_t)n);
-    }
+    if (c->out.len >= OUT_HIGH || !nghttp2_session_want_write(c->ng))
+        return;
+    int rv = nghttp2_session_send(c->ng);
+    if (rv < 0 && !c->err_reason)
+        c->err_reason = rv == NGHTTP2_ERR_FLOODED ? "outbound_flood" : "internal_error";
 }
 
 /* ---- vtable ---- */
@@ -643,7 +659,7 @@ static void h2_destroy(struct pl_codec *cc)
     }
     free_dead(c);
     pl_buf_free(&c->out);
-    free(c->nv);
+    free(c->nv_own);
     free(c);
 }
 
@@ -709,6 +725,7 @@ static nghttp2_session_callbacks *session_callbacks(void)
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
     nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
+    nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
     return cbs;
 }
 
@@ -737,8 +754,15 @@ struct pl_codec *pl_h2_codec_new(bool server, const struct pl_h2_settings *set,
     if (!server)
         nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
     nghttp2_session_callbacks *cbs = session_callbacks();
-    int rv = server ? nghttp2_session_server_new3(&c->ng, cbs, c, opt, pl_h2_mem())
-                    : nghttp2_session_client_new3(&c->ng, cbs, c, opt, pl_h2_mem());
+    int rv;
+    if (server) {
+        /* the session's frame buffer is the thread's shared one (see send_cb) */
+        pl_h2_mem_share_framebuf(true);
+        rv = nghttp2_session_server_new3(&c->ng, cbs, c, opt, pl_h2_mem());
+        pl_h2_mem_share_framebuf(false);
+    } else {
+        rv = nghttp2_session_client_new3(&c->ng, cbs, c, opt, pl_h2_mem());
+    }
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     if (rv)

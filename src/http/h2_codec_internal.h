@@ -57,8 +57,10 @@ struct h2_codec {
     struct h2_stream *last;    /* the stream get_stream found last (id last_id) */
     int32_t last_id;
     uint32_t n_streams, unsubmitted; /* live; client streams without an id yet */
-    nghttp2_nv *nv;                  /* scratch for outgoing header blocks (nghttp2 copies them) */
-    size_t nv_cap;
+    nghttp2_nv *nv;     /* scratch for outgoing header blocks (nghttp2 copies them): the
+                           thread's shared one or nv_own (h2_headers.c) */
+    nghttp2_nv *nv_own; /* for heads with more fields than the shared one holds */
+    size_t nv_cap;      /* of nv_own */
     /* abuse accounting */
     uint64_t peer_streams, closed_streams, premature_resets;
     uint64_t empty_frames, priority_frames, window_updates, data_frames_sent;
@@ -91,6 +93,9 @@ const char *pl_h2_known_name(const char *n, uint32_t len, uint8_t *flags);
 #define PL_H2_NV_HOP 0x80u
 /* Returns nghttp2's allocator for the codec's sessions (per-thread caches, h2_mem.c). */
 nghttp2_mem *pl_h2_mem(void);
+/* on: the next session created on this thread gets the thread's shared frame buffer (server
+ * sessions only: see h2_mem.c); off right after the session is created. */
+void pl_h2_mem_share_framebuf(bool on);
 /* Copies trailers into s->tx_trailers (stream arena). */
 void pl_h2_build_trailers(struct h2_codec *c, struct h2_stream *s, const struct pl_headers *t);
 

@@ -213,12 +213,23 @@ void pl_h2_end_block(struct h2_codec *c, struct h2_stream *s, bool end_stream)
 
 /* ---- outgoing ---- */
 
+/* The outgoing field array is scratch between a build and the submit that follows it (nghttp2
+ * copies the fields), so codecs share a per-thread one; a codec holds its own only for a head
+ * with more fields than that. */
+#define NV_SHARED 128
+static __thread nghttp2_nv nv_shared[NV_SHARED];
+
 static void grow_nv(struct h2_codec *c, size_t n)
 {
-    if (n <= c->nv_cap)
+    if (n <= NV_SHARED) {
+        c->nv = nv_shared;
         return;
-    c->nv_cap = n < 32 ? 32 : n * 2;
-    c->nv = pl_realloc(c->nv, c->nv_cap * sizeof(*c->nv));
+    }
+    if (n > c->nv_cap) {
+        c->nv_cap = n * 2;
+        c->nv_own = pl_realloc(c->nv_own, c->nv_cap * sizeof(*c->nv_own));
+    }
+    c->nv = c->nv_own;
 }
 
 static void put(nghttp2_nv *nv, size_t *n, const char *name, size_t nlen, const char *value,

@@ -13,6 +13,18 @@
 #define HDR       16u
 #define N_CLASSES 6u
 #define LARGE     0xffu /* above the largest class: plain malloc */
+#define SHARED    0xfeu /* the thread's shared frame buffer: never freed */
+
+/* nghttp2 keeps one frame buffer of NGHTTP2_FRAMEBUF_CHUNKLEN (frame header, pad length, 16 KiB
+ * payload) per session for its whole life, 16 KiB of every idle connection. Frames are
+ * serialized into it only inside nghttp2_session_send, and h2_codec.c's send callback copies
+ * each one out before nghttp2 runs any other callback; nothing is written into it when a server
+ * session is created (a client session writes its preface there). So the server sessions of a
+ * thread share one: the allocation pl_h2_codec_new asks for while sharing is on is this. */
+#define FRAMEBUF_LEN (9u + 1u + 16384u)
+
+static __thread bool share_next;
+static __thread _Alignas(16) char framebuf[HDR + FRAMEBUF_LEN];
 
 struct hdr {
     uint32_t cls;
@@ -45,7 +57,11 @@ static void *mem_malloc(size_t size, void *ud)
     (void)ud;
     uint32_t cls = class_of(size);
     struct hdr *h;
-    if (cls == LARGE) {
+    if (share_next && size == FRAMEBUF_LEN) {
+        share_next = false;
+        h = (struct hdr *)(void *)framebuf;
+        cls = SHARED;
+    } else if (cls == LARGE) {
         if (size > SIZE_MAX - HDR)
             return NULL;
         h = pl_malloc(HDR + size);
@@ -63,6 +79,8 @@ static void mem_free(void *p, void *ud)
     if (!p)
         return;
     struct hdr *h = (struct hdr *)((char *)p - HDR);
+    if (h->cls == SHARED)
+        return;
     if (h->cls == LARGE)
         free(h);
     else
@@ -83,6 +101,11 @@ static void *mem_realloc(void *p, size_t size, void *ud)
     if (!p)
         return mem_malloc(size, ud);
     struct hdr *h = (struct hdr *)((char *)p - HDR);
+    if (h->cls == SHARED) { /* a larger max frame size: the session gets its own */
+        void *q = mem_malloc(size, ud);
+        memcpy(q, p, size < FRAMEBUF_LEN ? size : FRAMEBUF_LEN);
+        return q;
+    }
     if (h->cls == LARGE && class_of(size) == LARGE) {
         h = pl_realloc(h, HDR + size);
         h->size = (uint32_t)(size > UINT32_MAX ? UINT32_MAX : size);
@@ -104,6 +127,11 @@ static nghttp2_mem h2_mem = {
     .calloc = mem_calloc,
     .realloc = mem_realloc,
 };
+
+void pl_h2_mem_share_framebuf(bool on)
+{
+    share_next = on;
+}
 
 nghttp2_mem *pl_h2_mem(void)
 {

@@ -1068,3 +1068,77 @@ Test(h2_codec, client_streams_refused_by_goaway)
     cr_assert_eq(a->reset, 0);
     unpair();
 }
+
+/* Shuttles between two sides until both are quiet (pump() for a second pair). */
+static int pump_pair(struct side *a, struct side *b)
+{
+    int err = 0;
+    for (int i = 0; i < 100000; i++) {
+        long x = step(a, b, &err);
+        long y = step(b, a, &err);
+        if ((x == 0 && y == 0) || err)
+            return err;
+    }
+    cr_assert_fail("pump did not settle");
+    return 0;
+}
+
+/* Server sessions of a thread share nghttp2's frame buffer (h2_mem.c): a DATA frame one session
+ * put off (its output above the bound) leaves intact after another session wrote frames through
+ * that buffer meanwhile, and both exchanges complete. */
+Test(h2_codec, server_sessions_interleave_on_the_shared_frame_buffer)
+{
+    struct pl_h2_settings big = {.initial_stream_window_size = 1u << 24,
+                                 .initial_connection_window_size = 1u << 24,
+                                 .stream_buffer_high = 4u << 20};
+    pair(&big, &big);
+    static struct side cli2, srv2;
+    memset(&cli2, 0, sizeof(cli2));
+    memset(&srv2, 0, sizeof(srv2));
+    cli2.c = pl_h2_codec_new(false, NULL, &cbs, &cli2);
+    srv2.c = pl_h2_codec_new(true, NULL, &cbs, &srv2);
+
+    struct ts *c = client_stream();
+    struct pl_http_head h = req("GET", "/big");
+    cr_assert_eq(cli.c->vt->encode_head(cli.c, c->s, &h, true), 0);
+    cr_assert_eq(pump(), 0);
+    struct ts *s = &srv.st[0];
+    struct pl_http_head resp = {.status = 200, .content_length = -1};
+    cr_assert_eq(srv.c->vt->encode_head(srv.c, s->s, &resp, false), 0);
+    struct pl_buf b = PL_BUF_INIT;
+    fill(&b, 0, 1u << 20);
+    cr_assert_eq(srv.c->vt->encode_data(srv.c, s->s, &b, true), 0);
+    struct pl_buf *o = srv.c->vt->output(srv.c);
+    cr_assert_lt(o->len, 1u << 20, "the first output should stop at the codec's bound");
+    pl_buf_move(&cli.in, o, o->len);
+
+    struct ts *t2 = &cli2.st[cli2.n++];
+    t2->s = cli2.c->vt->new_stream(cli2.c, t2);
+    struct pl_http_head h2 = req("POST", "/other-session/with/a/longer/path");
+    struct pl_arena a = PL_ARENA_INIT;
+    pl_headers_add_copy(&h2.headers, &a, "x-filler", 8, "0123456789abcdef0123456789abcdef", 32);
+    cr_assert_eq(cli2.c->vt->encode_head(cli2.c, t2->s, &h2, true), 0);
+    cr_assert_eq(pump_pair(&cli2, &srv2), 0);
+    cr_assert_eq(srv2.n, 1);
+    struct pl_http_head resp2 = {.status = 201, .content_length = -1};
+    pl_headers_add_copy(&resp2.headers, &a, "x-other", 7, "fedcba9876543210", 16);
+    cr_assert_eq(srv2.c->vt->encode_head(srv2.c, srv2.st[0].s, &resp2, false), 0);
+    struct pl_buf b2 = PL_BUF_INIT;
+    pl_buf_append(&b2, "second", 6);
+    cr_assert_eq(srv2.c->vt->encode_data(srv2.c, srv2.st[0].s, &b2, true), 0);
+    cr_assert_eq(pump_pair(&cli2, &srv2), 0);
+    cr_assert_eq(t2->status, 201);
+    body_eq(&t2->body, "second");
+
+    cr_assert_eq(cli.c->vt->feed(cli.c, &cli.in), 0);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(c->status, 200);
+    cr_assert(c->data_end);
+    check_pattern(&c->body, 1u << 20);
+    cr_assert_null(pl_h2_codec_error(cli.c));
+    cr_assert_null(pl_h2_codec_error(srv.c));
+    pl_arena_free(&a);
+    side_free(&cli2);
+    side_free(&srv2);
+    unpair();
+}
