@@ -16,6 +16,25 @@ static __thread uint64_t next_conn_id;
 static void teardown(struct hcm_conn *hc);
 static void hc_close(struct hcm_conn *hc, bool flush);
 
+/* An idle connection keeps its addresses: an IP one inline (28 bytes, not a 128-byte
+ * sockaddr_storage), anything else in a heap copy. */
+static const struct sockaddr *keep_addr(union hcm_addr *slot, const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) {
+        memcpy(slot, ss, sizeof(*slot));
+        return &slot->sa;
+    }
+    struct sockaddr_storage *copy = pl_malloc(sizeof(*copy));
+    memcpy(copy, ss, sizeof(*copy));
+    return (const struct sockaddr *)copy;
+}
+
+static void free_addr(const union hcm_addr *slot, const struct sockaddr *sa)
+{
+    if (sa != &slot->sa)
+        free((void *)sa);
+}
+
 /* ---- codec callbacks ---- */
 
 static void *cb_new_stream(void *ctx, struct pl_codec_stream *cs)
@@ -190,6 +209,8 @@ static void teardown(struct hcm_conn *hc)
                                      : hc->cfg->st.cx_destroy_local);
     pl_net_accepted_release(&hc->acc);
     free(hc->sni);
+    free_addr(&hc->peer_in, hc->peer);
+    free_addr(&hc->local_in, hc->local);
     free(hc);
 }
 
@@ -421,9 +442,9 @@ int hcm_on_accept(const struct pl_accept_info *info, void *cfgp)
     struct hcm_conn *hc = pl_calloc(1, sizeof(*hc));
     hc->cfg = cfg;
     hc->loop = pl_worker_loop(info->worker);
-    memcpy(&hc->peer, &info->peer, sizeof(hc->peer));
+    hc->peer = keep_addr(&hc->peer_in, &info->peer);
     hc->peer_len = info->peer_len;
-    memcpy(&hc->local, &info->local, sizeof(hc->local));
+    hc->local = keep_addr(&hc->local_in, &info->local);
     hc->local_len = info->local_len;
     hc->id = ((uint64_t)pl_worker_id(info->worker) << 48) | ++next_conn_id;
     const struct pl_filter_chain *ch = info->chain;

@@ -3,6 +3,7 @@
 #define PL_HTTP_CONN_MANAGER_INTERNAL_H
 
 #include <ev.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -103,13 +104,21 @@ struct hcm_stream {
     struct sockaddr_storage client_addr; /* from x-forwarded-for, when used */
 };
 
+/* An IP address kept inline; other families (a pipe's path) are kept in a heap copy. */
+union hcm_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 struct hcm_conn {
     struct pl_net_accepted acc; /* first: the worker's handle */
     const struct hcm_config *cfg;
     struct pl_conn *conn; /* NULL once closed */
     struct pl_codec *codec;
     struct ev_loop *loop;
-    struct sockaddr_storage peer, local;
+    const struct sockaddr *peer, *local; /* &peer_in / &local_in, or a heap copy */
+    union hcm_addr peer_in, local_in;
     socklen_t peer_len, local_len;
     bool tls, http2;
     char *sni;

@@ -96,9 +96,9 @@ void *hcm_stream_new(struct hcm_conn *hc, struct pl_codec_stream *cs)
     st->hc = hc;
     st->cs = cs;
     pl_stream_info_start(&st->info);
-    st->info.downstream_remote_addr = (const struct sockaddr *)&hc->peer;
+    st->info.downstream_remote_addr = hc->peer;
     st->info.downstream_remote_addr_len = hc->peer_len;
-    st->info.downstream_local_addr = (const struct sockaddr *)&hc->local;
+    st->info.downstream_local_addr = hc->local;
     st->info.downstream_local_addr_len = hc->local_len;
     st->info.connection_id = hc->id;
     st->fs = (struct pl_filter_stream){
@@ -110,8 +110,8 @@ void *hcm_stream_new(struct hcm_conn *hc, struct pl_codec_stream *cs)
         .worker = hc->acc.worker,
         .worker_id = hc->acc.worker ? pl_worker_id(hc->acc.worker) : 0,
         .snap = hc->acc.snap,
-        .peer = (const struct sockaddr *)&hc->peer,
-        .local = (const struct sockaddr *)&hc->local,
+        .peer = hc->peer,
+        .local = hc->local,
         .tls = hc->tls,
         .sni = hc->sni,
         .downstream_http2 = hc->http2,
@@ -319,7 +319,7 @@ static int sanitize_request(struct hcm_stream *st, struct pl_http_head *h)
     bool edge = cfg->use_remote_address;
     bool internal = false;
     char ip[64];
-    hcm_addr_ip((const struct sockaddr *)&hc->peer, ip, sizeof(ip));
+    hcm_addr_ip(hc->peer, ip, sizeof(ip));
     const struct pl_header *xff = pl_headers_get_lit(&h->headers, "x-forwarded-for");
     /* the client: the peer (edge) or an address from x-forwarded-for (Envoy's
      * use_remote_address / xff_num_trusted_hops) */
@@ -338,7 +338,7 @@ static int sanitize_request(struct hcm_stream *st, struct pl_http_head *h)
     if (edge) {
         internal = cfg->xff_num_trusted_hops
                        ? from_xff && hcm_addr_internal((const struct sockaddr *)&st->client_addr)
-                       : hcm_addr_internal((const struct sockaddr *)&hc->peer);
+                       : hcm_addr_internal(hc->peer);
         if (ip[0]) {
             if (xff) {
                 size_t n = xff->value_len + 2 + strlen(ip);

@@ -17,9 +17,10 @@
 
 struct pl_conn_private {
     ev_io io;
-    ev_timer connect_timer;
+    /* the connect timeout while connecting, the linger after a flush-close: never both (a
+     * connection closes with FLUSH only once open), so one watcher serves the two */
+    ev_timer phase_timer;
     ev_timer idle_timer;
-    ev_timer linger_timer;
     struct pl_transport raw; /* the raw transport's state lives here: no extra allocation */
     double idle_timeout, last_activity;
     int events;        /* armed on io */
@@ -31,8 +32,8 @@ struct pl_conn_private {
     bool redeliver; /* hand in to the owner again even if no new byte arrives */
     bool orphan;    /* the owner closed it with FLUSH: finishing alone */
     bool write_fed; /* an EV_WRITE was fed to io: queued output leaves when it runs */
-    struct pl_counter rx, tx;
     bool has_rx, has_tx;
+    struct pl_counter rx, tx;
     struct pl_conn *prev_orphan, *next_orphan;
 };
 
@@ -142,9 +143,8 @@ static void teardown(struct pl_conn *c)
         return;
     c->state = PL_CONN_CLOSED;
     ev_io_stop(c->loop, &p->io);
-    ev_timer_stop(c->loop, &p->connect_timer);
+    ev_timer_stop(c->loop, &p->phase_timer);
     ev_timer_stop(c->loop, &p->idle_timer);
-    ev_timer_stop(c->loop, &p->linger_timer);
     if (c->transport) {
         c->transport->vt->destroy(c->transport);
         c->transport = NULL;
@@ -271,8 +271,10 @@ static void closing_progress(struct pl_conn *c)
         teardown(c);
         return;
     }
-    if (!ev_is_active(&c->priv->linger_timer))
-        ev_timer_start(c->loop, &c->priv->linger_timer);
+    if (!ev_is_active(&c->priv->phase_timer)) {
+        ev_timer_set(&c->priv->phase_timer, LINGER_S, 0);
+        ev_timer_start(c->loop, &c->priv->phase_timer);
+    }
 }
 
 /* Writes what the transport takes. Returns an errno value on a broken connection, else 0. */
@@ -415,14 +417,19 @@ out:
     leave(c);
 }
 
-static void connect_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+/* phase_timer: the linger of a flush-close ran out, or the connect timeout did. */
+static void phase_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
     struct pl_conn *c = t->data;
     enter(c);
-    snprintf(c->err_text, sizeof(c->err_text), "connect timeout");
-    fail(c, PL_CONN_EV_CONNECT_TIMEOUT, 0);
+    if (c->state == PL_CONN_CLOSING) {
+        teardown(c);
+    } else {
+        snprintf(c->err_text, sizeof(c->err_text), "connect timeout");
+        fail(c, PL_CONN_EV_CONNECT_TIMEOUT, 0);
+    }
     leave(c);
 }
 
@@ -447,16 +454,6 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     leave(c);
 }
 
-static void linger_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct pl_conn *c = t->data;
-    enter(c);
-    teardown(c);
-    leave(c);
-}
-
 /* ---- public ---- */
 
 static int setup(struct pl_conn *c, const struct pl_conn_opts *o, bool server)
@@ -464,12 +461,10 @@ static int setup(struct pl_conn *c, const struct pl_conn_opts *o, bool server)
     struct pl_conn_private *p = c->priv;
     const struct pl_transport_vtable *tvt = o->transport ? o->transport : &pl_transport_raw;
     c->server = server;
-    ev_timer_init(&p->connect_timer, connect_timeout_cb, 0, 0);
-    p->connect_timer.data = c;
+    ev_timer_init(&p->phase_timer, phase_cb, 0, 0);
+    p->phase_timer.data = c;
     ev_init(&p->idle_timer, idle_cb);
     p->idle_timer.data = c;
-    ev_timer_init(&p->linger_timer, linger_cb, LINGER_S, 0);
-    p->linger_timer.data = c;
     c->transport = tvt->create(o->transport_cfg, c, c->fd, server);
     return c->transport ? 0 : -1;
 }
@@ -533,8 +528,8 @@ int pl_conn_connect(struct ev_loop *loop, const struct sockaddr *addr, socklen_t
         return 0;
     }
     if (timeout_s > 0) {
-        ev_timer_set(&c->priv->connect_timer, timeout_s, 0);
-        ev_timer_start(loop, &c->priv->connect_timer);
+        ev_timer_set(&c->priv->phase_timer, timeout_s, 0);
+        ev_timer_start(loop, &c->priv->phase_timer);
     }
     update_io(c);
     *out = c;
@@ -546,7 +541,7 @@ void pl_conn_transport_ready(struct pl_conn *c)
     if (c->state != PL_CONN_HANDSHAKE)
         return;
     c->state = PL_CONN_OPEN;
-    ev_timer_stop(c->loop, &c->priv->connect_timer);
+    ev_timer_stop(c->loop, &c->priv->phase_timer); /* the connect timeout */
     if (c->priv->in_setup || c->priv->depth == 0) {
         c->priv->ready_report = true;
         ev_feed_event(c->loop, &c->priv->io, EV_WRITE);

@@ -306,6 +306,29 @@ Test(conn, close_after_flush_delivers_everything)
     free(got);
 }
 
+/* A flush-close whose peer never sends its FIN lingers for a second (LINGER_S), then goes: the
+ * linger shares its timer with the connect timeout. */
+Test(conn, flush_close_lingers_then_goes_without_the_peers_fin)
+{
+    struct rec r = {0};
+    int peer;
+    struct pl_conn *c = pair(&r, &peer, 0);
+    run_until(&r.connected, 1);
+    pl_conn_write_copy(c, "bye", 3, false);
+    pl_conn_close(c, PL_CONN_CLOSE_FLUSH);
+    run_until(NULL, 0.3);
+    cr_assert_eq(pl_conn_live(), 1, "gone before the linger ran out");
+    char got[8];
+    cr_assert_eq(read(peer, got, sizeof(got)), 3);
+    cr_assert_eq(read(peer, got, sizeof(got)), 0, "our FIN should follow the bytes");
+    double end = now_s() + 3;
+    while (pl_conn_live() && now_s() < end)
+        run_until(NULL, 0.05);
+    cr_assert_eq(pl_conn_live(), 0, "still lingering after 3 s");
+    cr_assert_eq(r.closed, 0, "an owner that closed gets no event");
+    close(peer);
+}
+
 static int bound_port(int *fd, bool listen_too)
 {
     *fd = socket(AF_INET, SOCK_STREAM, 0);
