@@ -15,6 +15,7 @@ static __thread uint64_t next_conn_id;
 
 static void teardown(struct hcm_conn *hc);
 static void hc_close(struct hcm_conn *hc, bool flush);
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* An idle connection keeps its addresses: an IP one inline (28 bytes, not a 128-byte
  * sockaddr_storage), anything else in a heap copy. */
@@ -96,8 +97,8 @@ static bool defer_to_prepare(struct hcm_conn *hc)
 {
     if (!hc->http2 || hc->closing || hc->refeed || hc->in_flush)
         return false;
-    if (!ev_is_active(&hc->flush_w))
-        ev_prepare_start(hc->loop, &hc->flush_w);
+    if (!ev_is_active(&hc->h2w->flush_w))
+        ev_prepare_start(hc->loop, &hc->h2w->flush_w);
     return true;
 }
 
@@ -176,14 +177,21 @@ static void free_dead(struct hcm_conn *hc)
     }
 }
 
+static void stop_h2_watchers(struct hcm_conn *hc)
+{
+    if (hc->h2w) {
+        ev_timer_stop(hc->loop, &hc->h2w->drain_timer);
+        ev_prepare_stop(hc->loop, &hc->h2w->flush_w);
+    }
+}
+
 static void teardown(struct hcm_conn *hc)
 {
     if (hc->torn_down)
         return;
     hc->closing = true;
     ev_timer_stop(hc->loop, &hc->defer);
-    ev_timer_stop(hc->loop, &hc->drain_timer);
-    ev_prepare_stop(hc->loop, &hc->flush_w);
+    stop_h2_watchers(hc);
     if (hc->conn) {
         pl_conn_close(hc->conn, PL_CONN_CLOSE_NOW);
         hc->conn = NULL;
@@ -201,8 +209,9 @@ static void teardown(struct hcm_conn *hc)
     free_dead(hc);
     /* streams reset by the codec's destroy may have scheduled deferred work */
     ev_timer_stop(hc->loop, &hc->defer);
-    ev_timer_stop(hc->loop, &hc->drain_timer);
-    ev_prepare_stop(hc->loop, &hc->flush_w);
+    stop_h2_watchers(hc);
+    free(hc->h2w);
+    hc->h2w = NULL;
     pl_gauge_add(hc->cfg->st.cx_active, -1);
     pl_counter_inc(hc->cfg->st.cx_destroy);
     pl_counter_inc(hc->remote_closed ? hc->cfg->st.cx_destroy_remote
@@ -264,6 +273,11 @@ static void make_codec(struct hcm_conn *hc, bool h2)
         hc->codec = hcm_h2_codec_new(hc);
         if (hc->codec) {
             hc->http2 = true;
+            hc->h2w = pl_malloc(sizeof(*hc->h2w));
+            ev_prepare_init(&hc->h2w->flush_w, flush_cb);
+            hc->h2w->flush_w.data = hc;
+            ev_init(&hc->h2w->drain_timer, drain_timer_cb);
+            hc->h2w->drain_timer.data = hc;
             pl_counter_inc(cfg->st.cx_http2_total);
             pl_gauge_add(cfg->st.cx_http2_active, 1);
             return;
@@ -415,8 +429,8 @@ static void drain_conn(struct pl_worker_conn *wc)
         hcm_conn_flush(hc);
     }
     if (hc->http2 && hc->cfg->drain_timeout_ms && !hc->closing) {
-        ev_timer_set(&hc->drain_timer, (double)hc->cfg->drain_timeout_ms / 1000.0, 0.);
-        ev_timer_start(hc->loop, &hc->drain_timer);
+        ev_timer_set(&hc->h2w->drain_timer, (double)hc->cfg->drain_timeout_ms / 1000.0, 0.);
+        ev_timer_start(hc->loop, &hc->h2w->drain_timer);
     }
     if (!hc->closing && hc->n_streams == 0) {
         pl_counter_inc(hc->cfg->st.cx_drain_close);
@@ -453,10 +467,6 @@ int hcm_on_accept(const struct pl_accept_info *info, void *cfgp)
         hc->sni = pl_strdup(info->server_name);
     ev_timer_init(&hc->defer, defer_cb, 0., 0.);
     hc->defer.data = hc;
-    ev_prepare_init(&hc->flush_w, flush_cb);
-    hc->flush_w.data = hc;
-    ev_init(&hc->drain_timer, drain_timer_cb);
-    hc->drain_timer.data = hc;
     pl_net_accepted_keep(&hc->acc, info, &hcm_handler);
     struct pl_conn_opts o = {
         .cb = &conn_cbs,

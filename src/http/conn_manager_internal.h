@@ -111,6 +111,12 @@ union hcm_addr {
     struct sockaddr_in6 in6;
 };
 
+/* The HTTP/2 connection's own watchers. */
+struct hcm_h2_watchers {
+    ev_prepare flush_w;   /* output and finished streams, once per loop iteration */
+    ev_timer drain_timer; /* drain_timeout after GOAWAY */
+};
+
 struct hcm_conn {
     struct pl_net_accepted acc; /* first: the worker's handle */
     const struct hcm_config *cfg;
@@ -126,9 +132,8 @@ struct hcm_conn {
     uint32_t n_streams;
     struct hcm_stream *dead; /* finished streams to free on the next loop turn */
     ev_timer defer;
-    ev_timer drain_timer;   /* HTTP/2: drain_timeout after GOAWAY */
-    ev_prepare flush_w;     /* HTTP/2: output and finished streams, once per loop iteration */
-    uint32_t read_disabled; /* HTTP/1: decoder watermark holds on reading */
+    struct hcm_h2_watchers *h2w; /* HTTP/2 only (an HTTP/1.1 connection does not carry them) */
+    uint32_t read_disabled;      /* HTTP/1: decoder watermark holds on reading */
     /* RDS: the snapshot seen current last (rt_seen, its generation rt_gen; compared, never
      * dereferenced unless it is current again), the route table it gave and the snapshot that
      * table lives in (rt_seen, or the connection's when rt_seen lacks the name) */
