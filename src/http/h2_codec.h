@@ -1,9 +1,9 @@
 /* HTTP/2 codec (RFC 9113) over nghttp2, implementing the stream model of http/codec.h.
  *
  * No I/O: feed() runs nghttp2_session_mem_recv over the received slices, output() runs
- * nghttp2_session_mem_send into a pl_buf. DATA payloads are never copied into nghttp2: a stream's
- * body waits in a per-stream pending buffer and moves (pl_buf_move) straight into the output when
- * the peer's flow-control windows allow (NGHTTP2_DATA_FLAG_NO_COPY).
+ * nghttp2_session_send with a callback that appends to a pl_buf. DATA payloads are never copied
+ * into nghttp2: a stream's body waits in a per-stream pending buffer and moves (pl_buf_move)
+ * straight into the output when the peer's flow-control windows allow (NGHTTP2_DATA_FLAG_NO_COPY).
  *
  * Flow control is end to end: windows open only when the codec user calls consumed().
  *
