@@ -5,6 +5,7 @@
 
 #include "config/compile_internal.h"
 #include "config/nametab.h"
+#include "core/arena.h"
 #include "core/err.h"
 #include "router/router.h"
 
@@ -179,24 +180,31 @@ static void set_dyn(char **version, struct timespec *updated, bool *dynamic,
     *dynamic = true;
 }
 
-/* m, or m decoded from r's encoding into *tmp (the caller frees *tmp); NULL when neither. */
-static const ProtobufCMessage *msg_of(const ProtobufCMessage *m, const struct pl_res *r,
-                                      const ProtobufCMessageDescriptor *d, ProtobufCMessage **tmp)
+/* Messages decoded from a kept encoding only for one compile (nothing compiled points into
+ * them) live in an arena: one bump per field instead of a malloc, and no per-field free. */
+static void *tmp_alloc(void *data, size_t size)
 {
-    *tmp = NULL;
+    return pl_arena_alloc(data, size ? size : 1);
+}
+
+static void tmp_nofree(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+/* m, or m decoded from r's encoding into the arena tmp; NULL when neither. */
+static const ProtobufCMessage *msg_of(const ProtobufCMessage *m, const struct pl_res *r,
+                                      const ProtobufCMessageDescriptor *d, struct pl_arena *tmp)
+{
     if (m || !r)
         return m;
     if (r->msg)
         return r->msg;
-    if (r->bytes)
-        *tmp = protobuf_c_message_unpack(d, NULL, r->len, r->bytes);
-    return *tmp;
-}
-
-static void tmp_free(ProtobufCMessage *m)
-{
-    if (m)
-        protobuf_c_message_free_unpacked(m, NULL);
+    if (!r->bytes)
+        return NULL;
+    ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = tmp};
+    return protobuf_c_message_unpack(d, &a, r->len, r->bytes);
 }
 
 /* Compiles cl (or dyn's encoding) with its endpoints (eds, or eds_res's) into out. */
@@ -205,12 +213,12 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
                          const struct pl_res *eds_res, const struct timespec *ts, bool shared,
                          struct pl_cluster_cfg *out, struct pl_err *err)
 {
-    ProtobufCMessage *t1, *t2;
+    struct pl_arena tmp = PL_ARENA_INIT;
     cl = (const void *)msg_of(cl ? &cl->base : NULL, dyn,
-                              &envoy__config__cluster__v3__cluster__descriptor, &t1);
+                              &envoy__config__cluster__v3__cluster__descriptor, &tmp);
     eds = (const void *)msg_of(eds ? &eds->base : NULL, eds_res,
                                &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
-                               &t2);
+                               &tmp);
     int rc;
     if (!cl || (eds_res && !eds)) {
         rc = pl_err_add(err, NULL, 0, 0, NULL, "cluster '%s': cannot decode it",
@@ -228,8 +236,7 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
     } else {
         rc = pl_compile_cluster(cl, eds, ts, out, err);
     }
-    tmp_free(t1);
-    tmp_free(t2);
+    pl_arena_free(&tmp);
     return rc;
 }
 
@@ -328,12 +335,12 @@ int pl_cc_route_table(struct pl_compile_cache *c, const struct pl_res *r, const 
     struct cobj *o = c ? lookup(c, K_ROUTES, r->name, k1, NULL, true) : NULL;
     if (!o) {
         struct pl_route_table *t = NULL;
-        ProtobufCMessage *tmp;
+        struct pl_arena tmp = PL_ARENA_INIT;
         rc = (const void *)msg_of(NULL, r,
                                   &envoy__config__route__v3__route_configuration__descriptor, &tmp);
         int ok = rc ? pl_router_compile(rc, path, &t, err)
                     : pl_err_add(err, NULL, 0, 0, path, "cannot decode it");
-        tmp_free(tmp);
+        pl_arena_free(&tmp);
         if (ok < 0) {
             memset(out, 0, sizeof(*out));
             return PL_EINVAL;

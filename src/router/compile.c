@@ -24,16 +24,62 @@ int pl_router_fail(struct pl_router_cctx *c, int code, const char *path, const c
     return code;
 }
 
+/* base + "." + tail (or tail alone when base is empty) in one allocation; tail is head, then the
+ * decimal idx in brackets when has_idx. */
+static char *join_path(const char *base, const char *head, size_t head_len, bool has_idx,
+                       size_t idx)
+{
+    char num[24];
+    size_t nn = 0;
+    if (has_idx) {
+        char tmp[20];
+        size_t k = 0;
+        do
+            tmp[k++] = (char)('0' + idx % 10);
+        while ((idx /= 10) > 0);
+        num[nn++] = '[';
+        while (k)
+            num[nn++] = tmp[--k];
+        num[nn++] = ']';
+    }
+    size_t bl = strlen(base);
+    char *r = pl_malloc(bl + 1 + head_len + nn + 1), *p = r;
+    if (bl) {
+        memcpy(p, base, bl);
+        p += bl;
+        *p++ = '.';
+    }
+    memcpy(p, head, head_len);
+    p += head_len;
+    memcpy(p, num, nn);
+    p[nn] = '\0';
+    return r;
+}
+
+/* Paths are made for every route, virtual host and match (and read only for an error): the
+ * shapes the compile uses ("name", "%s", "name[%zu]") are put together without printf. */
 char *pl_router_sub(const char *base, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *tail;
-    if (vasprintf(&tail, fmt, ap) < 0)
-        pl_die("out of memory");
+    const char *pct = strchr(fmt, '%');
+    char *r;
+    if (!pct) {
+        r = join_path(base, fmt, strlen(fmt), false, 0);
+    } else if (!strcmp(fmt, "%s")) {
+        const char *s = va_arg(ap, const char *);
+        r = join_path(base, s, strlen(s), false, 0);
+    } else if (!strcmp(pct, "%zu]") && pct > fmt && pct[-1] == '[') {
+        size_t idx = va_arg(ap, size_t);
+        r = join_path(base, fmt, (size_t)(pct - 1 - fmt), true, idx);
+    } else {
+        char *tail;
+        if (vasprintf(&tail, fmt, ap) < 0)
+            pl_die("out of memory");
+        r = join_path(base, tail, strlen(tail), false, 0);
+        free(tail);
+    }
     va_end(ap);
-    char *r = *base ? pl_asprintf("%s.%s", base, tail) : pl_strdup(tail);
-    free(tail);
     return r;
 }
 

@@ -126,6 +126,58 @@ static void build_maglev(struct up_hostset *hs)
     free(e);
 }
 
+/* The same host: same address and the same identity (key or address string). */
+static bool same_host(const struct up_host_info *a, const struct up_host_info *b)
+{
+    if (a->addrlen != b->addrlen)
+        return false;
+    if (a->addrlen == sizeof(struct sockaddr_in)) { /* two word compares, no memcmp call */
+        uint64_t x[2], y[2];
+        memcpy(x, &a->addr, sizeof(x));
+        memcpy(y, &b->addr, sizeof(y));
+        if (x[0] != y[0] || x[1] != y[1])
+            return false;
+    } else if (memcmp(&a->addr, &b->addr, a->addrlen)) {
+        return false;
+    }
+    if (!a->key && !b->key)
+        return true;
+    char ka[64], kb[64];
+    return !strcmp(up_host_key(a, ka, sizeof(ka)), up_host_key(b, kb, sizeof(kb)));
+}
+
+/* Hosts kept so far, by address: duplicates are found in O(1) (a cluster may have thousands). */
+struct host_index {
+    uint32_t *slots; /* host index + 1; 0: empty */
+    size_t mask;
+};
+
+#define INDEX_FROM 16 /* fewer hosts: a linear scan is cheaper than the table */
+
+static size_t host_slot(const struct host_index *ix, const struct up_host_info *h)
+{
+    return (size_t)pl_upstream_xxhash64(&h->addr, h->addrlen, 0) & ix->mask;
+}
+
+/* Returns true if h is already among hs->hosts[0..n_hosts); else records it (as index n_hosts)
+ * when ix is in use. */
+static bool seen_host(const struct up_hostset *hs, struct host_index *ix,
+                      const struct up_host_info *h)
+{
+    if (!ix->slots) {
+        for (size_t j = 0; j < hs->n_hosts; j++)
+            if (same_host(&hs->hosts[j], h))
+                return true;
+        return false;
+    }
+    size_t i = host_slot(ix, h);
+    for (; ix->slots[i]; i = (i + 1) & ix->mask)
+        if (same_host(&hs->hosts[ix->slots[i] - 1], h))
+            return true;
+    ix->slots[i] = (uint32_t)hs->n_hosts + 1;
+    return false;
+}
+
 struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_hash,
                                     const struct up_host_spec *hosts, size_t n)
 {
@@ -135,6 +187,14 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
     hs->lb = *lb;
     hs->hosts = pl_calloc(n ? n : 1, sizeof(*hs->hosts));
     hs->avail = pl_calloc(n ? n : 1, sizeof(*hs->avail));
+    struct host_index ix = {0};
+    if (n > INDEX_FROM) {
+        size_t cap = 64;
+        while (cap < 2 * n)
+            cap *= 2;
+        ix.slots = pl_calloc(cap, sizeof(*ix.slots));
+        ix.mask = cap - 1;
+    }
     for (size_t i = 0; i < n; i++) {
         struct up_host_info *h = &hs->hosts[hs->n_hosts];
         if (hosts[i].addrlen > sizeof(h->addr))
@@ -142,14 +202,8 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
         memcpy(&h->addr, hosts[i].addr, hosts[i].addrlen);
         h->addrlen = hosts[i].addrlen;
         h->key = (char *)hosts[i].key; /* borrowed until kept */
-        bool dup = false;              /* the same address twice (two DNS names): keep the first */
-        char a[64], b[64];
-        for (size_t j = 0; j < hs->n_hosts && !dup; j++)
-            dup = hs->hosts[j].addrlen == h->addrlen &&
-                  !memcmp(&hs->hosts[j].addr, &h->addr, h->addrlen) &&
-                  ((!h->key && !hs->hosts[j].key) ||
-                   !strcmp(up_host_key(&hs->hosts[j], a, sizeof(a)), up_host_key(h, b, sizeof(b))));
-        if (dup) {
+        /* the same address twice (two DNS names): keep the first */
+        if (seen_host(hs, &ix, h)) {
             h->key = NULL;
             continue;
         }
@@ -159,6 +213,7 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
         hs->n_healthy += h->healthy;
         hs->n_hosts++;
     }
+    free(ix.slots);
     /* Envoy: healthy% = min(100, 140 * healthy / total) (overprovisioning factor 1.4); below the
      * 50% healthy_panic_threshold the LB ignores health */
     hs->panic = hs->n_hosts && hs->n_healthy * 140 / hs->n_hosts < 50;

@@ -84,7 +84,11 @@ static void stats_init(struct pl_cluster_stats *st, struct pl_stats *store, cons
 {
     uint32_t v[sizeof(cluster_members) / sizeof(cluster_members[0])];
     st->store = store;
-    st->prefix = pl_asprintf("cluster.%s.", name);
+    size_t n = strlen(name); /* "cluster.<name>." without printf: once per new cluster */
+    st->prefix = pl_malloc(n + 10);
+    memcpy(st->prefix, "cluster.", 8);
+    memcpy(st->prefix + 8, name, n);
+    memcpy(st->prefix + 8 + n, ".", 2);
     pl_stats_group(store, st->prefix, &cluster_group, v);
 #define C(f, i) (st->f = (struct pl_counter){store, v[i]})
 #define G(f, i) (st->f = (struct pl_gauge){store, v[i]})

@@ -604,3 +604,58 @@ Test(lb, large_cluster_change_keeps_hosts)
     pl_snapshot_free(s1);
     pl_snapshot_free(s2);
 }
+
+/* The same address twice is one host, in order of first appearance: checked with a linear scan
+ * for small clusters and through the address index for large ones. */
+static void check_dedup(size_t n_distinct)
+{
+    struct ep eps[300];
+    size_t n = 0;
+    for (size_t i = 0; i < n_distinct; i++) {
+        eps[n++] = (struct ep){2000 + (unsigned)i, 0, NULL};
+        if (i % 3 == 0) /* a duplicate of an earlier one */
+            eps[n++] = (struct ep){2000 + (unsigned)(i / 2), 0, NULL};
+    }
+    struct pl_snapshot *s = snap_of("ROUND_ROBIN", NULL, eps, n);
+    struct up_cluster *uc = (struct up_cluster *)pl_upstream_cluster(&s->clusters[0]);
+    cr_assert_eq(uc->hs->n_hosts, n_distinct, "%zu distinct of %zu", n_distinct, n);
+    for (size_t i = 0; i < n_distinct; i++)
+        cr_assert_eq(port_of(&uc->hosts[i]->pub), 2000 + i);
+    pl_snapshot_free(s);
+}
+
+Test(lb, duplicate_endpoints_are_one_host)
+{
+    check_dedup(5);
+    check_dedup(16);
+    check_dedup(200);
+}
+
+/* STATIC endpoints take IPv4 literals as inet_pton does: dotted quads of 0..255 without leading
+ * zeros; anything else is refused (the fast parser must not widen what is accepted). */
+Test(lb, static_ipv4_literals)
+{
+    static const char *const good[] = {"10.0.0.1", "0.0.0.0", "255.255.255.255", "::1"};
+    static const char *const bad[] = {"010.0.0.1", "10.0.0",   "10.0.0.1.", "256.0.0.1",
+                                      "10.0.0.1 ", "1.2.3.04", "10..0.1",   "a.b.c.d"};
+    char y[512];
+    const char *fmt = "static_resources:\n  clusters:\n  - name: c\n    type: STATIC\n"
+                      "    load_assignment:\n      cluster_name: c\n      endpoints:\n"
+                      "      - lb_endpoints:\n        - endpoint: {address: {socket_address: "
+                      "{address: '%s', port_value: 80}}}\n";
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(y, sizeof(y), fmt, good[i]);
+        struct pl_snapshot *s = yaml_snap2(y, true, NULL);
+        cr_assert_not_null(s, "%s refused", good[i]);
+        cr_assert_eq(s->clusters[0].n_endpoints, 1);
+        cr_assert_neq(s->clusters[0].endpoints[0].addrlen, 0, "%s", good[i]);
+        pl_snapshot_free(s);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(y, sizeof(y), fmt, bad[i]);
+        char *errs = NULL;
+        cr_assert_null(yaml_snap2(y, true, &errs), "%s accepted", bad[i]);
+        cr_assert(errs && strstr(errs, "IP address literal"), "%s: %s", bad[i], errs);
+        free(errs);
+    }
+}
