@@ -138,6 +138,56 @@ static int kind_of(const ProtobufCMessageDescriptor *d)
     return kind;
 }
 
+/* The fields of a message type that walk_msg must look at: those not plainly supported (an
+ * error or an inert count when set) and messages it descends into. A supported scalar, string
+ * or data message (wrapper, Duration, Struct) does nothing when set, and most fields of a
+ * resource are such: an endpoint's SocketAddress has six fields and two to look at. Cached per
+ * descriptor. Main thread only. */
+struct visit {
+    const ProtobufCMessageDescriptor *d;
+    int kind; /* kind_of(d) */
+    uint16_t *idx;
+    unsigned n;
+};
+
+#define VISIT_CACHE 1024
+static struct visit visit_cache[VISIT_CACHE];
+
+static bool must_visit(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f,
+                       bool entry)
+{
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        const ProtobufCMessageDescriptor *sub = f->descriptor;
+        if (sub == &google__protobuf__any__descriptor || kind_of(sub) != KIND_DATA)
+            return true;
+    }
+    return !entry && support_of(d, f) != PL_SUPPORT_YES;
+}
+
+/* The cached visit list of d, or NULL when the cache is full (then every field is looked at). */
+static const struct visit *visit_of(const ProtobufCMessageDescriptor *d)
+{
+    size_t h = ((uintptr_t)d >> 4) * 0x9e3779b97f4a7c15ULL >> 54; /* 10 bits */
+    for (size_t k = 0; k < 8; k++) {
+        struct visit *v = &visit_cache[(h + k) & (VISIT_CACHE - 1)];
+        if (v->d == d)
+            return v;
+        if (v->d)
+            continue;
+        if (d->n_fields >= 65536)
+            return NULL;
+        v->kind = kind_of(d);
+        bool entry = v->kind == KIND_MAP_ENTRY;
+        v->idx = pl_calloc(d->n_fields + 1, sizeof(*v->idx));
+        for (unsigned i = 0; i < d->n_fields; i++)
+            if (must_visit(d, &d->fields[i], entry))
+                v->idx[v->n++] = (uint16_t)i;
+        v->d = d;
+        return v;
+    }
+    return NULL;
+}
+
 /* Returns how many values field f has in m (0 when unset; 1 for a set singular field). */
 static size_t field_count(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
@@ -247,14 +297,18 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, int depth)
         walk_any(w, (const Google__Protobuf__Any *)m, depth);
         return;
     }
-    int kind = kind_of(d);
+    const struct visit *vis = visit_of(d);
+    int kind = vis ? vis->kind : kind_of(d);
     if (kind == KIND_DATA)
         return; /* data: Struct, wrappers, Duration */
     if (m->n_unknown_fields)
         unknown_fields(w, m, path_str(w));
     bool entry = kind == KIND_MAP_ENTRY;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (depth + 1 >= MAX_DEPTH)
+        vis = NULL; /* a data message there would still be "nested too deeply": look at all */
+    unsigned n_visit = vis ? vis->n : d->n_fields;
+    for (unsigned k = 0; k < n_visit; k++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[vis ? vis->idx[k] : k];
         size_t n = field_count(m, f);
         if (n == 0)
             continue;

@@ -217,3 +217,37 @@ Test(xds_compile, rds_names_and_route_tables)
     protobuf_c_message_free_unpacked(cl, NULL);
     protobuf_c_message_free_unpacked(cla, NULL);
 }
+
+/* Fields the walk skips (supported scalars and data messages) change nothing: unsupported and
+ * inert fields deep in an assignment are still each found, with their paths. */
+Test(xds_walk, assignment_fields_deep_inside)
+{
+    ProtobufCMessage *m = wire(yaml(
+        &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
+        "cluster_name: c\n"
+        "endpoints:\n"
+        "- load_balancing_weight: 2\n"
+        "  lb_endpoints:\n"
+        "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } }\n"
+        "    load_balancing_weight: 3\n"
+        "    health_status: HEALTHY\n"
+        "  - endpoint:\n"
+        "      hostname: h\n"
+        "      address: { socket_address: { address: 10.0.0.2, port_value: 80,"
+        " resolver_name: r } }\n"
+        "      health_check_config: { port_value: 81 }\n"
+        "    metadata: { filter_metadata: { a: { b: c } } }\n"));
+    struct pl_err err = PL_ERR_INIT;
+    size_t inert = 0;
+    cr_assert_eq(pl_xds_check_fields(m, "ClusterLoadAssignment 'c'", &inert, &err), PL_EINVAL);
+    char *msg = pl_err_join(&err);
+    cr_assert(strstr(msg, "ClusterLoadAssignment 'c'.endpoints[0].lb_endpoints[1].endpoint."
+                          "address.socket_address.resolver_name"),
+              "%s", msg);
+    cr_assert(strstr(msg, "endpoints[0].lb_endpoints[1].endpoint.health_check_config"), "%s", msg);
+    cr_assert_eq(err.n, 2, "%s", msg);
+    cr_assert_eq(inert, 3, "hostname, metadata and its filter_metadata: %zu", inert);
+    free(msg);
+    pl_err_free(&err);
+    protobuf_c_message_free_unpacked(m, NULL);
+}
