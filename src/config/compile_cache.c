@@ -18,8 +18,9 @@ struct cobj {
     const void *k1, *k2;       /* identity of the sources (owners, or static messages) */
     bool dynamic;              /* from xDS: the same name may also be a static resource */
     struct pl_shared *o1, *o2; /* references on the sources' owners (k1/k2 stay valid) */
-    bool borrowed;             /* u's proto is the source's message, not a copy */
-    uint64_t gen;              /* the build that last used it */
+    bool borrowed; /* listener: u's proto is the source's message, not a copy; cluster: u's name
+                      and version_info are the source owner's */
+    uint64_t gen;  /* the build that last used it */
     union {
         struct pl_cluster_cfg c;
         struct pl_listener_cfg l;
@@ -42,6 +43,8 @@ static void cobj_free(struct pl_shared *sh)
 {
     struct cobj *o = (struct cobj *)sh;
     if (o->kind == K_CLUSTER) {
+        if (o->borrowed)
+            o->u.c.name = o->u.c.version_info = NULL;
         pl_cluster_cfg_release(&o->u.c);
     } else if (o->kind == K_LISTENER) {
         if (o->borrowed)
@@ -269,6 +272,13 @@ int pl_cc_cluster(struct pl_compile_cache *c, const Envoy__Config__Cluster__V3__
         }
         if (dyn)
             set_dyn(&o->u.c.version_info, &o->u.c.last_updated, &o->u.c.dynamic, dyn);
+        if (shared && rc == 0) { /* name and version are the owner's (o->o1 keeps them) */
+            free(o->u.c.name);
+            free(o->u.c.version_info);
+            o->u.c.name = (char *)dyn->name;
+            o->u.c.version_info = (char *)(dyn->version_info ? dyn->version_info : "");
+            o->borrowed = true;
+        }
         if (rc < 0) {
             cobj_free(&o->sh);
             memset(out, 0, sizeof(*out));

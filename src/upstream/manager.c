@@ -35,7 +35,7 @@ struct up_ep {
 
 struct up_mcluster {
     struct up_mcluster *next;
-    char *name;
+    const char *name; /* link->name */
     uint64_t cfg_hash;
     struct pl_cluster_link *link; /* main's reference */
     struct up_lb_params lb;
@@ -393,8 +393,7 @@ static void mcluster_free(struct up_mcluster *c)
 {
     eps_free(c->eps, c->n_eps);
     atomic_store_explicit(&c->link->retired, true, memory_order_relaxed);
-    up_link_unref(c->link);
-    free(c->name);
+    up_link_unref(c->link); /* c->name is the link's */
     free(c);
 }
 
@@ -432,10 +431,10 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
         struct up_mcluster *c = pl_nametab_get(&g.by_name, cfg->name);
         if (!c) {
             c = pl_calloc(1, sizeof(*c));
-            c->name = pl_strdup(cfg->name);
             mcluster_set(c, cfg);
             struct up_hostset *hs = current_hostset(c, cfg);
             c->link = up_link_new(cfg->name, g.stats, hs);
+            c->name = c->link->name; /* the link lives as long as c */
             c->next = g.clusters;
             g.clusters = c;
             pl_nametab_put(&g.by_name, c);

@@ -21,10 +21,6 @@
 static void rec_free(struct pl_shared *sh)
 {
     struct pl_xds_rec *r = (struct pl_xds_rec *)sh;
-    free(r->name);
-    free(r->version);
-    free(r->bytes);
-    free(r->eds_name);
     if (r->msg && !r->msg_in_arena)
         protobuf_c_message_free_unpacked(r->msg, NULL);
     free(r);
@@ -47,27 +43,39 @@ static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
     return 15.0; /* Envoy's default */
 }
 
+/* A record and its strings and encoding are one allocation: tens of thousands of them are held
+ * (a cluster and its assignment each), and four small allocations each cost more in headers and
+ * rounding than their contents. An EDS cluster that names no service_name shares its name. */
 static struct pl_xds_rec *rec_new(enum pl_xds_type t, const char *name, ProtobufCMessage *msg,
                                   const ProtobufCBinaryData *enc, const char *version,
                                   uint64_t hash, const struct timespec *now)
 {
-    struct pl_xds_rec *r = pl_calloc(1, sizeof(*r));
+    const char *svc = NULL;
+    if (t == PL_XDS_CDS && !pl_xds_cluster_eds_name((const CLUSTER_T *)msg, &svc))
+        svc = NULL;
+    size_t nl = strlen(name) + 1, vl = strlen(version) + 1;
+    size_t sl = svc && strcmp(svc, name) ? strlen(svc) + 1 : 0;
+    struct pl_xds_rec *r = pl_calloc(1, sizeof(*r) + nl + vl + sl + enc->len);
+    char *p = (char *)(r + 1);
+    r->name = memcpy(p, name, nl);
+    r->version = memcpy(p += nl, version, vl);
+    p += vl;
+    if (svc) {
+        r->eds_name = sl ? memcpy(p, svc, sl) : r->name;
+        p += sl;
+    }
+    r->bytes = (uint8_t *)p;
+    if (enc->len)
+        memcpy(r->bytes, enc->data, enc->len);
     atomic_init(&r->sh.refs, 1);
     r->sh.free = rec_free;
     r->type = t;
-    r->name = pl_strdup(name);
-    r->version = pl_strdup(version);
-    r->bytes = pl_malloc(enc->len ? enc->len : 1);
-    if (enc->len)
-        memcpy(r->bytes, enc->data, enc->len);
     r->len = enc->len;
     r->msg = msg;
     r->hash = hash;
     r->updated = *now;
-    const char *svc;
-    if (t == PL_XDS_CDS && pl_xds_cluster_eds_name((const CLUSTER_T *)msg, &svc)) {
+    if (svc) {
         const CLUSTER_T *cl = (const CLUSTER_T *)msg;
-        r->eds_name = pl_strdup(svc);
         r->warm_timeout = source_timeout(cl->eds_cluster_config->eds_config);
     } else if (t == PL_XDS_LDS) {
         r->warm_timeout = pl_xds_rds_timeout((const LISTENER_T *)msg);
