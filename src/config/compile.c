@@ -244,13 +244,13 @@ static int cluster_body(const Envoy__Config__Cluster__V3__Cluster *cl,
             if (pl_sockaddr_from_proto(ep->endpoint->address, &ss, &len, &why) == 0 &&
                 len <= sizeof(e->addr)) {
                 memcpy(&e->addr, &ss, len);
-                e->addrlen = len;
+                e->addrlen = (uint8_t)len;
             } else { /* a host name: resolved by DNS for STRICT_DNS / LOGICAL_DNS clusters */
                 e->hostname = pl_strdup(sa->address);
             }
             e->port = (uint16_t)sa->port_value;
             e->weight = ep->load_balancing_weight ? ep->load_balancing_weight->value : 1;
-            e->health_status = (int)ep->health_status;
+            e->health_status = (uint32_t)ep->health_status > 255 ? 255 : ep->health_status;
             e->locality = locality_str(le->locality);
             e->locality_weight = u32_or(le->load_balancing_weight, 0);
         }

@@ -54,12 +54,12 @@ union pl_ip_addr {
     struct sockaddr_in6 in6;
 };
 
-/* An endpoint of a cluster. */
+/* An endpoint of a cluster (56 bytes: clusters times endpoints of them are held). */
 struct pl_endpoint_cfg {
     union pl_ip_addr addr; /* addrlen 0: hostname, resolved by DNS */
-    socklen_t addrlen;
+    uint8_t addrlen;
+    uint8_t health_status; /* envoy.config.core.v3.HealthStatus (a larger value: 255) */
     uint16_t port;
-    int health_status;        /* envoy.config.core.v3.HealthStatus */
     uint32_t weight;          /* load_balancing_weight, default 1 */
     uint32_t locality_weight; /* LocalityLbEndpoints.load_balancing_weight, 0 when unset */
     char *hostname;           /* DNS name for STRICT_DNS / LOGICAL_DNS, else NULL */
