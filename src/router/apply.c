@@ -186,7 +186,7 @@ static void eval_levels(const struct pl_route_match *m, bool request, struct pl_
                         const struct pl_http_head *req, const struct pl_route_ctx *ctx,
                         struct pl_arena *arena)
 {
-    const struct rt_mut *lv[3] = {&m->route->mut, &m->vhost->mut, &m->table->mut};
+    const struct rt_mut *lv[3] = {m->route->mut, &m->vhost->mut, &m->table->mut};
     if (m->table->most_specific_wins) {
         const struct rt_mut *x = lv[0];
         lv[0] = lv[2], lv[2] = x;

@@ -380,7 +380,7 @@ int pl_router_compile_mut(struct pl_router_cctx *c, struct rt_mut *m,
 static void compile_route(struct pl_router_cctx *c, struct pl_route *r,
                           const Envoy__Config__Route__V3__Route *cfg, const char *path)
 {
-    r->info.name = pl_strdup(cfg->name);
+    r->info.name = *cfg->name ? pl_strdup(cfg->name) : ""; /* most routes have no name */
     if (!cfg->match) {
         fail(c, PL_EINVAL, path, "a route needs a match");
     } else {
@@ -389,11 +389,19 @@ static void compile_route(struct pl_router_cctx *c, struct pl_route *r,
         free(p);
     }
     pl_router_compile_action(c, r, cfg, path);
-    pl_router_compile_mut(c, &r->mut, cfg->request_headers_to_add, cfg->n_request_headers_to_add,
+    r->mut = &pl_router_no_mut;
+    if (!cfg->n_request_headers_to_add && !cfg->n_request_headers_to_remove &&
+        !cfg->n_response_headers_to_add && !cfg->n_response_headers_to_remove)
+        return; /* most routes: no 80-byte mutation block of their own */
+    struct rt_mut *m = pl_calloc(1, sizeof(*m));
+    r->mut = m;
+    pl_router_compile_mut(c, m, cfg->request_headers_to_add, cfg->n_request_headers_to_add,
                           cfg->request_headers_to_remove, cfg->n_request_headers_to_remove,
                           cfg->response_headers_to_add, cfg->n_response_headers_to_add,
                           cfg->response_headers_to_remove, cfg->n_response_headers_to_remove, path);
 }
+
+const struct rt_mut pl_router_no_mut;
 
 /* ---- domain maps ---- */
 
@@ -522,7 +530,8 @@ void pl_router_free_mut(struct rt_mut *m)
 
 static void free_route(struct pl_route *r)
 {
-    free((char *)r->info.name);
+    if (r->info.name && *r->info.name)
+        free((char *)r->info.name);
     free((char *)r->info.body);
     free(r->path);
     free_re(&r->path_re);
@@ -556,7 +565,10 @@ static void free_route(struct pl_route *r)
     free(r->host_redirect);
     free(r->port_redirect);
     free(r->path_redirect);
-    pl_router_free_mut(&r->mut);
+    if (r->mut && r->mut != &pl_router_no_mut) {
+        pl_router_free_mut((struct rt_mut *)r->mut);
+        free((void *)r->mut);
+    }
 }
 
 void pl_route_table_free(struct pl_route_table *t)

@@ -165,8 +165,11 @@ struct pl_route {
     char *path_redirect;
     bool path_redirect_has_query;
     bool strip_query;
-    struct rt_mut mut;
+    const struct rt_mut *mut; /* &pl_router_no_mut when the route mutates no header */
 };
+
+/* The header mutations of a route that has none (shared by all such routes). */
+extern const struct rt_mut pl_router_no_mut;
 
 struct pl_route_vhost {
     char *name;
