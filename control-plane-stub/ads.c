@@ -1,6 +1,8 @@
 /* The AggregatedDiscoveryService gRPC server on gRPC C core: one completion-queue thread takes
  * every call event; each stream keeps at most one receive, one send and one status batch in
  * flight, and is freed when its call is over and no batch is left. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -300,9 +302,72 @@ static void *cq_thread(void *arg)
     return NULL;
 }
 
-int pl_cp_server_new(const char *addr, struct pl_cp_set *set, struct pl_cp_server **out, int *port,
-                     struct pl_err *err)
+/* A PEM file named by option opt, NUL-terminated; NULL with an error. */
+static char *read_pem(const char *path, const char *opt, struct pl_err *err)
 {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        pl_err_add(err, NULL, 0, 0, opt, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = pl_malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            if (cap >= (4u << 20))
+                break;
+            cap *= 2;
+            buf = pl_realloc(buf, cap);
+        }
+    }
+    bool bad = ferror(f) || !feof(f);
+    fclose(f);
+    buf[len] = '\0';
+    if (bad || !strstr(buf, "-----BEGIN ")) {
+        pl_err_add(err, NULL, 0, 0, opt, "'%s' is not a PEM file of at most 4 MB", path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* TLS server credentials for l (NULL with an error). */
+static grpc_server_credentials *tls_creds(const struct pl_cp_listen *l, struct pl_err *err)
+{
+    if (!l->tls_cert || !l->tls_key) {
+        pl_err_add(err, NULL, 0, 0, "--xds-tls-address", "needs --tls-cert and --tls-key");
+        return NULL;
+    }
+    char *cert = read_pem(l->tls_cert, "--tls-cert", err);
+    char *key = read_pem(l->tls_key, "--tls-key", err);
+    char *ca = l->tls_client_ca ? read_pem(l->tls_client_ca, "--tls-client-ca", err) : NULL;
+    grpc_server_credentials *c = NULL;
+    if (cert && key && (ca || !l->tls_client_ca)) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+        c = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+        if (!c)
+            pl_err_add(err, NULL, 0, 0, "--tls-cert", "cannot use '%s' with '%s'", l->tls_cert,
+                       l->tls_key);
+    }
+    free(cert);
+    if (key) {
+        memset(key, 0, strlen(key));
+        free(key);
+    }
+    free(ca);
+    return c;
+}
+
+int pl_cp_server_new(const struct pl_cp_listen *l, struct pl_cp_set *set, struct pl_cp_server **out,
+                     int *port, int *tls_port, struct pl_err *err)
+{
+    const char *addr = l->addr;
     grpc_init();
     struct pl_cp_server *srv = pl_calloc(1, sizeof(*srv));
     pthread_mutex_init(&srv->mu, NULL);
@@ -314,8 +379,20 @@ int pl_cp_server_new(const char *addr, struct pl_cp_set *set, struct pl_cp_serve
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     *port = grpc_server_add_http2_port(srv->server, addr, creds);
     grpc_server_credentials_release(creds);
-    if (*port <= 0) {
+    if (*port <= 0)
         pl_err_add(err, NULL, 0, 0, "--xds-address", "cannot listen for xDS on %s", addr);
+    if (*port > 0 && l->tls_addr) {
+        creds = tls_creds(l, err);
+        *tls_port = creds ? grpc_server_add_http2_port(srv->server, l->tls_addr, creds) : 0;
+        if (creds)
+            grpc_server_credentials_release(creds);
+        if (creds && *tls_port <= 0)
+            pl_err_add(err, NULL, 0, 0, "--xds-tls-address", "cannot listen for xDS on %s",
+                       l->tls_addr);
+        if (*tls_port <= 0)
+            *port = 0;
+    }
+    if (*port <= 0) {
         grpc_server_destroy(srv->server);
         grpc_completion_queue_shutdown(srv->cq);
         while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=

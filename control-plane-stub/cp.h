@@ -179,11 +179,20 @@ const struct pl_cp_res *pl_cp_set_find(const struct pl_cp_set *s, int t, const c
 
 struct pl_cp_server;
 
-/* Starts the gRPC server on addr ("127.0.0.1:15010") with its completion-queue thread; set
- * (may be NULL) becomes owned by the server. *port gets the bound port. Free with
+/* Where the ADS server listens: plaintext on addr (Istio's 15010) and, when tls_addr is set,
+ * TLS on tls_addr (Istio's 15012) with the server certificate and key (PEM files), requiring
+ * and verifying client certificates against client_ca when it is set (mTLS). */
+struct pl_cp_listen {
+    const char *addr;
+    const char *tls_addr;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+};
+
+/* Starts the gRPC server on l's addresses with its completion-queue thread; set (may be NULL)
+ * becomes owned by the server. *port (and *tls_port) get the bound ports. Free with
  * pl_cp_server_free. */
-int pl_cp_server_new(const char *addr, struct pl_cp_set *set, struct pl_cp_server **out, int *port,
-                     struct pl_err *err);
+int pl_cp_server_new(const struct pl_cp_listen *l, struct pl_cp_set *set, struct pl_cp_server **out,
+                     int *port, int *tls_port, struct pl_err *err);
 /* Replaces the served set (the server takes ownership) and pushes changes to every stream. */
 void pl_cp_server_set_resources(struct pl_cp_server *srv, struct pl_cp_set *set);
 /* Writes the status document's "resources", "streams_total" and "nodes" members (JSON object

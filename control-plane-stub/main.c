@@ -33,6 +33,10 @@ static void usage(FILE *out)
           "                          is `resources:` (Envoy resources, each with its @type)\n"
           "  --xds-address H:P       ADS gRPC listen address (default 127.0.0.1:15010)\n"
           "  --status-address H:P    status HTTP listen address (default 127.0.0.1:15014)\n"
+          "  --xds-tls-address H:P   also serve ADS over TLS there (Istio's 15012)\n"
+          "  --tls-cert FILE         its certificate chain (PEM)\n"
+          "  --tls-key FILE          its private key (PEM)\n"
+          "  --tls-client-ca FILE    require client certificates signed by these CAs (mTLS)\n"
           "  --no-watch              do not reload the files when they change\n"
           "  --watch-debounce-ms N   reload N ms after the last change (default 50)\n"
           "  -l, --log-level LEVEL   trace, debug, info, warning, error, critical, off\n",
@@ -132,6 +136,10 @@ int main(int argc, char **argv)
         {"resources", required_argument, NULL, 'r'},
         {"xds-address", required_argument, NULL, 'x'},
         {"status-address", required_argument, NULL, 's'},
+        {"xds-tls-address", required_argument, NULL, 'T'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"tls-client-ca", required_argument, NULL, 'A'},
         {"no-watch", no_argument, NULL, 'n'},
         {"watch-debounce-ms", required_argument, NULL, 'd'},
         {"log-level", required_argument, NULL, 'l'},
@@ -141,6 +149,7 @@ int main(int argc, char **argv)
     const char *resources = NULL, *xds = "127.0.0.1:15010", *status = "127.0.0.1:15014";
     bool watch = true;
     long debounce_ms = -1;
+    struct pl_cp_listen lst = {0};
     int c;
     while ((c = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
         switch (c) {
@@ -152,6 +161,18 @@ int main(int argc, char **argv)
             break;
         case 's':
             status = optarg;
+            break;
+        case 'T':
+            lst.tls_addr = optarg;
+            break;
+        case 'C':
+            lst.tls_cert = optarg;
+            break;
+        case 'K':
+            lst.tls_key = optarg;
+            break;
+        case 'A':
+            lst.tls_client_ca = optarg;
             break;
         case 'n':
             watch = false;
@@ -216,7 +237,7 @@ int main(int argc, char **argv)
     struct pl_admin *admin = NULL;
     struct pl_cp_watch *w = NULL;
     struct pl_admin_config acfg = {.address = status_host, .port = (uint16_t)status_port};
-    int xds_port = 0, rc = 1;
+    int xds_port = 0, xds_tls_port = 0, rc = 1;
     if (pl_admin_new(m.loop, &acfg, NULL, &err, &admin) < 0)
         goto fail;
     pl_admin_register(admin, "/status", "connected nodes, versions sent/ACKed/NACKed, load errors",
@@ -225,9 +246,18 @@ int main(int argc, char **argv)
         goto fail;
     if (w && debounce_ms > 0)
         pl_cp_watch_set_debounce(w, (double)debounce_ms / 1000.0);
-    if (pl_cp_server_new(xds, set, &m.srv, &xds_port, &err) < 0)
+    lst.addr = xds;
+    if ((lst.tls_cert || lst.tls_key || lst.tls_client_ca) && !lst.tls_addr) {
+        pl_err_add(&err, NULL, 0, 0, "--tls-cert", "TLS files need --xds-tls-address");
+        goto fail;
+    }
+    if (pl_cp_server_new(&lst, set, &m.srv, &xds_port, &xds_tls_port, &err) < 0)
         goto fail;
     set = NULL; /* the server's now */
+    if (lst.tls_addr)
+        pl_log_info("cp", "serving xDS over TLS%s on %s (port %d)",
+                    lst.tls_client_ca ? " with client certificates" : "", lst.tls_addr,
+                    xds_tls_port);
     pl_log_info("cp", "serving xDS on %s (port %d), status on http://%s:%d/status", xds, xds_port,
                 status_host, pl_admin_port(admin));
 

@@ -591,14 +591,9 @@ static int check_dynamic(struct pl_vctx *c, const Envoy__Config__Bootstrap__V3__
                 for (size_t j = 0; b->static_resources && j < b->static_resources->n_clusters; j++)
                     if (!strcmp(b->static_resources->clusters[j]->name, cn))
                         found = b->static_resources->clusters[j];
-                if (!found)
+                if (!found) /* its transport_socket, if any, is the channel's TLS */
                     rc |= E(g->envoy_grpc, "cluster_name",
                             "envoy_grpc cluster '%s' must be a static cluster", cn);
-                else if (found->transport_socket) /* never silently plaintext */
-                    rc |= E(g->envoy_grpc, "cluster_name",
-                            "envoy_grpc cluster '%s' has a transport_socket: TLS to the control "
-                            "plane is not supported yet",
-                            cn);
             } else if (g->target_specifier_case == GRPC(TARGET_SPECIFIER_GOOGLE_GRPC)) {
                 if (!*g->google_grpc->target_uri)
                     rc |= E(g->google_grpc, "target_uri", "target_uri is required");

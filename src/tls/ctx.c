@@ -53,7 +53,7 @@ static const char *ossl_reason(char *buf, size_t n)
 }
 
 /* Reads a DataSource into a malloc'd buffer. path names the DataSource field. */
-static int read_source(const Envoy__Config__Core__V3__DataSource *ds, const char *path, char **out,
+int pl_tls_read_source(const Envoy__Config__Core__V3__DataSource *ds, const char *path, char **out,
                        size_t *len, struct pl_err *err)
 {
     *out = NULL;
@@ -118,7 +118,7 @@ static STACK_OF(X509) *
 {
     char *data;
     size_t len;
-    if (read_source(ds, path, &data, &len, err) < 0)
+    if (pl_tls_read_source(ds, path, &data, &len, err) < 0)
         return NULL;
     ERR_clear_error();
     BIO *bio = BIO_new_mem_buf(data, (int)len);
@@ -155,7 +155,7 @@ static EVP_PKEY *read_key(const Envoy__Config__Core__V3__DataSource *ds, const c
 {
     char *data;
     size_t len;
-    if (read_source(ds, path, &data, &len, err) < 0)
+    if (pl_tls_read_source(ds, path, &data, &len, err) < 0)
         return NULL;
     ERR_clear_error();
     BIO *bio = BIO_new_mem_buf(data, (int)len);

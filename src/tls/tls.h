@@ -51,6 +51,43 @@ enum pl_tls_role pl_tls_ctx_role(const struct pl_tls_ctx *c);
 /* Returns true if the context's alpn_protocols lists proto (e.g. "h2"). */
 bool pl_tls_ctx_has_alpn(const struct pl_tls_ctx *c, const char *proto);
 
+/* Reads a DataSource (filename, inline_string, inline_bytes) into a malloc'd NUL-terminated
+ * buffer; errors name path. */
+int pl_tls_read_source(const Envoy__Config__Core__V3__DataSource *ds, const char *path, char **out,
+                       size_t *len, struct pl_err *err);
+
+/* ---- client TLS for another TLS stack (the gRPC channel to the control plane) ---- */
+
+/* What libgrpc's TLS needs from an UpstreamTlsContext, compiled as for a cluster first (so
+ * files, keys, SAN matchers and their errors are the same). */
+struct pl_tls_client_material {
+    bool tls;           /* false: plaintext (no transport_socket, or raw_buffer) */
+    bool verify_server; /* verify the server's chain (against root_pem, or the system's roots) */
+    char *root_pem;     /* trusted CAs, or NULL */
+    char *cert_pem;     /* client certificate chain, or NULL */
+    char *key_pem;      /* its private key */
+    const char *sni;    /* owned by ctx; NULL when unset */
+    struct pl_tls_ctx *ctx; /* one reference: SAN matchers for pl_tls_ctx_check_peer_pem */
+};
+
+/* From a cluster's transport_socket (UpstreamTlsContext): Envoy's semantics, the server is
+ * verified only with a validation_context.trusted_ca, SANs only with matchers. path names the
+ * transport_socket field. */
+int pl_tls_client_material_from_transport_socket(const Envoy__Config__Core__V3__TransportSocket *ts,
+                                                 const char *path, struct pl_tls_client_material *m,
+                                                 struct pl_err *err);
+/* From GoogleGrpc.SslCredentials (any may be NULL): the server is always verified, against
+ * root_certs or the system's roots. */
+int pl_tls_client_material_from_sources(const Envoy__Config__Core__V3__DataSource *root_certs,
+                                        const Envoy__Config__Core__V3__DataSource *cert_chain,
+                                        const Envoy__Config__Core__V3__DataSource *private_key,
+                                        const char *path, struct pl_tls_client_material *m,
+                                        struct pl_err *err);
+void pl_tls_client_material_free(struct pl_tls_client_material *m);
+/* True if the PEM leaf certificate has a SAN that the context's matchers accept (or there are
+ * none). Any thread. */
+bool pl_tls_ctx_check_peer_pem(const struct pl_tls_ctx *c, const char *pem);
+
 /* ---- TLS sessions over a non-blocking fd ---- */
 
 struct pl_tls_conn; /* one per connection, owned by the connection; single-threaded */

@@ -494,12 +494,19 @@ static void on_event(void *arg, struct pl_xds_event *ev)
     case PL_XDS_EV_STREAM_DOWN:
         if (ev->stream != x->stream)
             break;
-        if (x->connected)
+        if (x->connected) {
             pl_log_warn("xds", "ADS stream to %s closed: status %d %s", x->target, ev->status,
                         ev->msg ? ev->msg : "");
-        else
+            x->fail_warned = 0;
+        } else if (!x->fail_warned || ev_now(x->o.loop) - x->fail_warned >= 30.0) {
+            /* the first failure in a row says why, then one line every 30 s, not every retry */
+            pl_log_warn("xds", "cannot reach the control plane at %s: status %d %s", x->target,
+                        ev->status, ev->msg ? ev->msg : "");
+            x->fail_warned = ev_now(x->o.loop);
+        } else {
             pl_log_debug("xds", "ADS stream to %s failed: status %d %s", x->target, ev->status,
                          ev->msg ? ev->msg : "");
+        }
         x->connected = false;
         x->stream = 0;
         x->reconnects++;
@@ -515,9 +522,40 @@ static void on_event(void *arg, struct pl_xds_event *ev)
     }
 }
 
+/* The TLS of the ADS channel: google_grpc's ssl_credentials, or the envoy_grpc cluster's
+ * transport_socket (cl). x->tls stays plaintext without either. */
+static int ads_tls(struct pl_xds *x, const Envoy__Config__Core__V3__GrpcService *g,
+                   const Envoy__Config__Cluster__V3__Cluster *cl, size_t cl_index,
+                   struct pl_err *err)
+{
+    if (g->target_specifier_case ==
+        ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC) {
+        const Envoy__Config__Core__V3__GrpcService__GoogleGrpc__ChannelCredentials *cc =
+            g->google_grpc->channel_credentials;
+        if (!cc ||
+            cc->credential_specifier_case !=
+                ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__GOOGLE_GRPC__CHANNEL_CREDENTIALS__CREDENTIAL_SPECIFIER_SSL_CREDENTIALS)
+            return 0;
+        const Envoy__Config__Core__V3__GrpcService__GoogleGrpc__SslCredentials *ssl =
+            cc->ssl_credentials;
+        x->tls_check_host = true;
+        return pl_tls_client_material_from_sources(
+            ssl->root_certs, ssl->cert_chain, ssl->private_key,
+            "dynamic_resources.ads_config.grpc_services[0].google_grpc.channel_credentials."
+            "ssl_credentials",
+            &x->tls, err);
+    }
+    if (!cl || !cl->transport_socket)
+        return 0;
+    char *path = pl_asprintf("static_resources.clusters[%zu].transport_socket", cl_index);
+    int rc = pl_tls_client_material_from_transport_socket(cl->transport_socket, path, &x->tls, err);
+    free(path);
+    return rc;
+}
+
 /* The gRPC target of the ADS cluster: google_grpc's target_uri, or the envoy_grpc cluster's
- * first endpoint. */
-static char *ads_target(const pl_bootstrap_t *b, struct pl_err *err)
+ * first endpoint; and the channel's TLS (x->tls). */
+static char *ads_target(struct pl_xds *x, const pl_bootstrap_t *b, struct pl_err *err)
 {
     const Envoy__Config__Core__V3__ApiConfigSource *a = b->dynamic_resources->ads_config;
     if (!a || a->n_grpc_services != 1) {
@@ -527,13 +565,15 @@ static char *ads_target(const pl_bootstrap_t *b, struct pl_err *err)
     const Envoy__Config__Core__V3__GrpcService *g = a->grpc_services[0];
     if (g->target_specifier_case ==
         ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_GOOGLE_GRPC)
-        return pl_strdup(g->google_grpc->target_uri);
+        return ads_tls(x, g, NULL, 0, err) ? NULL : pl_strdup(g->google_grpc->target_uri);
     const char *cn = g->envoy_grpc ? g->envoy_grpc->cluster_name : "";
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = b->static_resources;
     for (size_t i = 0; sr && i < sr->n_clusters; i++) {
         const Envoy__Config__Cluster__V3__Cluster *cl = sr->clusters[i];
         if (strcmp(cl->name, cn))
             continue;
+        if (ads_tls(x, g, cl, i, err))
+            return NULL;
         const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = cl->load_assignment;
         for (size_t j = 0; la && j < la->n_endpoints; j++)
             for (size_t k = 0; k < la->endpoints[j]->n_lb_endpoints; k++) {
@@ -573,8 +613,9 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
     struct pl_xds *x = pl_calloc(1, sizeof(*x));
     x->o = *o;
     x->boot = b;
-    x->target = o->target_override ? pl_strdup(o->target_override) : ads_target(b, err);
+    x->target = ads_target(x, b, err);
     if (!x->target) {
+        pl_tls_client_material_free(&x->tls);
         free(x);
         return PL_EINVAL;
     }
@@ -630,8 +671,13 @@ int pl_xds_start(const struct pl_xds_opts *o, struct pl_xds **out, struct pl_err
         return PL_EINVAL;
     }
     update_subscriptions(x);
-    struct pl_xds_transport_opts to = {
-        .target = x->target, .delta = x->delta, .loop = o->loop, .on_event = on_event, .arg = x};
+    struct pl_xds_transport_opts to = {.target = x->target,
+                                       .delta = x->delta,
+                                       .loop = o->loop,
+                                       .on_event = on_event,
+                                       .arg = x,
+                                       .tls = &x->tls,
+                                       .tls_check_host = x->tls_check_host};
     x->tr = pl_xds_transport_new(&to, err);
     if (!x->tr) {
         pl_xds_free(x);
@@ -658,6 +704,7 @@ void pl_xds_free(struct pl_xds *x)
     if (x->node)
         envoy__config__core__v3__node__free_unpacked(x->node, NULL);
     free(x->target);
+    pl_tls_client_material_free(&x->tls);
     free(x);
 }
 

@@ -11,6 +11,7 @@
 #include "config/nametab.h"
 #include "config/snapshot.h"
 #include "stats/stats.h"
+#include "tls/tls.h"
 #include "xds/xds.h"
 #include "xds/xds_internal.h"
 
@@ -98,6 +99,9 @@ struct pl_xds {
     bool node_first_only;                /* set_node_on_first_message_only */
     bool delta;                          /* ads_config api_type DELTA_GRPC */
     char *target;
+    struct pl_tls_client_material tls; /* of the ADS channel (tls.tls false: plaintext) */
+    bool tls_check_host;               /* google_grpc: gRPC's host name check */
+    double fail_warned; /* loop time of the last "cannot reach" warning; 0 after a stream */
     struct pl_xds_transport *tr;
     uint64_t stream; /* current stream generation; 0: none */
     bool connected;

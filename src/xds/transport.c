@@ -16,6 +16,7 @@
 #include <grpc/support/time.h>
 
 #include "core/log.h"
+#include "tls/tls.h"
 #include "xds/xds_internal.h"
 
 #define ADS_METHOD                                                                                 \
@@ -333,6 +334,7 @@ struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts
         t->o.backoff_max_ms = 30000;
     t->target = pl_strdup(o->target);
     t->o.target = t->target;
+    t->o.tls = NULL; /* only read here */
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     t->rnd = ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)now.tv_sec ^ (uint64_t)(uintptr_t)t;
@@ -348,16 +350,21 @@ struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts
     t->cq = grpc_completion_queue_create_for_next(NULL);
     /* the channel's own reconnect backoff follows Envoy's xDS retry bounds, so a restarted
      * control plane is reached as soon as our stream backoff allows */
-    grpc_arg args[3] = {
+    grpc_arg args[4] = {
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS},
+        {.type = GRPC_ARG_STRING, .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG},
     };
     args[0].value.integer = (int)t->o.backoff_base_ms;
     args[1].value.integer = (int)t->o.backoff_base_ms;
     args[2].value.integer = (int)t->o.backoff_max_ms;
     grpc_channel_args ca_args = {.num_args = 3, .args = args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    if (o->tls && o->tls->tls && o->tls->sni) { /* the SNI the UpstreamTlsContext names */
+        args[3].value.string = (char *)o->tls->sni;
+        ca_args.num_args = 4;
+    }
+    grpc_channel_credentials *creds = pl_xds_channel_creds(o->tls, o->tls_check_host);
     t->channel = grpc_channel_create(t->target, creds, &ca_args);
     grpc_channel_credentials_release(creds);
     ev_async_init(&t->async, async_cb);

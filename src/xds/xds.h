@@ -72,7 +72,6 @@ struct pl_xds_opts {
     struct pl_server *srv;           /* where snapshots are applied */
     struct pl_stats *stats;          /* may be NULL */
     const pl_bootstrap_t *bootstrap; /* with dynamic_resources; must outlive the client */
-    const char *target_override;     /* tests: gRPC target instead of the bootstrap's; NULL */
 };
 
 /* Compiles and applies the bootstrap's static resources, then starts the ADS stream. On

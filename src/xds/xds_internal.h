@@ -137,7 +137,17 @@ struct pl_xds_transport_opts {
     void *arg;
     uint64_t backoff_base_ms; /* 500 */
     uint64_t backoff_max_ms;  /* 30000 */
+    /* TLS to the control plane (NULL or !tls->tls: plaintext); read during
+     * pl_xds_transport_new only. tls_check_host: gRPC's host name check (google_grpc) instead
+     * of the SAN matchers (envoy_grpc). */
+    const struct pl_tls_client_material *tls;
+    bool tls_check_host;
 };
+
+struct pl_tls_client_material;
+/* The ADS channel's credentials for m (NULL: plaintext); after grpc_init. */
+struct grpc_channel_credentials *pl_xds_channel_creds(const struct pl_tls_client_material *m,
+                                                      bool check_host);
 
 /* Starts the xDS thread (channel, stream, reconnects). Returns NULL and fills err on failure. */
 struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts *o,

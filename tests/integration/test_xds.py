@@ -425,24 +425,6 @@ def test_route_changes_under_load_lose_no_request(setup):
     assert stat(px, "http.ingress_http.rds.local_route.update_success") == 21
 
 
-def test_bootstrap_rejects_tls_to_the_control_plane(tmp_path):
-    """The ADS channel is plaintext: a transport_socket on its cluster is refused, not ignored."""
-    cfg = tmp_path / "b.yaml"
-    cfg.write_text(bootstrap(15010).replace(
-        "    connect_timeout: 1s\n    typed_extension_protocol_options:",
-        "    connect_timeout: 1s\n"
-        "    transport_socket:\n"
-        "      name: envoy.transport_sockets.tls\n"
-        "      typed_config:\n"
-        "        \"@type\": type.googleapis.com/"
-        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
-        "        sni: cp\n"
-        "    typed_extension_protocol_options:", 1))
-    r = run_pillion("--mode", "validate", "--config-path", str(cfg))
-    assert r.returncode != 0
-    assert "TLS to the control plane is not supported" in r.stderr + r.stdout
-
-
 # ---------------------------------------------------------------------------------------------
 # the protocol as a scripted server sees it (python3-grpcio, raw bytes both ways)
 
