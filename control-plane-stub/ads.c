@@ -141,6 +141,7 @@ static void maybe_free(struct pl_cp_stream *s)
     pl_cp_xds_free(s);
     grpc_call_unref(s->call);
     free(s->peer);
+    free(s->identity);
     free(s);
 }
 
@@ -194,6 +195,37 @@ static void on_send(struct pl_cp_stream *s, bool ok)
     maybe_free(s);
 }
 
+/* The client certificate's identity on a TLS stream with client certificates: its first URI SAN
+ * (a SPIFFE ID), else its first DNS SAN, else its common name; NULL on plaintext. */
+static char *peer_identity(grpc_call *call)
+{
+    grpc_auth_context *ac = grpc_call_auth_context(call);
+    if (!ac)
+        return NULL;
+    char *out = NULL;
+    static const char *const names[] = {GRPC_X509_SAN_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME};
+    for (size_t k = 0; k < 2 && !out; k++) {
+        grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, names[k]);
+        const grpc_auth_property *p;
+        char *first = NULL;
+        while ((p = grpc_auth_property_iterator_next(&it))) {
+            char *v = pl_strndup(p->value, p->value_length);
+            if (!strncmp(v, "spiffe://", 9)) {
+                free(first);
+                first = v;
+                break;
+            }
+            if (!first)
+                first = v;
+            else
+                free(v);
+        }
+        out = first;
+    }
+    grpc_auth_context_release(ac);
+    return out;
+}
+
 static struct pl_cp_stream *new_stream(struct pl_cp_server *srv, grpc_call *call, bool delta,
                                        bool reading)
 {
@@ -208,6 +240,7 @@ static struct pl_cp_stream *new_stream(struct pl_cp_server *srv, grpc_call *call
     char *peer = grpc_call_get_peer(call);
     s->peer = pl_strdup(peer ? peer : "?");
     gpr_free(peer);
+    s->identity = peer_identity(call);
     s->since = pl_cp_now();
     s->next = srv->streams;
     if (srv->streams)

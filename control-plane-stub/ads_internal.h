@@ -74,6 +74,7 @@ struct pl_cp_stream {
     grpc_slice status_msg;
     pl_cp_node_t *node; /* from the first request that had one; NULL before */
     char *peer;
+    char *identity; /* the client certificate's SPIFFE ID (or name) on mTLS, else NULL */
     double since;
     unsigned long nonce_seq, n_requests;
     struct pl_cp_tstate ts[PL_CP_NTYPES];

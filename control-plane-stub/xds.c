@@ -31,8 +31,9 @@ static void copy_node(struct pl_cp_stream *s, const pl_cp_node_t *n)
     free(buf);
     if (!s->node)
         pl_die("re-decoding a node failed");
-    pl_log_info("cp", "stream from %s is node '%s' (cluster '%s')", s->peer, s->node->id,
-                s->node->cluster);
+    pl_log_info("cp", "stream from %s is node '%s' (cluster '%s')%s%s", s->peer, s->node->id,
+                s->node->cluster, s->identity ? ", client certificate " : "",
+                s->identity ? s->identity : "");
 }
 
 static void set_str(char *dst, size_t cap, const char *src)
@@ -509,6 +510,11 @@ void pl_cp_xds_status(struct pl_cp_stream *s, FILE *f)
     pl_cp_json_str(f, s->node ? s->node->cluster : NULL);
     fprintf(f, ", \"stream\": \"%s\", \"peer\": ", s->delta ? "delta" : "sotw");
     pl_cp_json_str(f, s->peer);
+    fputs(", \"identity\": ", f);
+    if (s->identity)
+        pl_cp_json_str(f, s->identity);
+    else
+        fputs("null", f);
     fputs(", \"connected_since\": ", f);
     pl_cp_json_time(f, s->since);
     fprintf(f, ", \"requests\": %lu, \"types\": {", s->n_requests);

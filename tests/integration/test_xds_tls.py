@@ -113,7 +113,9 @@ def test_ads_over_mtls_with_san_check(pillion, tls_cp, certs):
     until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200 over TLS")
     served_by(lport, "u0")
     # the control plane lists the node with what it ACKed over the TLS stream
-    c.node("sidecar-1", lambda n: n["types"]["rds"]["acked_version"] is not None)
+    n = c.node("sidecar-1", lambda n: n["types"]["rds"]["acked_version"] is not None)
+    # and the identity of the client certificate the stream came with
+    assert n["identity"] == "spiffe://cluster.local/ns/default/sa/web", n
 
 
 @pytest.mark.parametrize("kind", ["wrong-san", "untrusted-server-ca", "no-client-cert",
@@ -151,6 +153,7 @@ def test_ads_over_tls_with_google_grpc_ssl_credentials(pillion, tls_cp, certs, m
     px = pillion(google_bootstrap(tport, certs, host="localhost"))
     until(lambda: px.admin("/ready")[0] == 200, 15, "/ready 200 over google_grpc TLS")
     served_by(lport, "u0")
+    assert c.node("sidecar-1")["identity"] == "spiffe://cluster.local/ns/default/sa/web"
 
 
 def test_google_grpc_checks_the_host_name(pillion, tls_cp, certs):
