@@ -80,6 +80,36 @@ static ProtobufCMessage *bootstrap_dump(const struct pl_snapshot *s)
     return &b->base;
 }
 
+#define NACKED ENVOY__ADMIN__V3__CLIENT_RESOURCE_STATUS__NACKED
+
+static Envoy__Admin__V3__UpdateFailureState *failure_state(const struct pl_dump_failure *f)
+{
+    Envoy__Admin__V3__UpdateFailureState *e = pl_malloc(sizeof(*e));
+    envoy__admin__v3__update_failure_state__init(e);
+    e->last_update_attempt = timestamp(&f->when);
+    e->details = pl_strdup(f->details ? f->details : "");
+    e->version_info = pl_strdup(f->version ? f->version : "");
+    return e;
+}
+
+/* The failure of kind k named name, or NULL; marks it used. */
+static const struct pl_dump_failure *failure_of(const struct pl_dump_failure *f, size_t n,
+                                                bool *used, enum pl_dump_kind k, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f[i].kind == k && !strcmp(f[i].name, name)) {
+            used[i] = true;
+            return &f[i];
+        }
+    return NULL;
+}
+
+struct failures {
+    const struct pl_dump_failure *v;
+    size_t n;
+    bool *used;
+};
+
 static Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *
 dyn_cluster(Google__Protobuf__Any *cluster, const char *version, const struct timespec *when)
 {
@@ -91,7 +121,17 @@ dyn_cluster(Google__Protobuf__Any *cluster, const char *version, const struct ti
     return dc;
 }
 
-static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
+static void cluster_failure(Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *dc,
+                            struct failures *fs, const char *name)
+{
+    const struct pl_dump_failure *f = failure_of(fs->v, fs->n, fs->used, PL_DUMP_CLUSTER, name);
+    if (f) {
+        dc->error_state = failure_state(f);
+        dc->client_status = NACKED;
+    }
+}
+
+static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s, struct failures *fs)
 {
     Envoy__Admin__V3__ClustersConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__clusters_config_dump__init(d);
@@ -100,17 +140,20 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
     for (size_t i = 0; i < s->n_warming_clusters; i++) {
         const struct pl_dyn_resource *w = &s->warming_clusters[i];
         GROW(d->dynamic_warming_clusters, d->n_dynamic_warming_clusters);
-        d->dynamic_warming_clusters[d->n_dynamic_warming_clusters++] =
+        d->dynamic_warming_clusters[d->n_dynamic_warming_clusters] =
             dyn_cluster(pack_res(w->proto, w->encoded, w->encoded_len, &CLUSTER_D), w->version_info,
                         &w->last_updated);
+        cluster_failure(d->dynamic_warming_clusters[d->n_dynamic_warming_clusters++], fs, w->name);
     }
     for (size_t i = 0; i < s->n_clusters; i++) {
         const struct pl_cluster_cfg *c = &s->clusters[i];
         if (c->dynamic) { /* from CDS */
             GROW(d->dynamic_active_clusters, d->n_dynamic_active_clusters);
-            d->dynamic_active_clusters[d->n_dynamic_active_clusters++] =
+            d->dynamic_active_clusters[d->n_dynamic_active_clusters] =
                 dyn_cluster(pack_res(c->proto, c->encoded, c->encoded_len, &CLUSTER_D),
                             c->version_info, &c->last_updated);
+            cluster_failure(d->dynamic_active_clusters[d->n_dynamic_active_clusters++], fs,
+                            c->name);
             continue;
         }
         Envoy__Admin__V3__ClustersConfigDump__StaticCluster *sc = pl_malloc(sizeof(*sc));
@@ -119,6 +162,18 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s)
         sc->last_updated = timestamp(&c->last_updated);
         GROW(d->static_clusters, d->n_static_clusters);
         d->static_clusters[d->n_static_clusters++] = sc;
+    }
+    for (size_t i = 0; i < fs->n; i++) { /* rejected, never accepted: the failure alone */
+        if (fs->used[i] || fs->v[i].kind != PL_DUMP_CLUSTER)
+            continue;
+        fs->used[i] = true;
+        GROW(d->dynamic_active_clusters, d->n_dynamic_active_clusters);
+        Envoy__Admin__V3__ClustersConfigDump__DynamicCluster *dc = pl_malloc(sizeof(*dc));
+        envoy__admin__v3__clusters_config_dump__dynamic_cluster__init(dc);
+        dc->version_info = pl_strdup("");
+        dc->error_state = failure_state(&fs->v[i]);
+        dc->client_status = NACKED;
+        d->dynamic_active_clusters[d->n_dynamic_active_clusters++] = dc;
     }
     return &d->base;
 }
@@ -149,7 +204,7 @@ dyn_listener(Envoy__Admin__V3__ListenersConfigDump *d, const char *name)
     return dl;
 }
 
-static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s)
+static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s, struct failures *fs)
 {
     Envoy__Admin__V3__ListenersConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__listeners_config_dump__init(d);
@@ -174,6 +229,14 @@ static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s)
         dyn_listener(d, w->name)->warming_state =
             listener_state(pack_res(w->proto, w->encoded, w->encoded_len, &LISTENER_D),
                            w->version_info, &w->last_updated);
+    }
+    for (size_t i = 0; i < fs->n; i++) { /* Envoy: a rejected listener's entry carries it */
+        if (fs->v[i].kind != PL_DUMP_LISTENER)
+            continue;
+        fs->used[i] = true;
+        Envoy__Admin__V3__ListenersConfigDump__DynamicListener *dl = dyn_listener(d, fs->v[i].name);
+        dl->error_state = failure_state(&fs->v[i]);
+        dl->client_status = NACKED;
     }
     return &d->base;
 }
@@ -204,7 +267,7 @@ static void add_inline_routes(Envoy__Admin__V3__RoutesConfigDump *d,
     }
 }
 
-static ProtobufCMessage *routes_dump(const struct pl_snapshot *s)
+static ProtobufCMessage *routes_dump(const struct pl_snapshot *s, struct failures *fs)
 {
     Envoy__Admin__V3__RoutesConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__routes_config_dump__init(d);
@@ -222,13 +285,31 @@ static ProtobufCMessage *routes_dump(const struct pl_snapshot *s)
         dr->version_info = pl_strdup(r->version_info);
         dr->route_config = pack_res(r->proto, r->encoded, r->encoded_len, &ROUTE_D);
         dr->last_updated = timestamp(&r->last_updated);
+        const struct pl_dump_failure *f =
+            failure_of(fs->v, fs->n, fs->used, PL_DUMP_ROUTE, r->name);
+        if (f) {
+            dr->error_state = failure_state(f);
+            dr->client_status = NACKED;
+        }
+        GROW(d->dynamic_route_configs, d->n_dynamic_route_configs);
+        d->dynamic_route_configs[d->n_dynamic_route_configs++] = dr;
+    }
+    for (size_t i = 0; i < fs->n; i++) {
+        if (fs->used[i] || fs->v[i].kind != PL_DUMP_ROUTE)
+            continue;
+        fs->used[i] = true;
+        Envoy__Admin__V3__RoutesConfigDump__DynamicRouteConfig *dr = pl_malloc(sizeof(*dr));
+        envoy__admin__v3__routes_config_dump__dynamic_route_config__init(dr);
+        dr->version_info = pl_strdup("");
+        dr->error_state = failure_state(&fs->v[i]);
+        dr->client_status = NACKED;
         GROW(d->dynamic_route_configs, d->n_dynamic_route_configs);
         d->dynamic_route_configs[d->n_dynamic_route_configs++] = dr;
     }
     return &d->base;
 }
 
-static ProtobufCMessage *endpoints_dump(const struct pl_snapshot *s)
+static ProtobufCMessage *endpoints_dump(const struct pl_snapshot *s, struct failures *fs)
 {
     Envoy__Admin__V3__EndpointsConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__endpoints_config_dump__init(d);
@@ -239,20 +320,43 @@ static ProtobufCMessage *endpoints_dump(const struct pl_snapshot *s)
         de->version_info = pl_strdup(r->version_info);
         de->endpoint_config = pack_res(r->proto, r->encoded, r->encoded_len, &CLA_D);
         de->last_updated = timestamp(&r->last_updated);
+        const struct pl_dump_failure *f =
+            failure_of(fs->v, fs->n, fs->used, PL_DUMP_ENDPOINT, r->name);
+        if (f) {
+            de->error_state = failure_state(f);
+            de->client_status = NACKED;
+        }
+        GROW(d->dynamic_endpoint_configs, d->n_dynamic_endpoint_configs);
+        d->dynamic_endpoint_configs[d->n_dynamic_endpoint_configs++] = de;
+    }
+    for (size_t i = 0; i < fs->n; i++) {
+        if (fs->used[i] || fs->v[i].kind != PL_DUMP_ENDPOINT)
+            continue;
+        fs->used[i] = true;
+        Envoy__Admin__V3__EndpointsConfigDump__DynamicEndpointConfig *de = pl_malloc(sizeof(*de));
+        envoy__admin__v3__endpoints_config_dump__dynamic_endpoint_config__init(de);
+        de->version_info = pl_strdup("");
+        de->error_state = failure_state(&fs->v[i]);
+        de->client_status = NACKED;
         GROW(d->dynamic_endpoint_configs, d->n_dynamic_endpoint_configs);
         d->dynamic_endpoint_configs[d->n_dynamic_endpoint_configs++] = de;
     }
     return &d->base;
 }
 
-char *pl_config_dump_json(const struct pl_snapshot *s, const char *resource)
+char *pl_config_dump_json(const struct pl_snapshot *s, const char *resource,
+                          const struct pl_dump_failure *failures, size_t n_failures)
 {
     Envoy__Admin__V3__ConfigDump d;
     envoy__admin__v3__config_dump__init(&d);
+    struct failures fs = {failures, n_failures, pl_calloc(n_failures + 1, sizeof(bool))};
+    bool eds_failed = false;
+    for (size_t i = 0; i < n_failures; i++)
+        eds_failed |= failures[i].kind == PL_DUMP_ENDPOINT;
     if (resource) {
         /* Envoy's ?resource=: the named repeated field of the matching sub-dump, flattened */
-        ProtobufCMessage *subs[] = {clusters_dump(s), listeners_dump(s), routes_dump(s),
-                                    endpoints_dump(s)};
+        ProtobufCMessage *subs[] = {clusters_dump(s, &fs), listeners_dump(s, &fs),
+                                    routes_dump(s, &fs), endpoints_dump(s, &fs)};
         for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
             const ProtobufCFieldDescriptor *f =
                 protobuf_c_message_descriptor_get_field_by_name(subs[i]->descriptor, resource);
@@ -268,12 +372,13 @@ char *pl_config_dump_json(const struct pl_snapshot *s, const char *resource)
         }
     } else {
         add_config(&d, bootstrap_dump(s));
-        add_config(&d, clusters_dump(s));
-        add_config(&d, listeners_dump(s));
-        add_config(&d, routes_dump(s));
-        if (s->n_endpoints) /* Envoy dumps endpoints only with ?include_eds; EDS is ours */
-            add_config(&d, endpoints_dump(s));
+        add_config(&d, clusters_dump(s, &fs));
+        add_config(&d, listeners_dump(s, &fs));
+        add_config(&d, routes_dump(s, &fs));
+        if (s->n_endpoints || eds_failed) /* Envoy: only with ?include_eds; EDS is ours */
+            add_config(&d, endpoints_dump(s, &fs));
     }
+    free(fs.used);
     char *json = pl_pbjson_print(&d.base, PL_PBJSON_PRETTY | PL_PBJSON_PROTO_NAMES);
     for (size_t i = 0; i < d.n_configs; i++)
         protobuf_c_message_free_unpacked(&d.configs[i]->base, NULL);

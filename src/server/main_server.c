@@ -111,9 +111,12 @@ static void h_server_info(const struct pl_admin_request *req, struct pl_admin_re
 static void h_config_dump(const struct pl_admin_request *req, struct pl_admin_response *r,
                           void *ctx)
 {
-    (void)ctx;
+    struct main_ctx *m = ctx;
     const struct pl_snapshot *s = pl_snapshot_current();
-    char *json = pl_config_dump_json(s, pl_admin_param(req, "resource"));
+    struct pl_dump_failure *f = NULL;
+    size_t nf = m->xds ? pl_xds_failures(m->xds, &f) : 0;
+    char *json = pl_config_dump_json(s, pl_admin_param(req, "resource"), f, nf);
+    free(f);
     pl_admin_resp_content_type(r, "application/json");
     pl_admin_resp_append(r, json, strlen(json));
     pl_admin_resp_append(r, "\n", 1);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config/address.h"
+#include "config/dump.h"
 #include "core/log.h"
 #include "xds/client_internal.h"
 
@@ -319,6 +320,82 @@ static size_t response_bytes(const Envoy__Service__Discovery__V3__DiscoveryRespo
     return n;
 }
 
+static void failrec_free(struct pl_xds_failrec *f)
+{
+    free(f->name);
+    free(f->why);
+    free(f->version);
+}
+
+/* Drops type t's failure record i. */
+static void failrec_drop(struct pl_xds *x, enum pl_xds_type t, size_t i)
+{
+    failrec_free(&x->failed[t][i]);
+    x->failed[t][i] = x->failed[t][--x->n_failed[t]];
+}
+
+/* Keeps config_dump's error_state in step with an update: a resource accepted (or gone) has
+ * none; one rejected now gets this attempt's; a whole-set (SotW LDS/CDS) response drops those it
+ * no longer carries. */
+static void note_failures(struct pl_xds *x, enum pl_xds_type t, const struct pl_xds_update *u,
+                          const char *version, bool merge, char *const *removed, size_t n_removed)
+{
+    if (u->unusable)
+        return;
+    for (size_t i = 0; i < x->n_failed[t];) {
+        const char *name = x->failed[t][i].name;
+        bool gone = !merge && !pl_nametab_get(&u->names, name);
+        for (size_t k = 0; k < n_removed && !gone; k++)
+            gone = !strcmp(removed[k], name);
+        for (size_t k = 0; k < u->n && !gone; k++)
+            gone = !strcmp(u->recs[k]->name, name);
+        for (size_t k = 0; k < u->n_fails && !gone; k++)
+            gone = !strcmp(u->fails[k].name, name); /* replaced below */
+        if (gone)
+            failrec_drop(x, t, i);
+        else
+            i++;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (size_t k = 0; k < u->n_fails; k++) {
+        x->failed[t] = pl_realloc(x->failed[t], (x->n_failed[t] + 1) * sizeof(*x->failed[t]));
+        x->failed[t][x->n_failed[t]++] = (struct pl_xds_failrec){
+            .name = pl_strdup(u->fails[k].name),
+            .why = pl_strdup(u->fails[k].why),
+            .version = pl_strdup(version),
+            .when = now,
+        };
+    }
+}
+
+size_t pl_xds_failures(const struct pl_xds *x, struct pl_dump_failure **out)
+{
+    static const enum pl_dump_kind kind[PL_XDS_NTYPES] = {
+        [PL_XDS_LDS] = PL_DUMP_LISTENER,
+        [PL_XDS_CDS] = PL_DUMP_CLUSTER,
+        [PL_XDS_RDS] = PL_DUMP_ROUTE,
+        [PL_XDS_EDS] = PL_DUMP_ENDPOINT,
+    };
+    size_t n = 0;
+    for (int t = 0; t < PL_XDS_NTYPES; t++)
+        n += x->n_failed[t];
+    *out = pl_calloc(n + 1, sizeof(**out));
+    n = 0;
+    for (int t = 0; t < PL_XDS_NTYPES; t++)
+        for (size_t i = 0; i < x->n_failed[t]; i++) {
+            const struct pl_xds_failrec *f = &x->failed[t][i];
+            (*out)[n++] = (struct pl_dump_failure){
+                .kind = kind[t],
+                .name = f->name,
+                .details = f->why,
+                .version = f->version,
+                .when = f->when,
+            };
+        }
+    return n;
+}
+
 /* One response (SotW, or Delta as a SotW response with per-resource versions and removals):
  * every valid resource is applied, the invalid ones keep their previous version; the response is
  * ACKed when all were valid and applied, else NACKed with an error naming each bad resource. */
@@ -346,6 +423,7 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
         x->applied_version[t] = prev_version;
     }
     bump_update(x, t, &u, all_ok, changed >= 0, r->version_info);
+    note_failures(x, t, &u, r->version_info, merge, removed, n_removed);
     pl_xds_update_free(&u);
     if (changed > 0 && response_bytes(r) >= TRIM_BYTES)
         malloc_trim(0); /* a big update's temporaries: their pages go back to the system */
@@ -705,6 +783,11 @@ void pl_xds_free(struct pl_xds *x)
         envoy__config__core__v3__node__free_unpacked(x->node, NULL);
     free(x->target);
     pl_tls_client_material_free(&x->tls);
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        for (size_t i = 0; i < x->n_failed[t]; i++)
+            failrec_free(&x->failed[t][i]);
+        free(x->failed[t]);
+    }
     free(x);
 }
 

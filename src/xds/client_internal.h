@@ -79,6 +79,11 @@ struct pl_xds_update {
                                 borrowed from recs and bad) */
     char **bad;              /* names of the invalid resources: their previous version stays */
     size_t n_bad;
+    struct pl_xds_fail { /* why each resource failed (check or compile), for config_dump */
+        char *name;
+        char *why;
+    } * fails;
+    size_t n_fails;
     bool unusable; /* a resource without a name or of another type: nothing of it applies */
     struct pl_xds_chunk
         *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
@@ -102,6 +107,12 @@ struct pl_xds {
     struct pl_tls_client_material tls; /* of the ADS channel (tls.tls false: plaintext) */
     bool tls_check_host;               /* google_grpc: gRPC's host name check */
     double fail_warned; /* loop time of the last "cannot reach" warning; 0 after a stream */
+    /* resources whose last update was rejected (config_dump's error_state), by type */
+    struct pl_xds_failrec {
+        char *name, *why, *version;
+        struct timespec when;
+    } * failed[PL_XDS_NTYPES];
+    size_t n_failed[PL_XDS_NTYPES];
     struct pl_xds_transport *tr;
     uint64_t stream; /* current stream generation; 0: none */
     bool connected;

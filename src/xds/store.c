@@ -154,6 +154,11 @@ void pl_xds_update_free(struct pl_xds_update *u)
     for (size_t i = 0; i < u->n_bad; i++)
         free(u->bad[i]);
     free(u->bad);
+    for (size_t i = 0; i < u->n_fails; i++) {
+        free(u->fails[i].name);
+        free(u->fails[i].why);
+    }
+    free(u->fails);
     pl_xds_arena_release(&u->arena); /* after every rec was trimmed */
     memset(u, 0, sizeof(*u));
 }
@@ -180,6 +185,16 @@ static const char *const kinds[PL_XDS_NTYPES] = {[PL_XDS_CDS] = "Cluster",
                                                  [PL_XDS_RDS] = "RouteConfiguration"};
 
 /* Moves sub's errors into err, each path prefixed with the resource. */
+/* Notes why name failed: the errors of err from index from on, joined. */
+static void note_fail(struct pl_xds_update *u, const char *name, const struct pl_err *err,
+                      size_t from)
+{
+    struct pl_err view = {.v = err->v + from, .n = err->n - from, .cap = 0};
+    u->fails = pl_realloc(u->fails, (u->n_fails + 1) * sizeof(*u->fails));
+    u->fails[u->n_fails].name = pl_strdup(name);
+    u->fails[u->n_fails++].why = pl_err_join(&view);
+}
+
 static void move_errors(struct pl_err *err, struct pl_err *sub, const char *where)
 {
     for (size_t i = 0; i < sub->n; i++) {
@@ -413,7 +428,10 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         if (check_one(x, t, m, &sub) < 0) {
             rc = PL_EINVAL;
             snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
+            size_t from = err->n;
             move_errors(err, &sub, where);
+            if (*name)
+                note_fail(u, name, err, from);
             if (!*name)
                 u->unusable = true; /* cannot be told apart from others: nothing applies */
             u->bad = pl_realloc(u->bad, (u->n_bad + 1) * sizeof(*u->bad));
@@ -592,6 +610,9 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_upda
         size_t n;
         failed_of(t, &f, &names, &n);
         size_t reverted = n ? revert_names(x, &un, names, n) : 0;
+        for (size_t i = 0; i < n; i++) /* a compile error names its resource itself */
+            if (pl_nametab_get(&u->names, names[i]))
+                note_fail(u, names[i], &first, 0);
         if (reverted) {
             changes -= reverted;
             struct pl_err again = PL_ERR_INIT;

@@ -87,5 +87,9 @@ const char *pl_xds_init_state(const struct pl_xds *x);
 /* Returns the client's state as a JSON object (connection, target, per-type versions, nonces,
  * subscriptions, last NACK) for /server_info; caller frees. */
 char *pl_xds_status_json(const struct pl_xds *x);
+struct pl_dump_failure;
+/* The resources whose last update was rejected, for /config_dump's error_state: *out (caller
+ * frees the array; its strings are x's, valid until the next update). Returns their count. */
+size_t pl_xds_failures(const struct pl_xds *x, struct pl_dump_failure **out);
 
 #endif

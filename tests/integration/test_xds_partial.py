@@ -100,6 +100,12 @@ def test_cds_applies_the_valid_clusters_and_nacks_the_invalid_one(ads, pb):
     assert got["a"]["version_info"] == "v2" and got["a"]["cluster"]["connect_timeout"] == "2s"
     assert got["b"]["version_info"] == "v1" and got["b"]["cluster"]["connect_timeout"] == "1s"
     assert got["c"]["version_info"] == "v2"
+    # b's rejected attempt is its error_state, as in Envoy's config_dump
+    assert got["b"]["client_status"] == "NACKED"
+    assert got["b"]["error_state"]["version_info"] == "v2"
+    assert "Cluster 'b'.circuit_breakers" in got["b"]["error_state"]["details"]
+    assert got["b"]["error_state"]["last_update_attempt"].endswith("Z")
+    assert "error_state" not in got["a"] and "client_status" not in got["a"]
     assert cl["version_info"] == "v2"  # as Envoy: the version of the last update applied
     assert stat(px, "cluster_manager.cds.update_rejected") == 1
     assert stat(px, "cluster_manager.cds.update_success") == 1
@@ -109,9 +115,9 @@ def test_cds_applies_the_valid_clusters_and_nacks_the_invalid_one(ads, pb):
     out.put(s.response(CDS, "v3", "n3", [static_cluster(pb, "a"), static_cluster(pb, "c")]))
     ack = ack_of(s, CDS, "n3")
     assert ack.version_info == "v3" and not ack.HasField("error_detail")
-    names = [d["cluster"]["name"]
-             for d in dump_section(px, "ClustersConfigDump")["dynamic_active_clusters"]]
-    assert sorted(names) == ["a", "c"]
+    cl = dump_section(px, "ClustersConfigDump")["dynamic_active_clusters"]
+    assert sorted(d["cluster"]["name"] for d in cl) == ["a", "c"]
+    assert not any("error_state" in d for d in cl), cl  # b is gone, and its failure with it
 
 
 def test_a_response_with_a_resource_of_another_type_applies_nothing(ads, pb):
@@ -139,8 +145,19 @@ def test_eds_applies_the_valid_assignments_and_nacks_the_invalid_one(ads, pb, up
     assert stat(px, "cluster.y.update_success") == 0
     _, _, text = px.admin("/clusters")
     assert f"x::127.0.0.1:{u.port}::" in text, text
-    ep = dump_section(px, "EndpointsConfigDump")
-    assert [d["endpoint_config"]["cluster_name"] for d in ep["dynamic_endpoint_configs"]] == ["x"]
+    ep = dump_section(px, "EndpointsConfigDump")["dynamic_endpoint_configs"]
+    assert [d["endpoint_config"]["cluster_name"] for d in ep if "endpoint_config" in d] == ["x"]
+    # y was never accepted: its entry is the failure alone
+    (y,) = [d for d in ep if "endpoint_config" not in d]
+    assert y["client_status"] == "NACKED" and y["error_state"]["version_info"] == "e1", y
+    assert "ClusterLoadAssignment 'y'" in y["error_state"]["details"], y
+    # a valid y clears it
+    out.put(s.response(EDS, "e2", "n3", [assignment(pb, "x", "127.0.0.1", u.port),
+                                         assignment(pb, "y", "127.0.0.1", u.port)]))
+    assert not ack_of(s, EDS, "n3").HasField("error_detail")
+    ep = dump_section(px, "EndpointsConfigDump")["dynamic_endpoint_configs"]
+    assert sorted(d["endpoint_config"]["cluster_name"] for d in ep) == ["x", "y"]
+    assert not any("error_state" in d for d in ep), ep
 
 
 def tcp_listener(pb, name, port, cluster):
@@ -178,8 +195,13 @@ def test_lds_applies_the_valid_listeners_and_nacks_the_invalid_one(ads, pb):
     until(lambda: listening(p1), 5, "listener good")
     assert not listening(p2)
     assert stat(px, "listener_manager.lds.update_rejected") == 1
-    ls = dump_section(px, "ListenersConfigDump")
-    assert [d["name"] for d in ls["dynamic_listeners"]] == ["good"]
+    ls = {d["name"]: d for d in dump_section(px, "ListenersConfigDump")["dynamic_listeners"]}
+    assert sorted(ls) == ["bad", "good"]
+    assert "active_state" in ls["good"] and "error_state" not in ls["good"]
+    # Envoy: a rejected listener's entry carries only its error_state
+    assert "active_state" not in ls["bad"] and ls["bad"]["client_status"] == "NACKED"
+    assert "unknown cluster 'nowhere'" in ls["bad"]["error_state"]["details"]
+    assert ls["bad"]["error_state"]["version_info"] == "l1"
 
 
 def rds_listener(pb, name, port, route):
@@ -234,8 +256,10 @@ def test_rds_applies_the_valid_route_configurations_and_nacks_the_invalid_one(ad
     until(lambda: stat(px, "http.one.rds.r1.update_success") == 1, 5, "r1 applied")
     assert stat(px, "http.two.rds.r2.update_rejected") == 1
     until(lambda: get(p1)[0] == 200, 20, "listener one serves r1 (it warmed)")
-    rt = dump_section(px, "RoutesConfigDump")
-    assert [d["route_config"]["name"] for d in rt["dynamic_route_configs"]] == ["r1"]
+    rt = dump_section(px, "RoutesConfigDump")["dynamic_route_configs"]
+    assert [d["route_config"]["name"] for d in rt if "route_config" in d] == ["r1"]
+    (r2,) = [d for d in rt if "route_config" not in d]
+    assert r2["client_status"] == "NACKED" and "priority" in r2["error_state"]["details"], r2
 
 
 @pytest.mark.skipif(not os.path.exists(CP), reason="pillion-cp not built")
