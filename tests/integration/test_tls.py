@@ -10,40 +10,20 @@ import threading
 
 import pytest
 
+from cert_helpers import make_certs
 from conftest import free_port
 from http_helpers import wait_port
-
-CERT_SCRIPT = r"""
-set -e
-cd "$1"
-ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key \
-    -out $1.crt -subj /CN=$1 -days 30 -addext basicConstraints=critical,CA:TRUE \
-    -addext keyUsage=critical,keyCertSign,cRLSign
-}
-leaf() {
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr \
-    -subj /CN=$1
-  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' \
-    "$4" > $1.ext
-  openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -days $3 -extfile $1.ext -out $1.crt
-}
-ca ca
-ca otherca
-leaf server ca 30 'DNS:server.test,URI:spiffe://cluster.local/ns/default/sa/server,IP:127.0.0.1'
-leaf upstream ca 30 'DNS:backend.test,URI:spiffe://cluster.local/ns/default/sa/backend'
-leaf client ca 30 'URI:spiffe://cluster.local/ns/default/sa/client'
-leaf stranger otherca 30 'URI:spiffe://cluster.local/ns/default/sa/client'
-"""
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    script = d / "gen.sh"
-    script.write_text(CERT_SCRIPT)
-    subprocess.run(["sh", str(script), str(d)], check=True, capture_output=True, timeout=60)
-    return d
+    return make_certs(
+        tmp_path_factory.mktemp("certs"), "ca ca", "ca otherca",
+        "leaf server ca "
+        "'DNS:server.test,URI:spiffe://cluster.local/ns/default/sa/server,IP:127.0.0.1'",
+        "leaf upstream ca 'DNS:backend.test,URI:spiffe://cluster.local/ns/default/sa/backend'",
+        "leaf client ca 'URI:spiffe://cluster.local/ns/default/sa/client'",
+        "leaf stranger otherca 'URI:spiffe://cluster.local/ns/default/sa/client'")
 
 
 def run_curl(args, timeout=10):

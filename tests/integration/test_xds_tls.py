@@ -3,46 +3,24 @@ over TLS (--xds-tls-address, with client certificates required when --tls-client
 and pillion's bootstrap names the TLS either as the envoy_grpc cluster's transport_socket
 (UpstreamTlsContext: trusted CA, SAN matchers, SNI, client certificate) or as google_grpc
 ssl_credentials. Certificates are made with the openssl CLI once for the module."""
-import subprocess
 import time
 
 import pytest
 
+from cert_helpers import make_certs
 from conftest import free_port, run_pillion, until
 from xds_helpers import bootstrap, clusters_yaml, listener_yaml, routes_yaml, served_by
-
-CERT_SCRIPT = r"""
-set -e
-cd "$1"
-ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key \
-    -out $1.crt -subj /CN=$1 -days 30 -addext basicConstraints=critical,CA:TRUE \
-    -addext keyUsage=critical,keyCertSign,cRLSign
-}
-leaf() {
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr \
-    -subj /CN=$1
-  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' \
-    "$3" > $1.ext
-  openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -days 30 -extfile $1.ext -out $1.crt
-}
-ca ca
-ca otherca
-leaf istiod ca 'DNS:istiod.istio-system.svc,DNS:localhost,URI:spiffe://cluster.local/ns/istio-system/sa/istiod'
-leaf sidecar ca 'URI:spiffe://cluster.local/ns/default/sa/web'
-leaf stranger otherca 'URI:spiffe://cluster.local/ns/default/sa/web'
-"""
 
 ISTIOD_SAN = "spiffe://cluster.local/ns/istio-system/sa/istiod"
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("xds-certs")
-    (d / "gen.sh").write_text(CERT_SCRIPT)
-    subprocess.run(["sh", str(d / "gen.sh"), str(d)], check=True, capture_output=True,
-                   timeout=60)
-    return d
+    return make_certs(
+        tmp_path_factory.mktemp("xds-certs"), "ca ca", "ca otherca",
+        f"leaf istiod ca 'DNS:istiod.istio-system.svc,DNS:localhost,URI:{ISTIOD_SAN}'",
+        "leaf sidecar ca 'URI:spiffe://cluster.local/ns/default/sa/web'",
+        "leaf stranger otherca 'URI:spiffe://cluster.local/ns/default/sa/web'")
 
 
 def cluster_tls(certs, san=ISTIOD_SAN, client="sidecar", ca="ca", sni="istiod.istio-system.svc"):
