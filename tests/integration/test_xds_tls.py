@@ -3,6 +3,7 @@ over TLS (--xds-tls-address, with client certificates required when --tls-client
 and pillion's bootstrap names the TLS either as the envoy_grpc cluster's transport_socket
 (UpstreamTlsContext: trusted CA, SAN matchers, SNI, client certificate) or as google_grpc
 ssl_credentials. Certificates are made with the openssl CLI once for the module."""
+import re
 import time
 
 import pytest
@@ -76,13 +77,15 @@ def tls_cp(tmp_path, cp, upstream, certs):
     (res / "listeners.yaml").write_text(listener_yaml(lport))
     (res / "routes.yaml").write_text(routes_yaml())
     (res / "clusters.yaml").write_text(clusters_yaml([("demo_upstream", up.port)]))
-    tport = free_port()
-    c = cp(res, args=["--xds-tls-address", f"127.0.0.1:{tport}",
+    # port 0: pillion-cp binds a free one and logs it (no race with other ports picked here)
+    c = cp(res, args=["--xds-tls-address", "127.0.0.1:0",
                       "--tls-cert", str(certs / "istiod.crt"),
                       "--tls-key", str(certs / "istiod.key"),
                       "--tls-client-ca", str(certs / "ca.crt")])
-    assert f"serving xDS over TLS with client certificates on 127.0.0.1:{tport}" in c.output()
-    return c, tport, lport
+    m = until(lambda: re.search(r"serving xDS over TLS with client certificates on "
+                                r"127\.0\.0\.1:0 \(port (\d+)\)", c.output()),
+              10, "pillion-cp's TLS port")
+    return c, int(m.group(1)), lport
 
 
 def test_ads_over_mtls_with_san_check(pillion, tls_cp, certs):
