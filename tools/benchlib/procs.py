@@ -2,6 +2,7 @@
 import atexit
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -146,14 +147,35 @@ def tail(path, n=1500):
         return ""
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n):
-    """n distinct loopback ports that were free a moment ago."""
+    """n distinct loopback ports that were free a moment ago, below the kernel's ephemeral range:
+    a port from that range may be handed to some process's outgoing connection (a proxy's
+    connection to the control plane, say) between this pick and the bind of the server it is
+    meant for, which then never listens (with 100 proxies that happened)."""
+    low = _ephemeral_low()
+    lo, hi = (10000, low - 1) if low > 11000 else (1024, 65535)
+    rnd = random.Random(os.getpid() ^ time.monotonic_ns())
     socks, ports = [], []
-    for _ in range(n):
+    while len(ports) < n:
+        port = rnd.randint(lo, hi)
+        if port in ports:
+            continue
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
         socks.append(s)
-        ports.append(s.getsockname()[1])
+        ports.append(port)
     for s in socks:
         s.close()
     return ports
