@@ -5,6 +5,7 @@ import http.server
 import importlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,11 +25,35 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
                      "WARNING: ThreadSanitizer")
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out = set()
+_rnd = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port():
-    """Returns a loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Returns a loopback TCP port that was free a moment ago: below the kernel's ephemeral range
+    (so no process's outgoing connection takes it before the server it is meant for binds it)
+    and not handed out before by this process (two picks in a row cannot collide)."""
+    lo, hi = (10000, _EPHEMERAL_LOW - 1) if _EPHEMERAL_LOW > 11000 else (1024, 65535)
+    while True:
+        port = _rnd.randint(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 class Pillion:
