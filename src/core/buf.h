@@ -59,8 +59,8 @@ size_t pl_buf_copyout(const struct pl_buf *b, size_t off, void *out, size_t len)
 char *pl_buf_linearize(struct pl_buf *b, size_t len);
 /* Fills iov with up to max segments covering the buffered bytes (for writev); returns count. */
 size_t pl_buf_peek_iov(const struct pl_buf *b, struct iovec *iov, size_t max);
-/* Reads from fd into the buffer, up to max bytes; returns bytes read, 0 on EOF, or -1 with
- * errno (EAGAIN when nothing is ready). Offers the last slice's room and one fresh slice, more
+/* Reads from fd (a socket) into the buffer, up to max bytes; returns bytes read, 0 on EOF, or -1
+ * with errno (EAGAIN when nothing is ready). Offers the last slice's room and one fresh slice, more
  * (up to four) after reads that filled everything offered. */
 ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
 /* Writes as much as fd takes and drains it; returns bytes written or -1 with errno. */

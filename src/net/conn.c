@@ -86,9 +86,12 @@ static void raw_write(struct pl_transport *t, struct pl_buf *out, struct pl_io_r
     mh.msg_iovlen = pl_buf_peek_iov(out, iov, 64);
     if (mh.msg_iovlen == 0)
         return;
+    /* one segment goes through send(): no msghdr and iovec to copy in (see pl_buf_read_fd) */
     ssize_t n;
     do
-        n = sendmsg(t->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = mh.msg_iovlen == 1
+                ? send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                : sendmsg(t->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         pl_buf_drain(out, (size_t)n);
