@@ -11,6 +11,7 @@
 #include "config/bootstrap.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "net/conn.h"
 #include "server/main_server.h"
 
 #define PL_VERSION "0.1.0"
@@ -25,6 +26,7 @@ enum {
     OPT_ADMIN_ADDRESS_PATH,
     OPT_SERVICE_CLUSTER,
     OPT_SERVICE_NODE,
+    OPT_IO_URING,
     OPT_VERSION
 };
 
@@ -40,6 +42,7 @@ static const struct option long_opts[] = {
     {"admin-address-path", required_argument, NULL, OPT_ADMIN_ADDRESS_PATH},
     {"service-cluster", required_argument, NULL, OPT_SERVICE_CLUSTER},
     {"service-node", required_argument, NULL, OPT_SERVICE_NODE},
+    {"io-uring", required_argument, NULL, OPT_IO_URING},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -59,6 +62,8 @@ static void usage(FILE *out)
           "      --service-node ID      overrides node.id\n"
           "      --admin-address-path F writes the admin address to F once it listens\n"
           "      --admin-allow-remote   allow a non-loopback admin address\n"
+          "      --io-uring auto|off    batch plaintext socket writes through io_uring where\n"
+          "                             the kernel allows it (auto, the default) or never\n"
           "      --version              prints the version\n",
           out);
 }
@@ -132,6 +137,13 @@ int main(int argc, char **argv)
             break;
         case OPT_SERVICE_NODE:
             o.boot.service_node = optarg;
+            break;
+        case OPT_IO_URING:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {
+                fprintf(stderr, "pillion: --io-uring: expected auto or off, got '%s'\n", optarg);
+                return 1;
+            }
+            pl_conn_set_io_uring(!strcmp(optarg, "auto"));
             break;
         case OPT_VERSION:
             printf("pillion version: %s\n", PL_VERSION);

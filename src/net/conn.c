@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ struct pl_conn_private {
     bool redeliver; /* hand in to the owner again even if no new byte arrives */
     bool orphan;    /* the owner closed it with FLUSH: finishing alone */
     bool write_fed; /* an EV_WRITE was fed to io: queued output leaves when it runs */
+    bool in_batch;  /* on the thread's write batch: queued output leaves when it is flushed */
+    struct pl_conn *next_batch;
     bool has_rx, has_tx;
     struct pl_counter rx, tx;
     struct pl_conn *prev_orphan, *next_orphan;
@@ -44,6 +47,9 @@ struct conn_block {
 
 static __thread size_t live;
 static __thread struct pl_conn *orphans; /* flush-closing connections nobody owns any more */
+
+static void batch_unlink(struct pl_conn *c);
+static bool batch_add(struct pl_conn *c);
 
 static void update_io(struct pl_conn *c);
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -157,6 +163,7 @@ static void teardown(struct pl_conn *c)
         c->fd = -1;
     }
     orphan_unlink(c);
+    batch_unlink(c);
     pl_buf_free(&c->in);
     pl_buf_free(&c->out);
 }
@@ -223,7 +230,7 @@ static bool writing_wanted(const struct pl_conn *c)
     if (c->state == PL_CONN_CONNECTING)
         return true;
     /* a fed write event comes before the loop polls: no need to ask for writability */
-    if (c->state == PL_CONN_HANDSHAKE || c->priv->write_fed)
+    if (c->state == PL_CONN_HANDSHAKE || c->priv->write_fed || c->priv->in_batch)
         return false;
     return c->out.len > 0 || (c->write_end && !c->write_shut);
 }
@@ -420,6 +427,256 @@ out:
     leave(c);
 }
 
+/* ---- batched writes (io_uring) ----
+ *
+ * On a loopback or same-host hop a send() costs about as much in entering and leaving the kernel
+ * as in moving the bytes. Output queued on raw (plaintext) connections during one pass of the
+ * loop's callbacks is therefore not written from each connection's own fed event: the
+ * connections go on the thread's batch, and a watcher at the lowest priority (libev runs it
+ * after every other pending callback, and again whenever a callback adds to an emptied batch)
+ * hands all their sends to the kernel in one io_uring_enter. The sends carry MSG_DONTWAIT, so
+ * the kernel completes each of them inside that call, as a non-blocking send() would (a full
+ * socket gives -EAGAIN, never a send parked in the kernel); the buffers are drained and the
+ * owners told exactly as after a direct write. Where io_uring is unavailable (an old kernel, a
+ * seccomp profile that refuses it) or turned off (pl_conn_set_io_uring), writes are direct. */
+
+#define BATCH_MAX 64 /* connections per submission */
+#define BATCH_IOV 16 /* segments per connection and submission */
+
+struct batch {
+    struct io_uring ring;
+    struct ev_loop *loop; /* the loop flush is fed to */
+    ev_check flush;       /* never started: fed, at EV_MINPRI */
+    struct pl_conn *head, **tail;
+    struct pl_conn *ents[BATCH_MAX];
+    struct msghdr mh[BATCH_MAX];
+    struct iovec iov[BATCH_MAX][BATCH_IOV];
+};
+
+static bool uring_on = true;
+static __thread struct batch *tl_batch;
+static __thread int tl_batch_state; /* 0: not tried on this thread, 1: ready, -1: unavailable */
+
+void pl_conn_set_io_uring(bool on)
+{
+    uring_on = on;
+}
+
+bool pl_conn_io_uring_active(void)
+{
+    return tl_batch_state == 1;
+}
+
+static void batch_unlink(struct pl_conn *c)
+{
+    struct pl_conn_private *p = c->priv;
+    if (!p->in_batch)
+        return;
+    struct batch *b = tl_batch;
+    struct pl_conn **pp = &b->head;
+    while (*pp != c)
+        pp = &(*pp)->priv->next_batch;
+    *pp = p->next_batch;
+    if (b->tail == &p->next_batch)
+        b->tail = pp;
+    p->in_batch = false;
+    p->next_batch = NULL;
+}
+
+/* What io_cb does after a write, for a connection whose batched send completed with res. */
+static void batch_done(struct pl_conn *c, int res)
+{
+    if (c->state == PL_CONN_CLOSED)
+        return;
+    if (res > 0) {
+        pl_buf_drain(&c->out, (size_t)res);
+        c->bytes_written += (uint64_t)res;
+        if (c->priv->has_tx)
+            pl_counter_add(c->priv->tx, (uint64_t)res);
+        activity(c);
+    } else if (res < 0 && res != -EAGAIN) {
+        fail(c, PL_CONN_EV_CLOSED, -res);
+        return;
+    }
+    if (c->state == PL_CONN_OPEN && c->out.len == 0 && c->write_end && !c->write_shut) {
+        c->transport->vt->shutdown_write(c->transport);
+        c->write_shut = true;
+    }
+    check_low(c);
+    if (c->state == PL_CONN_CLOSED)
+        return;
+    closing_progress(c);
+    if (c->state == PL_CONN_CLOSED)
+        return;
+    if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0) {
+        fail(c, PL_CONN_EV_CLOSED, 0); /* both directions finished */
+        return;
+    }
+    update_io(c); /* output left over (a full socket): wait for writability */
+}
+
+/* Takes up to BATCH_MAX connections off the batch into b->ents (each entered). */
+static unsigned batch_take(struct batch *b)
+{
+    unsigned n = 0;
+    while (b->head && n < BATCH_MAX) {
+        struct pl_conn *c = b->head;
+        b->head = c->priv->next_batch;
+        c->priv->next_batch = NULL;
+        c->priv->in_batch = false;
+        enter(c);
+        b->ents[n++] = c;
+    }
+    if (!b->head)
+        b->tail = &b->head;
+    return n;
+}
+
+/* Writes the taken connections b->ents[0..n) directly (no ring, or not any more). */
+static void batch_write_direct(struct batch *b, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct pl_conn *c = b->ents[i];
+        int err = c->state == PL_CONN_CLOSED ? 0 : do_write(c);
+        batch_done(c, err ? -err : 0);
+        leave(c);
+    }
+}
+
+static void flush_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct batch *b = w->data;
+    while (b->head) {
+        unsigned n = batch_take(b), nsqe = 0;
+        int res[BATCH_MAX] = {0};
+        if (tl_batch_state < 0) { /* the ring failed earlier in this flush */
+            batch_write_direct(b, n);
+            continue;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            struct pl_conn *c = b->ents[i];
+            size_t niov =
+                c->state == PL_CONN_CLOSED ? 0 : pl_buf_peek_iov(&c->out, b->iov[i], BATCH_IOV);
+            if (niov == 0)
+                continue;
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+            if (niov == 1) {
+                io_uring_prep_send(sqe, c->fd, b->iov[i][0].iov_base, b->iov[i][0].iov_len,
+                                   MSG_NOSIGNAL | MSG_DONTWAIT);
+            } else {
+                b->mh[i] = (struct msghdr){.msg_iov = b->iov[i], .msg_iovlen = niov};
+                io_uring_prep_sendmsg(sqe, c->fd, &b->mh[i], MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
+            io_uring_sqe_set_data64(sqe, i);
+            nsqe++;
+        }
+        int rc = 0;
+        if (nsqe > 0) {
+            do
+                rc = io_uring_submit_and_wait(&b->ring, nsqe);
+            while (rc == -EINTR);
+        }
+        if (rc < 0) {
+            /* nothing was submitted (not expected of a working ring): from now on this thread
+             * writes directly; these connections too */
+            pl_log_warn("io_uring submit failed (%s): writing directly", strerror(-rc));
+            tl_batch_state = -1;
+            batch_write_direct(b, n);
+            continue;
+        }
+        for (unsigned got = 0; got < nsqe; got++) {
+            struct io_uring_cqe *cqe;
+            int wr;
+            do
+                wr = io_uring_wait_cqe(&b->ring, &cqe);
+            while (wr == -EINTR);
+            if (wr < 0) { /* what was sent is unknown: those connections cannot go on */
+                for (unsigned i = 0; i < n; i++)
+                    if (res[i] == 0 && b->ents[i]->out.len > 0)
+                        res[i] = -EIO;
+                break;
+            }
+            res[io_uring_cqe_get_data64(cqe)] = cqe->res;
+            io_uring_cqe_seen(&b->ring, cqe);
+        }
+        for (unsigned i = 0; i < n; i++) {
+            batch_done(b->ents[i], res[i]);
+            leave(b->ents[i]);
+        }
+    }
+}
+
+static struct batch *batch_get(struct ev_loop *loop)
+{
+    if (tl_batch_state == 0) {
+        tl_batch_state = -1;
+        if (!uring_on)
+            return NULL;
+        struct batch *b = pl_calloc(1, sizeof(*b));
+        struct io_uring_params prm = {.flags = IORING_SETUP_SINGLE_ISSUER};
+        int rc = io_uring_queue_init_params(2 * BATCH_MAX, &b->ring, &prm);
+        if (rc < 0) {
+            prm.flags = 0; /* before 6.0 */
+            rc = io_uring_queue_init_params(2 * BATCH_MAX, &b->ring, &prm);
+        }
+        if (rc < 0) {
+            pl_log_info("io_uring unavailable (%s): writes are direct", strerror(-rc));
+            free(b);
+            return NULL;
+        }
+        b->tail = &b->head;
+        tl_batch = b;
+        tl_batch_state = 1;
+    }
+    struct batch *b = tl_batch;
+    if (!b)
+        return NULL;
+    if (b->loop != loop) {
+        if (b->head)
+            return NULL; /* another loop's batch is waiting: this one writes directly */
+        b->loop = loop;
+        ev_check_init(&b->flush, flush_cb);
+        ev_set_priority(&b->flush, EV_MINPRI);
+        b->flush.data = b;
+    }
+    return b;
+}
+
+/* Puts c on the thread's batch; false if writes are direct (no io_uring, not a raw transport,
+ * or the socket is full and writability is awaited). */
+static bool batch_add(struct pl_conn *c)
+{
+    if (tl_batch_state < 0 || c->transport->vt != &pl_transport_raw || (c->priv->events & EV_WRITE))
+        return false;
+    struct batch *b = batch_get(c->loop);
+    if (!b)
+        return false;
+    if (!b->head)
+        ev_feed_event(c->loop, &b->flush, EV_CHECK);
+    c->priv->in_batch = true;
+    c->priv->next_batch = NULL;
+    *b->tail = c;
+    b->tail = &c->priv->next_batch;
+    return true;
+}
+
+void pl_conn_thread_exit(void)
+{
+    struct batch *b = tl_batch;
+    if (b) {
+        tl_batch_state = -1;
+        while (b->head) { /* not flushed by a loop any more: written directly */
+            batch_write_direct(b, batch_take(b));
+        }
+        io_uring_queue_exit(&b->ring);
+        free(b);
+    }
+    tl_batch = NULL;
+    tl_batch_state = 0;
+}
+
 /* phase_timer: the linger of a flush-close ran out, or the connect timeout did. */
 static void phase_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -571,7 +828,10 @@ static void queued(struct pl_conn *c, bool end_stream)
     if (end_stream)
         c->write_end = true;
     enter(c);
-    if (c->state == PL_CONN_OPEN && !c->priv->write_fed) {
+    if (c->state == PL_CONN_OPEN && !c->priv->write_fed && (c->priv->in_batch || batch_add(c))) {
+        /* on the thread's write batch: it leaves with the other connections' output in one
+         * io_uring submission once the callbacks of this loop pass have run */
+    } else if (c->state == PL_CONN_OPEN && !c->priv->write_fed) {
         /* Written from io_cb, which libev runs as soon as the callback that queued this returns
          * (fed events run in the same pass, before the loop polls): everything that callback
          * queues (an HTTP/1.1 response's head and body, say) leaves in one write, and no poll

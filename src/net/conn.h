@@ -215,6 +215,13 @@ void pl_conn_count_bytes(struct pl_conn *c, const struct pl_counter *rx,
 /* Closes every connection of the calling thread that its owner gave up with
  * PL_CONN_CLOSE_FLUSH and that is still finishing (a worker that stops calls it). */
 void pl_conn_reap_orphans(void);
+/* Batched writes through io_uring (conn.c): on (the default) or off, for threads that have not
+ * written yet; call before workers start. */
+void pl_conn_set_io_uring(bool on);
+/* True once this thread writes through io_uring. */
+bool pl_conn_io_uring_active(void);
+/* Releases this thread's io_uring (a worker thread calls it before it exits). */
+void pl_conn_thread_exit(void);
 /* Returns the number of connections open on the calling thread (tests, leak checks). */
 size_t pl_conn_live(void);
 

@@ -436,6 +436,7 @@ static void *worker_main(void *arg)
     pl_rcu_thread_register();
     pl_stats_shard_bind(w->shard);
     ev_run(w->loop, 0);
+    pl_conn_thread_exit();
     pl_stats_shard_bind(NULL);
     pl_rcu_thread_unregister();
     pl_log_debug("server", "worker %u: stopped", w->id);

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, run_pillion
 from http_helpers import (RecordingUpstream, hcm_config, raw_exchange, read_response, stat,
                           wait_port)
 
@@ -79,6 +79,35 @@ def test_keepalive_reuse_both_sides(pillion, rec):
     c.close()
     assert len(up.requests) == 20
     assert up.conns <= 2  # one per worker at most
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_io_uring_modes_serve_alike(pillion, rec, mode):
+    """Writes batched through io_uring (auto, the default where the kernel allows it) or
+    direct (off): keep-alive requests, a 1 MB upload and a 4 MB response arrive intact."""
+    up = rec()
+    port = free_port()
+    pillion(hcm_config(port, {"c1": [up.port]}), args=["--io-uring", mode])
+    wait_port(port)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for i in range(10):
+        c.request("GET", f"/k{i}")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["path"] == f"/k{i}"
+    body = bytes(range(256)) * 4096
+    c.request("POST", "/up", body=body)
+    r = c.getresponse()
+    assert r.status == 200 and r.read()
+    assert up.requests[-1]["body"] == body
+    c.request("GET", f"/big/{4 << 20}")
+    r = c.getresponse()
+    assert r.status == 200 and len(r.read()) == 4 << 20
+    c.close()
+
+
+def test_io_uring_flag_refuses_unknown_values():
+    r = run_pillion("--io-uring", "on")
+    assert r.returncode == 1 and "--io-uring: expected auto or off, got 'on'" in r.stderr
 
 
 def test_pipelining(pillion, rec):

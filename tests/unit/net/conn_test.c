@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,4 +461,84 @@ Test(conn, close_from_inside_a_callback)
     char b;
     cr_assert_eq(read(sv[1], &b, 1), 0);
     close(sv[1]);
+}
+
+/* Output queued on many connections in one pass leaves in one batch (io_uring where the kernel
+ * allows it, else direct writes): every peer gets exactly its own bytes, in order. */
+static void many_connections_exchange(size_t nconn)
+{
+    struct rec *r = calloc(nconn, sizeof(*r));
+    int *peer = calloc(nconn, sizeof(int));
+    for (size_t i = 0; i < nconn; i++)
+        pair(&r[i], &peer[i], 0);
+    for (size_t i = 0; i < nconn; i++)
+        run_until(&r[i].connected, 1);
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < nconn; i++) { /* two writes each: they leave together */
+            char msg[64];
+            int n = snprintf(msg, sizeof(msg), "conn %zu round %d;", i, round);
+            pl_conn_write_copy(r[i].c, msg, (size_t)n / 2, false);
+            pl_conn_write_copy(r[i].c, msg + n / 2, (size_t)(n - n / 2), false);
+        }
+        run_until(NULL, 0.02);
+        for (size_t i = 0; i < nconn; i++) {
+            char want[64], got[128] = {0};
+            snprintf(want, sizeof(want), "conn %zu round %d;", i, round);
+            cr_assert_eq(drain_peer(peer[i], got, sizeof(got) - 1), strlen(want));
+            cr_assert_str_eq(got, want);
+            cr_assert_eq(r[i].c->out.len, 0);
+        }
+    }
+    for (size_t i = 0; i < nconn; i++) {
+        cr_assert_eq(r[i].c->bytes_written,
+                     3 * strlen("conn 0 round 0;") + 3 * (i >= 10) + 3 * (i >= 100));
+        pl_conn_close(r[i].c, PL_CONN_CLOSE_NOW);
+        close(peer[i]);
+    }
+    free(r);
+    free(peer);
+}
+
+Test(conn, batched_writes_of_many_connections)
+{
+    many_connections_exchange(150); /* more than one submission's worth */
+    struct io_uring probe;
+    if (io_uring_queue_init(4, &probe, 0) < 0)
+        cr_skip_test("io_uring is refused here: the direct path was tested");
+    io_uring_queue_exit(&probe);
+    cr_assert(pl_conn_io_uring_active(), "io_uring works here, so writes must be batched");
+}
+
+Test(conn, direct_writes_when_io_uring_is_off)
+{
+    pl_conn_set_io_uring(false);
+    many_connections_exchange(20);
+    cr_assert(!pl_conn_io_uring_active());
+}
+
+/* A connection closed while its output waits in the batch writes nothing and is freed. */
+Test(conn, close_now_while_output_waits_in_the_batch)
+{
+    struct rec r1 = {0}, r2 = {0};
+    int p1, p2;
+    struct pl_conn *c1 = pair(&r1, &p1, 0), *c2 = pair(&r2, &p2, 0);
+    run_until(&r1.connected, 1);
+    run_until(&r2.connected, 1);
+    pl_conn_write_copy(c1, "one", 3, false);
+    pl_conn_write_copy(c2, "two", 3, false);
+    pl_conn_close(c1, PL_CONN_CLOSE_NOW); /* first on the batch */
+    run_until(NULL, 0.02);
+    char got[8] = {0};
+    cr_assert_eq(read(p1, got, sizeof(got)), 0, "closed with nothing written");
+    cr_assert_eq(read(p2, got, sizeof(got)), 3);
+    cr_assert_str_eq(got, "two");
+    pl_conn_write_copy(c2, "end", 3, true); /* end_stream: our FIN after the bytes */
+    run_until(NULL, 0.02);
+    memset(got, 0, sizeof(got));
+    cr_assert_eq(read(p2, got, sizeof(got)), 3);
+    cr_assert_eq(read(p2, got, sizeof(got)), 0, "FIN after the batched bytes");
+    cr_assert_eq(pl_conn_live(), 1);
+    pl_conn_close(c2, PL_CONN_CLOSE_NOW);
+    close(p1);
+    close(p2);
 }
