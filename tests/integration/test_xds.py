@@ -280,7 +280,9 @@ def test_initial_fetch_timeout_lets_the_proxy_go_live_without_a_control_plane(pi
     until(lambda: px.admin("/ready")[0] == 200, 10, "/ready 200 after initial_fetch_timeout")
     assert stat(px, "cluster_manager.cds.init_fetch_timeout") == 1
     assert stat(px, "listener_manager.lds.init_fetch_timeout") == 1
-    assert stat(px, "cluster_manager.cds.update_failure") >= 1
+    # the refused stream is counted when gRPC gives up on it, which a slow (sanitized, loaded)
+    # run may see after the fetch timeout
+    until(lambda: stat(px, "cluster_manager.cds.update_failure") >= 1, 10, "cds.update_failure")
     assert stat(px, "control_plane.connected_state") == 0
 
 
