@@ -62,8 +62,8 @@ static void usage(FILE *out)
           "      --service-node ID      overrides node.id\n"
           "      --admin-address-path F writes the admin address to F once it listens\n"
           "      --admin-allow-remote   allow a non-loopback admin address\n"
-          "      --io-uring auto|off    batch plaintext socket writes through io_uring where\n"
-          "                             the kernel allows it (auto, the default) or never\n"
+          "      --io-uring auto|off    batch plaintext socket reads and writes through io_uring\n"
+          "                             where the kernel allows it (auto, the default) or never\n"
           "      --version              prints the version\n",
           out);
 }

@@ -63,6 +63,18 @@ size_t pl_buf_peek_iov(const struct pl_buf *b, struct iovec *iov, size_t max);
  * with errno (EAGAIN when nothing is ready). Offers the last slice's room and one fresh slice, more
  * (up to four) after reads that filled everything offered. */
 ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
+/* A read done elsewhere (an io_uring recv) in two steps: prepare offers one segment of up to
+ * max bytes (the last slice's room, or a fresh slice returned in *fresh) and returns its
+ * length; commit appends the got bytes the read put there (and gives back an unused fresh
+ * slice). Nothing else may touch b in between. */
+size_t pl_buf_read_prepare(struct pl_buf *b, size_t max, struct iovec *seg,
+                           struct pl_buf_slice **fresh);
+void pl_buf_read_commit(struct pl_buf *b, struct pl_buf_slice *fresh, size_t offered, size_t got);
+/* True after a read that filled everything it was offered: more is likely waiting. */
+static inline int pl_buf_read_wants_more(const struct pl_buf *b)
+{
+    return b->read_slices != 0;
+}
 /* Writes as much as fd takes and drains it; returns bytes written or -1 with errno. */
 ssize_t pl_buf_write_fd(struct pl_buf *b, int fd);
 

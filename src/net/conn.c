@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <limits.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,7 +35,8 @@ struct pl_conn_private {
     bool orphan;    /* the owner closed it with FLUSH: finishing alone */
     bool write_fed; /* an EV_WRITE was fed to io: queued output leaves when it runs */
     bool in_batch;  /* on the thread's write batch: queued output leaves when it is flushed */
-    struct pl_conn *next_batch;
+    bool in_rbatch; /* on the thread's read batch: read when it is flushed */
+    struct pl_conn *next_batch, *next_rbatch;
     bool has_rx, has_tx;
     struct pl_counter rx, tx;
     struct pl_conn *prev_orphan, *next_orphan;
@@ -50,6 +52,7 @@ static __thread struct pl_conn *orphans; /* flush-closing connections nobody own
 
 static void batch_unlink(struct pl_conn *c);
 static bool batch_add(struct pl_conn *c);
+static bool rbatch_add(struct pl_conn *c);
 
 static void update_io(struct pl_conn *c);
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -321,6 +324,8 @@ static void check_low(struct pl_conn *c)
     }
 }
 
+static void read_result(struct pl_conn *c, struct pl_io_result r);
+
 static void do_read(struct pl_conn *c)
 {
     size_t max = c->in.len < c->buffer_limit ? c->buffer_limit - c->in.len : 0;
@@ -330,6 +335,12 @@ static void do_read(struct pl_conn *c)
     }
     struct pl_io_result r = {0};
     c->transport->vt->read(c->transport, &c->in, max, &r);
+    read_result(c, r);
+}
+
+/* What follows a transport read that appended r.bytes to c->in. */
+static void read_result(struct pl_conn *c, struct pl_io_result r)
+{
     if (r.bytes) {
         c->bytes_read += r.bytes;
         if (c->priv->has_rx)
@@ -349,7 +360,11 @@ static void do_read(struct pl_conn *c)
     }
     bool again = c->priv->redeliver && c->in.len > 0;
     c->priv->redeliver = false;
-    if ((r.bytes || r.eof || again) && c->state == PL_CONN_OPEN && c->cb->on_data)
+    if (c->read_disable > 0) {
+        /* a batched read done before an earlier callback of the batch disabled reading: the
+         * bytes wait in c->in until reading is enabled again */
+        c->priv->redeliver = c->in.len > 0;
+    } else if ((r.bytes || r.eof || again) && c->state == PL_CONN_OPEN && c->cb->on_data)
         c->cb->on_data(c, &c->in, r.eof, c->arg);
     if (c->state != PL_CONN_CLOSED && c->in.len >= c->buffer_limit)
         c->priv->in_full = true;
@@ -416,8 +431,11 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     bool rd = (revents & EV_READ) && reading_wanted(c);
     bool rd2 = (revents & EV_WRITE) && (tf & PL_TRANSPORT_READ_NEEDS_WRITABLE);
-    if (rd || rd2)
+    if (rd && !rd2 && rbatch_add(c)) {
+        /* read with the other ready connections in one io_uring submission (flush_cb) */
+    } else if (rd || rd2) {
         do_read(c);
+    }
     if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0) {
         fail(c, PL_CONN_EV_CLOSED, 0); /* both directions finished */
         goto out;
@@ -427,28 +445,34 @@ out:
     leave(c);
 }
 
-/* ---- batched writes (io_uring) ----
+/* ---- batched reads and writes (io_uring) ----
  *
- * On a loopback or same-host hop a send() costs about as much in entering and leaving the kernel
- * as in moving the bytes. Output queued on raw (plaintext) connections during one pass of the
- * loop's callbacks is therefore not written from each connection's own fed event: the
- * connections go on the thread's batch, and a watcher at the lowest priority (libev runs it
- * after every other pending callback, and again whenever a callback adds to an emptied batch)
- * hands all their sends to the kernel in one io_uring_enter. The sends carry MSG_DONTWAIT, so
- * the kernel completes each of them inside that call, as a non-blocking send() would (a full
- * socket gives -EAGAIN, never a send parked in the kernel); the buffers are drained and the
- * owners told exactly as after a direct write. Where io_uring is unavailable (an old kernel, a
- * seccomp profile that refuses it) or turned off (pl_conn_set_io_uring), writes are direct. */
+ * On a loopback or same-host hop a recv() or send() costs about as much in entering and leaving
+ * the kernel as in moving the bytes. So raw (plaintext) connections do not read from their own
+ * readiness callback nor write from their own fed event: a connection the poll found readable,
+ * or one that queued output, goes on the thread's batch, and a watcher at the lowest priority
+ * (fed when the batch fills, so libev runs it after every other pending callback of the pass,
+ * and again whenever a callback adds to an emptied batch) hands all their recvs, then all their
+ * sends, to the kernel in one io_uring_enter each. Every operation carries MSG_DONTWAIT, so the
+ * kernel completes it inside that call as a non-blocking recv() or send() would (nothing ready,
+ * or a full socket, gives -EAGAIN; then readiness is awaited as before): owners see the same
+ * callbacks in the same order. A batch of one does the plain syscall (nothing to share). TLS
+ * connections, bulk transfers (a read that filled all it was offered: readv's bigger reads suit
+ * them), a socket awaiting writability, and threads where io_uring is refused (an old kernel, a
+ * seccomp profile) or turned off (pl_conn_set_io_uring) use the plain syscalls. */
 
 #define BATCH_MAX 64 /* connections per submission */
 #define BATCH_IOV 16 /* segments per connection and submission */
+#define NO_RESULT INT_MIN
 
 struct batch {
     struct io_uring ring;
-    struct ev_loop *loop; /* the loop flush is fed to */
-    ev_check flush;       /* never started: fed, at EV_MINPRI */
-    struct pl_conn *head, **tail;
+    struct ev_loop *loop;           /* the loop flush is fed to */
+    ev_check flush;                 /* never started: fed, at EV_MINPRI */
+    struct pl_conn *head, **tail;   /* connections with output to send */
+    struct pl_conn *rhead, **rtail; /* connections the poll found readable */
     struct pl_conn *ents[BATCH_MAX];
+    struct pl_buf_slice *fresh[BATCH_MAX];
     struct msghdr mh[BATCH_MAX];
     struct iovec iov[BATCH_MAX][BATCH_IOV];
 };
@@ -470,9 +494,19 @@ bool pl_conn_io_uring_active(void)
 static void batch_unlink(struct pl_conn *c)
 {
     struct pl_conn_private *p = c->priv;
+    struct batch *b = tl_batch;
+    if (p->in_rbatch) {
+        struct pl_conn **pp = &b->rhead;
+        while (*pp != c)
+            pp = &(*pp)->priv->next_rbatch;
+        *pp = p->next_rbatch;
+        if (b->rtail == &p->next_rbatch)
+            b->rtail = pp;
+        p->in_rbatch = false;
+        p->next_rbatch = NULL;
+    }
     if (!p->in_batch)
         return;
-    struct batch *b = tl_batch;
     struct pl_conn **pp = &b->head;
     while (*pp != c)
         pp = &(*pp)->priv->next_batch;
@@ -532,6 +566,96 @@ static unsigned batch_take(struct batch *b)
     return n;
 }
 
+/* Submits the reads of up to BATCH_MAX readable connections at once, then hands each its
+ * bytes (or its EOF or error) as do_read would have. */
+static void batch_read(struct batch *b)
+{
+    /* a lone connection gains nothing from the ring: it reads directly */
+    bool lone = !b->rhead->priv->next_rbatch;
+    unsigned n = 0, nsqe = 0;
+    size_t offered[BATCH_MAX];
+    int res[BATCH_MAX];
+    while (b->rhead && n < BATCH_MAX) {
+        struct pl_conn *c = b->rhead;
+        b->rhead = c->priv->next_rbatch;
+        c->priv->next_rbatch = NULL;
+        c->priv->in_rbatch = false;
+        enter(c);
+        b->ents[n] = c;
+        b->fresh[n] = NULL;
+        offered[n] = 0;
+        res[n] = NO_RESULT;
+        if (reading_wanted(c) && c->state == PL_CONN_OPEN) {
+            size_t max = c->in.len < c->buffer_limit ? c->buffer_limit - c->in.len : 0;
+            if (max == 0) {
+                c->priv->in_full = true;
+            } else if (tl_batch_state > 0 && !lone) {
+                struct iovec seg;
+                offered[n] = pl_buf_read_prepare(&c->in, max, &seg, &b->fresh[n]);
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+                io_uring_prep_recv(sqe, c->fd, seg.iov_base, seg.iov_len, MSG_DONTWAIT);
+                io_uring_sqe_set_data64(sqe, n);
+                nsqe++;
+            } else {
+                offered[n] = SIZE_MAX; /* read directly below */
+            }
+        }
+        n++;
+    }
+    if (!b->rhead)
+        b->rtail = &b->rhead;
+    int rc = 0;
+    if (nsqe > 0) {
+        do
+            rc = io_uring_submit_and_wait(&b->ring, nsqe);
+        while (rc == -EINTR);
+    }
+    if (rc >= 0) {
+        for (unsigned got = 0; got < nsqe; got++) {
+            struct io_uring_cqe *cqe;
+            int wr;
+            do
+                wr = io_uring_wait_cqe(&b->ring, &cqe);
+            while (wr == -EINTR);
+            if (wr < 0) /* what was read is unknown: those connections cannot go on */
+                break;
+            res[io_uring_cqe_get_data64(cqe)] = cqe->res;
+            io_uring_cqe_seen(&b->ring, cqe);
+        }
+    } else { /* nothing was submitted (not expected of a working ring): read directly */
+        pl_log_warn("net", "io_uring submit failed (%s): reading directly", strerror(-rc));
+        tl_batch_state = -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pl_conn *c = b->ents[i];
+        if (offered[i] == 0) {
+            /* nothing asked: closed or paused meanwhile */
+        } else if (offered[i] == SIZE_MAX || rc < 0) {
+            if (offered[i] != SIZE_MAX)
+                pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);
+            if (c->state == PL_CONN_OPEN)
+                do_read(c);
+        } else if (res[i] == NO_RESULT) {
+            pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);
+            fail(c, PL_CONN_EV_CLOSED, EIO);
+        } else {
+            struct pl_io_result r = {0};
+            size_t bytes = res[i] > 0 ? (size_t)res[i] : 0;
+            pl_buf_read_commit(&c->in, b->fresh[i], offered[i], bytes);
+            r.bytes = bytes;
+            if (res[i] == 0 && c->read_disable == 0) /* disabled: the next read sees it again */
+                r.eof = true;
+            else if (res[i] < 0 && res[i] != -EAGAIN)
+                r.err = -res[i];
+            read_result(c, r);
+        }
+        if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0)
+            fail(c, PL_CONN_EV_CLOSED, 0); /* both directions finished */
+        update_io(c);
+        leave(c);
+    }
+}
+
 /* Writes the taken connections b->ents[0..n) directly (no ring, or not any more). */
 static void batch_write_direct(struct batch *b, unsigned n)
 {
@@ -548,10 +672,14 @@ static void flush_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)loop;
     (void)revents;
     struct batch *b = w->data;
-    while (b->head) {
+    while (b->head || b->rhead) {
+        if (b->rhead) {
+            batch_read(b);
+            continue;
+        }
         unsigned n = batch_take(b), nsqe = 0;
         int res[BATCH_MAX] = {0};
-        if (tl_batch_state < 0) { /* the ring failed earlier in this flush */
+        if (tl_batch_state < 0 || n == 1) { /* the ring failed, or one write: no gain */
             batch_write_direct(b, n);
             continue;
         }
@@ -581,7 +709,7 @@ static void flush_cb(struct ev_loop *loop, ev_check *w, int revents)
         if (rc < 0) {
             /* nothing was submitted (not expected of a working ring): from now on this thread
              * writes directly; these connections too */
-            pl_log_warn("io_uring submit failed (%s): writing directly", strerror(-rc));
+            pl_log_warn("net", "io_uring submit failed (%s): writing directly", strerror(-rc));
             tl_batch_state = -1;
             batch_write_direct(b, n);
             continue;
@@ -622,11 +750,13 @@ static struct batch *batch_get(struct ev_loop *loop)
             rc = io_uring_queue_init_params(2 * BATCH_MAX, &b->ring, &prm);
         }
         if (rc < 0) {
-            pl_log_info("io_uring unavailable (%s): writes are direct", strerror(-rc));
+            pl_log_info("net", "io_uring unavailable (%s): socket reads and writes are direct",
+                        strerror(-rc));
             free(b);
             return NULL;
         }
         b->tail = &b->head;
+        b->rtail = &b->rhead;
         tl_batch = b;
         tl_batch_state = 1;
     }
@@ -634,8 +764,8 @@ static struct batch *batch_get(struct ev_loop *loop)
     if (!b)
         return NULL;
     if (b->loop != loop) {
-        if (b->head)
-            return NULL; /* another loop's batch is waiting: this one writes directly */
+        if (b->head || b->rhead)
+            return NULL; /* another loop's batch is waiting: this one does its I/O directly */
         b->loop = loop;
         ev_check_init(&b->flush, flush_cb);
         ev_set_priority(&b->flush, EV_MINPRI);
@@ -653,7 +783,7 @@ static bool batch_add(struct pl_conn *c)
     struct batch *b = batch_get(c->loop);
     if (!b)
         return false;
-    if (!b->head)
+    if (!b->head && !b->rhead)
         ev_feed_event(c->loop, &b->flush, EV_CHECK);
     c->priv->in_batch = true;
     c->priv->next_batch = NULL;
@@ -662,11 +792,34 @@ static bool batch_add(struct pl_conn *c)
     return true;
 }
 
+/* Puts a readable c on the thread's read batch; false if it reads directly (no io_uring, not
+ * a raw open connection, or a bulk transfer that bigger direct reads suit better). */
+static bool rbatch_add(struct pl_conn *c)
+{
+    if (tl_batch_state < 0 || c->transport->vt != &pl_transport_raw || c->state != PL_CONN_OPEN ||
+        pl_buf_read_wants_more(&c->in) || c->priv->redeliver)
+        return false;
+    struct batch *b = batch_get(c->loop);
+    if (!b)
+        return false;
+    if (!c->priv->in_rbatch) {
+        if (!b->head && !b->rhead)
+            ev_feed_event(c->loop, &b->flush, EV_CHECK);
+        c->priv->in_rbatch = true;
+        c->priv->next_rbatch = NULL;
+        *b->rtail = c;
+        b->rtail = &c->priv->next_rbatch;
+    }
+    return true;
+}
+
 void pl_conn_thread_exit(void)
 {
     struct batch *b = tl_batch;
     if (b) {
         tl_batch_state = -1;
+        while (b->rhead) /* not polled any more: forget the readiness */
+            batch_unlink(b->rhead);
         while (b->head) { /* not flushed by a loop any more: written directly */
             batch_write_direct(b, batch_take(b));
         }

@@ -215,8 +215,8 @@ void pl_conn_count_bytes(struct pl_conn *c, const struct pl_counter *rx,
 /* Closes every connection of the calling thread that its owner gave up with
  * PL_CONN_CLOSE_FLUSH and that is still finishing (a worker that stops calls it). */
 void pl_conn_reap_orphans(void);
-/* Batched writes through io_uring (conn.c): on (the default) or off, for threads that have not
- * written yet; call before workers start. */
+/* Batched socket reads and writes through io_uring (conn.c): on (the default) or off, for
+ * threads that have not done I/O yet; call before workers start. */
 void pl_conn_set_io_uring(bool on);
 /* True once this thread writes through io_uring. */
 bool pl_conn_io_uring_active(void);

@@ -463,8 +463,9 @@ Test(conn, close_from_inside_a_callback)
     close(sv[1]);
 }
 
-/* Output queued on many connections in one pass leaves in one batch (io_uring where the kernel
- * allows it, else direct writes): every peer gets exactly its own bytes, in order. */
+/* Output queued on many connections in one pass leaves in one batch, and connections readable
+ * at once are read in one batch (io_uring where the kernel allows it, else directly): every
+ * peer and every connection gets exactly its own bytes, in order, and each FIN once. */
 static void many_connections_exchange(size_t nconn)
 {
     struct rec *r = calloc(nconn, sizeof(*r));
@@ -480,16 +481,32 @@ static void many_connections_exchange(size_t nconn)
             pl_conn_write_copy(r[i].c, msg, (size_t)n / 2, false);
             pl_conn_write_copy(r[i].c, msg + n / 2, (size_t)(n - n / 2), false);
         }
+        for (size_t i = 0; i < nconn; i++) { /* and every peer writes: all readable at once */
+            char msg[64];
+            int n = snprintf(msg, sizeof(msg), "peer %zu round %d;", i, round);
+            cr_assert_eq(write(peer[i], msg, (size_t)n), n);
+        }
         run_until(NULL, 0.02);
         for (size_t i = 0; i < nconn; i++) {
             char want[64], got[128] = {0};
+            int n = snprintf(want, sizeof(want), "peer %zu round %d;", i, round);
+            cr_assert_eq(r[i].got.len, (size_t)n);
+            pl_buf_copyout(&r[i].got, 0, got, sizeof(got) - 1);
+            cr_assert_str_eq(got, want);
+            pl_buf_drain(&r[i].got, r[i].got.len);
+            memset(got, 0, sizeof(got));
             snprintf(want, sizeof(want), "conn %zu round %d;", i, round);
             cr_assert_eq(drain_peer(peer[i], got, sizeof(got) - 1), strlen(want));
             cr_assert_str_eq(got, want);
             cr_assert_eq(r[i].c->out.len, 0);
         }
     }
+    for (size_t i = 0; i < nconn; i++)
+        shutdown(peer[i], SHUT_WR);
+    run_until(NULL, 0.02);
     for (size_t i = 0; i < nconn; i++) {
+        cr_assert_eq(r[i].eof, 1, "connection %zu: the peer's FIN", i);
+        pl_buf_free(&r[i].got);
         cr_assert_eq(r[i].c->bytes_written,
                      3 * strlen("conn 0 round 0;") + 3 * (i >= 10) + 3 * (i >= 100));
         pl_conn_close(r[i].c, PL_CONN_CLOSE_NOW);
@@ -541,4 +558,69 @@ Test(conn, close_now_while_output_waits_in_the_batch)
     pl_conn_close(c2, PL_CONN_CLOSE_NOW);
     close(p1);
     close(p2);
+}
+
+/* Two connections readable in the same pass, each of whose on_data disables reading on the
+ * other: the one served second gets nothing (its bytes and FIN wait, whether or not a batched
+ * read already took them) until reading is enabled again. */
+struct crossed {
+    struct rec r;
+    struct pl_conn *other;
+};
+
+static void disable_other(struct pl_conn *c, struct pl_buf *in, bool end_stream, void *arg)
+{
+    struct crossed *x = arg;
+    on_data(c, in, end_stream, &x->r);
+    if (x->other) {
+        pl_conn_read_disable(x->other, true);
+        ((struct crossed *)x->other->arg)->other = NULL; /* only the first one disables */
+        x->other = NULL;                                 /* and only once */
+    }
+}
+
+static void crossed_disable(void)
+{
+    static const struct pl_conn_callbacks cross = {.on_data = disable_other};
+    struct crossed x[2] = {0};
+    int sv[2][2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv[i]), 0);
+        struct pl_conn_opts o = {.cb = &cross, .arg = &x[i]};
+        x[i].r.consume = true;
+        x[i].r.c = pl_conn_accept(loop, sv[i][0], &o);
+    }
+    x[0].other = x[1].r.c;
+    x[1].other = x[0].r.c;
+    run_until(NULL, 0.02);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(write(sv[i][1], "data", 4), 4);
+        shutdown(sv[i][1], SHUT_WR);
+    }
+    run_until(NULL, 0.05);
+    int first = x[0].r.got.len ? 0 : 1, second = 1 - first;
+    cr_assert_eq(x[first].r.got.len, 4);
+    cr_assert_eq(x[first].r.eof, 1);
+    cr_assert_eq(x[second].r.got.len, 0, "reading was disabled before its turn");
+    cr_assert_eq(x[second].r.eof, 0);
+    pl_conn_read_disable(x[second].r.c, false);
+    run_until(&x[second].r.eof, 1);
+    cr_assert_eq(x[second].r.got.len, 4);
+    cr_assert_eq(x[second].r.eof, 1);
+    for (int i = 0; i < 2; i++) {
+        pl_conn_close(x[i].r.c, PL_CONN_CLOSE_NOW);
+        close(sv[i][1]);
+        pl_buf_free(&x[i].r.got);
+    }
+}
+
+Test(conn, read_disabled_by_an_earlier_callback_of_the_same_pass)
+{
+    crossed_disable();
+}
+
+Test(conn, read_disabled_by_an_earlier_callback_of_the_same_pass_direct)
+{
+    pl_conn_set_io_uring(false);
+    crossed_disable();
 }
