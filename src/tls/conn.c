@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -17,6 +18,7 @@ struct pl_tls_conn {
     bool want_write;
     bool failed;
     bool san_mismatch;
+    int sock_err; /* the socket's pending error (a reset by the peer), seen mid-handshake */
     bool shutdown_sent;
     bool peer_verified;
     bool eof;       /* close_notify or EOF seen: reads return 0 from now on */
@@ -66,14 +68,39 @@ void pl_tls_conn_note_san_mismatch(SSL *ssl)
         t->san_mismatch = true;
 }
 
-/* Records why the session failed, in the order a user needs it: our SAN check, OpenSSL's
- * certificate verification, then the TLS library's own reason. */
+/* True (remembering the error) if the socket has a pending error: the peer reset the
+ * connection, typically. The kernel still hands out what arrived before a reset, and OpenSSL
+ * would parse and verify the peer's certificate, build session tickets it cannot send (it
+ * ignores a reset while sending them, for peers that close right after their Finished) and
+ * call the handshake complete: CPU spent on a connection that is gone. Clients that reset
+ * right behind their last flight are common among probes and load generators (openssl
+ * s_time), and among clients that give up on an overloaded server. */
+static bool socket_failed(struct pl_tls_conn *t)
+{
+    int fd = SSL_get_fd(t->ssl), e = 0;
+    socklen_t n = sizeof(e);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &n) < 0 || e == 0)
+        return false;
+    t->sock_err = e;
+    return true;
+}
+
+bool pl_tls_conn_note_socket_error(SSL *ssl)
+{
+    struct pl_tls_conn *t = SSL_get_app_data(ssl);
+    return t && !t->established && socket_failed(t);
+}
+
+/* Records why the session failed, in the order a user needs it: a reset connection, our SAN
+ * check, OpenSSL's certificate verification, then the TLS library's own reason. */
 static void set_error(struct pl_tls_conn *t, int sslerr)
 {
     t->failed = true;
     long vr = SSL_get_verify_result(t->ssl);
     unsigned long e = ERR_peek_error();
-    if (t->san_mismatch) {
+    if (t->sock_err) {
+        snprintf(t->err, sizeof(t->err), "%s during the TLS handshake", strerror(t->sock_err));
+    } else if (t->san_mismatch) {
         snprintf(t->err, sizeof(t->err),
                  "peer certificate does not match any of match_typed_subject_alt_names");
     } else if (vr != X509_V_OK) {
@@ -139,6 +166,10 @@ int pl_tls_conn_handshake(struct pl_tls_conn *t)
         return 0;
     if (t->failed)
         return PL_EIO;
+    if (socket_failed(t)) {
+        set_error(t, 0);
+        return PL_EIO;
+    }
     ERR_clear_error();
     int ret = SSL_do_handshake(t->ssl);
     if (ret == 1) {

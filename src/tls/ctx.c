@@ -328,6 +328,27 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     return 0;
 }
 
+/* OpenSSL's chain verification, skipped (failing the handshake) for a peer that has reset. */
+static int cert_verify_cb(X509_STORE_CTX *x, void *arg)
+{
+    (void)arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    if (ssl && pl_tls_conn_note_socket_error(ssl)) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    return X509_verify_cert(x);
+}
+
+/* Before each session ticket is built: none (and the handshake fails) for a peer that has
+ * reset, as building one re-encodes the session and, with a client certificate, parses that
+ * certificate again. */
+static int ticket_gen_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    return !pl_tls_conn_note_socket_error(ssl);
+}
+
 static int load_validation(struct pl_tls_ctx *c, const COMMON_T *common, const char *path,
                            struct pl_err *err)
 {
@@ -436,7 +457,11 @@ static int compile_common(struct pl_tls_ctx *c, const COMMON_T *common, bool req
     if (c->verify)
         mode = SSL_VERIFY_PEER | (require_client ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
     SSL_CTX_set_verify(c->ssl, mode, c->verify ? verify_cb : NULL);
+    if (c->verify)
+        SSL_CTX_set_cert_verify_callback(c->ssl, cert_verify_cb, NULL);
     if (c->role == PL_TLS_SERVER) {
+        if (!SSL_CTX_set_session_ticket_cb(c->ssl, ticket_gen_cb, NULL, NULL))
+            pl_die("SSL_CTX_set_session_ticket_cb failed");
         static const unsigned char sid[] = "pillion";
         SSL_CTX_set_session_id_context(c->ssl, sid, sizeof(sid) - 1);
         if (c->alpn)

@@ -55,5 +55,8 @@ char *pl_tls_san_first_uri(X509 *cert);
 /* Records a SAN mismatch on the session that owns ssl (SSL_get_app_data), from the verify
  * callback, so that pl_tls_conn_error can say so. */
 void pl_tls_conn_note_san_mismatch(SSL *ssl);
+/* True if the socket of the handshaking session that owns ssl has a pending error (the peer
+ * reset the connection); the session then reports it. Called before costly handshake steps. */
+bool pl_tls_conn_note_socket_error(SSL *ssl);
 
 #endif

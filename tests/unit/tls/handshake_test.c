@@ -1,6 +1,10 @@
 /* TLS sessions between compiled contexts over a socketpair: handshake, ALPN, SNI, SAN
  * matching, client certificates, versions, ciphers, data transfer and close_notify. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -459,4 +463,83 @@ Test(handshake, peer_closing_during_handshake_is_an_error)
     pl_tls_conn_free(t);
     close(fds[0]);
     pl_tls_ctx_unref(c);
+}
+
+/* A connected TCP pair on loopback (non-blocking): a reset needs TCP, not a socketpair. */
+static void tcp_pair(int fds[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(l >= 0);
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(l, 1), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &n), 0);
+    fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(fds[0], (struct sockaddr *)&a, sizeof(a)), 0);
+    fds[1] = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+    cr_assert(fds[1] >= 0);
+    close(l);
+    cr_assert_eq(fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK), 0);
+}
+
+/* Waits (bounded) until fd reports what is in events. */
+static void wait_for(int fd, short events)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (int i = 0; i < 100; i++) {
+        cr_assert(poll(&p, 1, 100) >= 0);
+        if (p.revents & events)
+            return;
+    }
+    cr_assert_fail("fd %d never reported %#x", fd, events);
+}
+
+/* A client that sends its last flight and resets the connection at once (openssl s_time does):
+ * the server does no more handshake work for it, with or without a client certificate. OpenSSL
+ * would read what arrived before the reset, verify the certificate, build the session tickets it
+ * then cannot send, and call the handshake complete. */
+Test(handshake, peer_that_reset_gets_no_more_handshake_work)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the server does */
+    for (int mtls = 0; mtls < 2; mtls++) {
+        struct pl_tls_ctx *s =
+            tt_ctx(PL_TLS_SERVER, mtls ? SERVER_CERT "  validation_context:\n"
+                                                     "    trusted_ca: {filename: $D/ca.crt}\n"
+                                                     "require_client_certificate: true\n"
+                                       : SERVER_CERT);
+        struct pl_tls_ctx *c = tt_ctx(PL_TLS_CLIENT, CLIENT_CA
+                                      "  tls_params: {tls_maximum_protocol_version: TLSv1_3}\n"
+                                      "  tls_certificates:\n"
+                                      "  - certificate_chain: {filename: $D/client.crt}\n"
+                                      "    private_key: {filename: $D/client.key}\n");
+        int fds[2];
+        tcp_pair(fds);
+        struct pl_tls_conn *tc = pl_tls_conn_new(c, fds[0], NULL);
+        struct pl_tls_conn *ts = pl_tls_conn_new(s, fds[1], NULL);
+        cr_assert_eq(pl_tls_conn_handshake(tc), PL_EAGAIN); /* ClientHello */
+        wait_for(fds[1], POLLIN);
+        cr_assert_eq(pl_tls_conn_handshake(ts), PL_EAGAIN); /* ServerHello .. Finished */
+        int rc = PL_EAGAIN;
+        for (int i = 0; i < 100 && rc == PL_EAGAIN; i++) {
+            wait_for(fds[0], POLLIN);
+            rc = pl_tls_conn_handshake(tc); /* TLS 1.3: done once its Finished is sent */
+        }
+        cr_assert_eq(rc, 0, "client: %s", pl_tls_conn_error(tc));
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        cr_assert_eq(setsockopt(fds[0], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        pl_tls_conn_free(tc);
+        close(fds[0]); /* RST, right behind the client's flight */
+        wait_for(fds[1], POLLERR | POLLHUP);
+
+        cr_assert_eq(pl_tls_conn_handshake(ts), PL_EIO, "mtls %d", mtls);
+        cr_assert_not(pl_tls_conn_established(ts));
+        cr_assert_not(pl_tls_conn_peer_verified(ts));
+        cr_assert_str_eq(pl_tls_conn_error(ts),
+                         "Connection reset by peer during the TLS handshake");
+        pl_tls_conn_free(ts);
+        close(fds[1]);
+        pl_tls_ctx_unref(s);
+        pl_tls_ctx_unref(c);
+    }
 }
