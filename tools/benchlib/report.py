@@ -387,6 +387,13 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
   certificate → HTTP/2 over mTLS → the proxy under test; the handshake rows use
   `openssl s_time -new` (a full handshake per connection, one at a time, with and without the
   client certificate), and CPU per handshake is the proxy's CPU over the handshakes completed.
+  s_time resets each connection (SO_LINGER 0) as soon as it has written its last flight, so the
+  reset often lands before the proxy has read that flight; a proxy that notices (HAProxy,
+  Pillion) then skips verifying the client certificate and building session tickets. These
+  rows are the cost of handshakes as such a client makes them, and depend on how often the
+  reset wins that race. A completed handshake costs the same in Pillion and HAProxy (callgrind:
+  2.8 M instructions for TLS, 11.2 M for mTLS, where OpenSSL 3.0 parses the client certificate,
+  verifies it, and parses it again for each of the two session tickets).
 - **Config scale**: each proxy started with N clusters and N routes (path prefix `/cI/` to
   cluster `cI`, all at the same upstream; HAProxy uses its idiomatic `map_beg` map); apply time
   is from exec until the last route answers 200; memory once it does.
