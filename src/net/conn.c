@@ -1046,6 +1046,9 @@ void pl_conn_read_resume(struct pl_conn *c)
     if (c->priv->in_full && c->in.len < c->buffer_limit) {
         c->priv->in_full = false;
         c->priv->redeliver = c->in.len > 0;
+        /* what is left in in, or decrypted bytes a TLS transport holds, raise no poll event */
+        if (c->state == PL_CONN_OPEN && (c->in.len > 0 || !c->read_eof))
+            ev_feed_event(c->loop, &c->priv->io, EV_READ);
         update_io(c);
     }
 }

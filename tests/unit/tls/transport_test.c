@@ -33,6 +33,10 @@ struct world {
     bool echo;   /* the server echoes what it reads */
     bool half;   /* the client half-closes after sending */
     struct pl_buf payload;
+    const struct pl_conn_callbacks *scb; /* the server's callbacks (default server_cb) */
+    uint32_t slimit;                     /* the server's buffer limit (0: the default) */
+    ev_timer consume;                    /* holding server: consumes its input later */
+    size_t consumed;
 };
 
 static void note_event(struct side *s, struct pl_conn *c, enum pl_conn_event ev)
@@ -115,7 +119,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
-    struct pl_conn_opts o = {.cb = &server_cb,
+    struct pl_conn_opts o = {.cb = w->scb ? w->scb : &server_cb,
+                             .buffer_limit = w->slimit,
                              .arg = w,
                              .transport = &pl_tls_transport_downstream,
                              .transport_cfg = w->sctx};
@@ -282,4 +287,47 @@ Test(transport, compile_through_the_vtable)
     cr_assert_eq(pl_tls_transport_upstream.compile(&u.base, &cx, false, &cfg, &err), 0);
     cr_assert_not_null(cfg);
     pl_tls_transport_upstream.free_cfg(cfg);
+}
+
+/* A server that leaves its input in c->in and consumes it from a timer, as an owner waiting on
+ * its other side does, then resumes reading; it answers "done" once it has seen 3000 bytes. */
+static void consume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    struct world *w = t->data;
+    if (!w->server.c)
+        return;
+    w->consumed += w->server.c->in.len;
+    pl_buf_drain(&w->server.c->in, w->server.c->in.len);
+    pl_conn_read_resume(w->server.c);
+}
+
+static void holding_data(struct pl_conn *c, struct pl_buf *in, bool end, void *arg)
+{
+    (void)end;
+    struct world *w = arg;
+    if (w->consumed + in->len >= 3000) {
+        pl_conn_write_copy(c, "done", 4, false);
+        return;
+    }
+    ev_timer_stop(w->loop, &w->consume);
+    ev_timer_init(&w->consume, consume_cb, 0.01, 0);
+    w->consume.data = w;
+    ev_timer_start(w->loop, &w->consume);
+}
+
+static const struct pl_conn_callbacks holding_cb = {.on_data = holding_data,
+                                                    .on_event = server_event};
+
+/* Reading stops at the buffer limit in the middle of a TLS record: the rest of the record is
+ * decrypted inside OpenSSL, not in the socket, so no poll event announces it when reading
+ * resumes. */
+Test(transport, bytes_held_by_tls_are_read_when_a_full_buffer_resumes)
+{
+    struct world w = {.want = 4, .scb = &holding_cb, .slimit = 1000};
+    w.sctx = tt_ctx(PL_TLS_SERVER, SERVER);
+    w.cctx = tt_ctx(PL_TLS_CLIENT, CLIENT);
+    run(&w, 3000); /* one record */
+    cr_assert_eq(w.client.got.len, 4, "the server consumed %zu of 3000 bytes", w.consumed);
+    world_free(&w);
 }
