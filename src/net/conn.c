@@ -736,6 +736,37 @@ static void flush_cb(struct ev_loop *loop, ev_check *w, int revents)
     }
 }
 
+/* True if the ring completes a MSG_DONTWAIT recv on an empty socket inside the submitting call
+ * with -EAGAIN, as everything here relies on (a kernel that parks it until data comes instead
+ * would stall the worker in io_uring_enter). */
+static bool ring_completes_inline(struct io_uring *ring)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return false;
+    char byte;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_recv(sqe, sv[0], &byte, 1, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, 1);
+    bool ok = false;
+    struct io_uring_cqe *cqe;
+    if (io_uring_submit(ring) == 1 && io_uring_peek_cqe(ring, &cqe) == 0) {
+        ok = cqe->res == -EAGAIN;
+        io_uring_cqe_seen(ring, cqe);
+    } else { /* parked: take it back before the ring is dropped */
+        sqe = io_uring_get_sqe(ring);
+        io_uring_prep_cancel64(sqe, 1, 0);
+        io_uring_submit(ring);
+        close(sv[1]); /* completes a recv the cancel missed */
+        for (int i = 0; i < 2 && io_uring_wait_cqe(ring, &cqe) == 0; i++)
+            io_uring_cqe_seen(ring, cqe);
+    }
+    close(sv[0]);
+    if (ok)
+        close(sv[1]);
+    return ok;
+}
+
 static struct batch *batch_get(struct ev_loop *loop)
 {
     if (tl_batch_state == 0) {
@@ -752,6 +783,13 @@ static struct batch *batch_get(struct ev_loop *loop)
         if (rc < 0) {
             pl_log_info("net", "io_uring unavailable (%s): socket reads and writes are direct",
                         strerror(-rc));
+            free(b);
+            return NULL;
+        }
+        if (!ring_completes_inline(&b->ring)) {
+            pl_log_info("net", "this kernel's io_uring does not complete non-blocking socket "
+                               "operations inline: socket reads and writes are direct");
+            io_uring_queue_exit(&b->ring);
             free(b);
             return NULL;
         }
