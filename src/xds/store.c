@@ -238,12 +238,14 @@ static const char **known_clusters(struct pl_xds *x, size_t *n)
     return v;
 }
 
+/* fields_known: m came from pl_xds_cla_decode, which took only implemented fields (the field
+ * walk would find nothing). */
 static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessage *m,
-                     struct pl_err *err)
+                     bool fields_known, struct pl_err *err)
 {
     struct pl_vctx vc = {.err = err, .ads = true};
     size_t inert = 0;
-    int rc = pl_xds_check_fields(m, NULL, &inert, err);
+    int rc = fields_known ? 0 : pl_xds_check_fields(m, NULL, &inert, err);
     if (inert && x->inert_fields.store) /* metadata, descriptions: accepted and counted */
         pl_counter_add(x->inert_fields, inert);
     switch (t) {
@@ -400,7 +402,12 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         struct pl_xds_rec *same = unchanged(x, t, a, hash);
         const char *name = same ? same->name : NULL;
         ProtobufCMessage *m = NULL;
-        if (!same) {
+        bool fields_known = false;
+        if (!same && t == PL_XDS_EDS) { /* the common shape, decoded directly */
+            m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &alloc);
+            fields_known = m != NULL;
+        }
+        if (!same && !m) {
             m = protobuf_c_message_unpack(pl_xds_type_desc(t), t == PL_XDS_LDS ? NULL : &alloc,
                                           a->value.len, a->value.data);
             if (!m) {
@@ -409,8 +416,9 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
                 u->unusable = true;
                 continue;
             }
-            name = res_name(t, m);
         }
+        if (m)
+            name = res_name(t, m);
         if (pl_nametab_get(&u->names, name)) { /* the first of a name counts, as in Envoy */
             snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
             rc = pl_err_add(err, NULL, 0, 0, where, "duplicate %s name '%s' in one response",
@@ -425,7 +433,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             continue;
         }
         struct pl_err sub = PL_ERR_INIT;
-        if (check_one(x, t, m, &sub) < 0) {
+        if (check_one(x, t, m, fields_known, &sub) < 0) {
             rc = PL_EINVAL;
             snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
             size_t from = err->n;

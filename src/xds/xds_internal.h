@@ -96,6 +96,17 @@ uint64_t pl_xds_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms, 
 int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n_inert,
                         struct pl_err *err);
 
+/* ---- ClusterLoadAssignment decoder (eds_decode.c) ---- */
+
+/* Decodes an encoded ClusterLoadAssignment into memory from a (the decoded message equals
+ * protobuf-c's unpack of the same bytes) when it uses only fields the support table implements
+ * (cluster_name; endpoints with lb_endpoints of socket addresses, weights, priority, health
+ * status) and plainly: pl_xds_check_fields would find nothing in it. Returns NULL for anything
+ * else (other fields, a field set twice, odd encodings, non-ASCII strings, malformed bytes);
+ * the caller then decodes and checks it the generic way. What was allocated stays in a. */
+Envoy__Config__Endpoint__V3__ClusterLoadAssignment *
+pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a);
+
 /* ---- arenas (arena.c) ---- */
 
 /* Memory for decoded messages that live as long as one response: chunks mapped with mmap, so a

@@ -1,0 +1,403 @@
+/* A direct decoder for the common shape of envoy.config.endpoint.v3.ClusterLoadAssignment:
+ * cluster_name and endpoints whose lb_endpoints are socket addresses. It decodes straight into
+ * the protobuf-c structs (in the caller's allocator), and checks in the same pass that every
+ * field set is one the support table implements (so the field walk would find nothing to say).
+ * It declines anything unusual (another field, a field set twice, a non-minimal or odd encoding,
+ * a string that is not plain ASCII) and the caller then takes the generic path, protobuf-c's
+ * unpack and the field walk, whose error messages stay the only ones. An xDS update of 10,000
+ * assignments with 10 endpoints each spent 300M instructions in unpack and the walk. */
+#include <pthread.h>
+#include <string.h>
+
+#include "config/support.h"
+#include "xds/xds_internal.h"
+
+#define CLA_T  Envoy__Config__Endpoint__V3__ClusterLoadAssignment
+#define LLE_T  Envoy__Config__Endpoint__V3__LocalityLbEndpoints
+#define LBE_T  Envoy__Config__Endpoint__V3__LbEndpoint
+#define EP_T   Envoy__Config__Endpoint__V3__Endpoint
+#define ADDR_T Envoy__Config__Core__V3__Address
+#define SA_T   Envoy__Config__Core__V3__SocketAddress
+#define U32_T  Google__Protobuf__UInt32Value
+
+/* The fields taken here, each only while the support table says it is implemented. */
+enum {
+    F_CLA_NAME,
+    F_CLA_ENDPOINTS,
+    F_LLE_LB_ENDPOINTS,
+    F_LLE_WEIGHT,
+    F_LLE_PRIORITY,
+    F_LBE_ENDPOINT,
+    F_LBE_HEALTH,
+    F_LBE_WEIGHT,
+    F_EP_ADDRESS,
+    F_ADDR_SOCKET,
+    F_SA_PROTOCOL,
+    F_SA_ADDRESS,
+    F_SA_PORT,
+    F_SA_IPV4_COMPAT,
+    F_N
+};
+
+static const struct {
+    const char *msg, *field;
+} fields[F_N] = {
+    [F_CLA_NAME] = {"envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name"},
+    [F_CLA_ENDPOINTS] = {"envoy.config.endpoint.v3.ClusterLoadAssignment", "endpoints"},
+    [F_LLE_LB_ENDPOINTS] = {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints"},
+    [F_LLE_WEIGHT] = {"envoy.config.endpoint.v3.LocalityLbEndpoints", "load_balancing_weight"},
+    [F_LLE_PRIORITY] = {"envoy.config.endpoint.v3.LocalityLbEndpoints", "priority"},
+    [F_LBE_ENDPOINT] = {"envoy.config.endpoint.v3.LbEndpoint", "endpoint"},
+    [F_LBE_HEALTH] = {"envoy.config.endpoint.v3.LbEndpoint", "health_status"},
+    [F_LBE_WEIGHT] = {"envoy.config.endpoint.v3.LbEndpoint", "load_balancing_weight"},
+    [F_EP_ADDRESS] = {"envoy.config.endpoint.v3.Endpoint", "address"},
+    [F_ADDR_SOCKET] = {"envoy.config.core.v3.Address", "socket_address"},
+    [F_SA_PROTOCOL] = {"envoy.config.core.v3.SocketAddress", "protocol"},
+    [F_SA_ADDRESS] = {"envoy.config.core.v3.SocketAddress", "address"},
+    [F_SA_PORT] = {"envoy.config.core.v3.SocketAddress", "port_value"},
+    [F_SA_IPV4_COMPAT] = {"envoy.config.core.v3.SocketAddress", "ipv4_compat"},
+};
+
+static bool usable[F_N];
+static pthread_once_t usable_once = PTHREAD_ONCE_INIT;
+
+static void usable_init(void)
+{
+    for (int i = 0; i < F_N; i++)
+        usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
+}
+
+struct rd {
+    const uint8_t *p, *end;
+};
+
+/* A varint of at most max bytes (a longer one declines). */
+static inline bool varint(struct rd *r, int max, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < max && r->p < r->end; i++) {
+        uint8_t b = *r->p++;
+        x |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The next field: its number and wire type; false at the end or on an odd tag. */
+static inline bool tag(struct rd *r, uint32_t *num, uint32_t *wt)
+{
+    uint64_t t;
+    if (!varint(r, 5, &t) || t > UINT32_MAX || (t >> 3) == 0)
+        return false;
+    *num = (uint32_t)(t >> 3);
+    *wt = (uint32_t)(t & 7);
+    return true;
+}
+
+/* A length-delimited field's payload (after its tag). */
+static inline bool sub(struct rd *r, struct rd *out)
+{
+    uint64_t n;
+    if (!varint(r, 5, &n) || n > (uint64_t)(r->end - r->p))
+        return false;
+    out->p = r->p;
+    out->end = r->p + n;
+    r->p += n;
+    return true;
+}
+
+/* A uint32 (or an enum's non-negative value, or a bool's 0 or 1) as protobuf-c reads it. */
+static inline bool u32(struct rd *r, uint32_t wt, uint32_t *v)
+{
+    uint64_t x;
+    if (wt != 0 || !varint(r, 5, &x) || x > UINT32_MAX)
+        return false;
+    *v = (uint32_t)x;
+    return true;
+}
+
+static void *alloc(ProtobufCAllocator *a, size_t n)
+{
+    return a->alloc(a->allocator_data, n);
+}
+
+/* A string of printable ASCII (anything else: protobuf-c's own UTF-8 and NUL rules decide). */
+static bool str(struct rd *r, uint32_t wt, ProtobufCAllocator *a, char **out)
+{
+    struct rd s;
+    if (wt != 2 || !sub(r, &s))
+        return false;
+    size_t n = (size_t)(s.end - s.p);
+    for (size_t i = 0; i < n; i++)
+        if (s.p[i] < 0x20 || s.p[i] >= 0x7f)
+            return false;
+    char *c = alloc(a, n + 1);
+    if (!c)
+        return false;
+    memcpy(c, s.p, n);
+    c[n] = '\0';
+    *out = c;
+    return true;
+}
+
+/* A field seen twice declines (protobuf-c would keep the last, or merge messages). */
+#define ONCE(bit)                                                                                  \
+    do {                                                                                           \
+        if (seen & (1u << (bit)))                                                                  \
+            return false;                                                                          \
+        seen |= 1u << (bit);                                                                       \
+    } while (0)
+
+static bool wrapper(struct rd *r, uint32_t wt, ProtobufCAllocator *a, U32_T **out)
+{
+    struct rd s;
+    if (wt != 2 || !sub(r, &s))
+        return false;
+    U32_T *w = alloc(a, sizeof(*w));
+    if (!w)
+        return false;
+    google__protobuf__uint32_value__init(w);
+    unsigned seen = 0;
+    uint32_t num, t;
+    while (s.p < s.end) {
+        if (!tag(&s, &num, &t) || num != 1)
+            return false;
+        ONCE(1);
+        if (!u32(&s, t, &w->value))
+            return false;
+    }
+    *out = w;
+    return true;
+}
+
+static bool socket_address(struct rd *r, ProtobufCAllocator *a, SA_T **out)
+{
+    SA_T *sa = alloc(a, sizeof(*sa));
+    if (!sa)
+        return false;
+    envoy__config__core__v3__socket_address__init(sa);
+    unsigned seen = 0;
+    uint32_t num, wt, v;
+    while (r->p < r->end) {
+        if (!tag(r, &num, &wt))
+            return false;
+        switch (num) {
+        case 1:
+            ONCE(1);
+            if (!usable[F_SA_PROTOCOL] || !u32(r, wt, &v) || v > INT32_MAX)
+                return false;
+            sa->protocol = (Envoy__Config__Core__V3__SocketAddress__Protocol)v;
+            break;
+        case 2:
+            ONCE(2);
+            if (!usable[F_SA_ADDRESS] || !str(r, wt, a, &sa->address))
+                return false;
+            break;
+        case 3:
+            ONCE(3);
+            if (!usable[F_SA_PORT] || !u32(r, wt, &sa->port_value))
+                return false;
+            sa->port_specifier_case =
+                ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
+            break;
+        case 6:
+            ONCE(6);
+            if (!usable[F_SA_IPV4_COMPAT] || !u32(r, wt, &v) || v > 1)
+                return false;
+            sa->ipv4_compat = v;
+            break;
+        default:
+            return false;
+        }
+    }
+    *out = sa;
+    return true;
+}
+
+static bool endpoint(struct rd *r, ProtobufCAllocator *a, EP_T **out)
+{
+    EP_T *ep = alloc(a, sizeof(*ep));
+    if (!ep)
+        return false;
+    envoy__config__endpoint__v3__endpoint__init(ep);
+    unsigned seen = 0;
+    uint32_t num, wt;
+    while (r->p < r->end) {
+        struct rd s, s2;
+        if (!tag(r, &num, &wt) || num != 1 || wt != 2 || !usable[F_EP_ADDRESS])
+            return false;
+        ONCE(1);
+        if (!sub(r, &s))
+            return false;
+        ADDR_T *ad = alloc(a, sizeof(*ad));
+        if (!ad)
+            return false;
+        envoy__config__core__v3__address__init(ad);
+        unsigned seen2 = 0;
+        while (s.p < s.end) {
+            if (!tag(&s, &num, &wt) || num != 1 || wt != 2 || !usable[F_ADDR_SOCKET] ||
+                (seen2 & 2) || !sub(&s, &s2))
+                return false;
+            seen2 |= 2;
+            if (!socket_address(&s2, a, &ad->socket_address))
+                return false;
+            ad->address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
+        }
+        ep->address = ad;
+    }
+    *out = ep;
+    return true;
+}
+
+static bool lb_endpoint(struct rd *r, ProtobufCAllocator *a, LBE_T **out)
+{
+    LBE_T *le = alloc(a, sizeof(*le));
+    if (!le)
+        return false;
+    envoy__config__endpoint__v3__lb_endpoint__init(le);
+    unsigned seen = 0;
+    uint32_t num, wt, v;
+    while (r->p < r->end) {
+        struct rd s;
+        if (!tag(r, &num, &wt))
+            return false;
+        switch (num) {
+        case 1:
+            ONCE(1);
+            if (!usable[F_LBE_ENDPOINT] || wt != 2 || !sub(r, &s) ||
+                !endpoint(&s, a, &le->endpoint))
+                return false;
+            le->host_identifier_case =
+                ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
+            break;
+        case 2:
+            ONCE(2);
+            if (!usable[F_LBE_HEALTH] || !u32(r, wt, &v) || v > INT32_MAX)
+                return false;
+            le->health_status = (Envoy__Config__Core__V3__HealthStatus)v;
+            break;
+        case 4:
+            ONCE(4);
+            if (!usable[F_LBE_WEIGHT] || !wrapper(r, wt, a, &le->load_balancing_weight))
+                return false;
+            break;
+        default:
+            return false;
+        }
+    }
+    *out = le;
+    return true;
+}
+
+/* How many fields numbered num r holds (declines on a malformed encoding). */
+static bool count(struct rd r, uint32_t want, size_t *n)
+{
+    uint32_t num, wt;
+    uint64_t v;
+    *n = 0;
+    while (r.p < r.end) {
+        if (!tag(&r, &num, &wt))
+            return false;
+        if (wt == 0) {
+            if (!varint(&r, 10, &v))
+                return false;
+        } else if (wt == 2) {
+            struct rd s;
+            if (!sub(&r, &s))
+                return false;
+        } else {
+            return false; /* no fixed-width field is taken */
+        }
+        *n += num == want;
+    }
+    return true;
+}
+
+static bool locality(struct rd *r, ProtobufCAllocator *a, LLE_T **out)
+{
+    LLE_T *l = alloc(a, sizeof(*l));
+    if (!l)
+        return false;
+    envoy__config__endpoint__v3__locality_lb_endpoints__init(l);
+    size_t n;
+    if (!count(*r, 2, &n))
+        return false;
+    if (n) {
+        l->lb_endpoints = alloc(a, n * sizeof(*l->lb_endpoints));
+        if (!l->lb_endpoints)
+            return false;
+    }
+    unsigned seen = 0;
+    uint32_t num, wt;
+    while (r->p < r->end) {
+        struct rd s;
+        if (!tag(r, &num, &wt))
+            return false;
+        switch (num) {
+        case 2:
+            if (!usable[F_LLE_LB_ENDPOINTS] || wt != 2 || !sub(r, &s) ||
+                !lb_endpoint(&s, a, &l->lb_endpoints[l->n_lb_endpoints++]))
+                return false;
+            break;
+        case 3:
+            ONCE(3);
+            if (!usable[F_LLE_WEIGHT] || !wrapper(r, wt, a, &l->load_balancing_weight))
+                return false;
+            break;
+        case 5:
+            ONCE(5);
+            if (!usable[F_LLE_PRIORITY] || !u32(r, wt, &l->priority))
+                return false;
+            break;
+        default:
+            return false;
+        }
+    }
+    *out = l;
+    return true;
+}
+
+CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a)
+{
+    pthread_once(&usable_once, usable_init);
+    struct rd r = {data, data + len};
+    size_t n;
+    if (!count(r, 2, &n))
+        return NULL;
+    CLA_T *la = alloc(a, sizeof(*la));
+    if (!la)
+        return NULL;
+    envoy__config__endpoint__v3__cluster_load_assignment__init(la);
+    if (n) {
+        la->endpoints = alloc(a, n * sizeof(*la->endpoints));
+        if (!la->endpoints)
+            return NULL;
+    }
+    unsigned seen = 0;
+    uint32_t num, wt;
+    while (r.p < r.end) {
+        struct rd s;
+        if (!tag(&r, &num, &wt))
+            return NULL;
+        switch (num) {
+        case 1:
+            if (seen & 2)
+                return NULL;
+            seen |= 2;
+            if (!usable[F_CLA_NAME] || !str(&r, wt, a, &la->cluster_name))
+                return NULL;
+            break;
+        case 2:
+            if (!usable[F_CLA_ENDPOINTS] || wt != 2 || !sub(&r, &s) ||
+                !locality(&s, a, &la->endpoints[la->n_endpoints++]))
+                return NULL;
+            break;
+        default:
+            return NULL;
+        }
+    }
+    return la;
+}

@@ -1,0 +1,324 @@
+/* The direct ClusterLoadAssignment decoder (pl_xds_cla_decode) against the generic path
+ * (protobuf-c's unpack and the field walk): the same message when it decodes, NULL for anything
+ * else, and the same NACK text from the store's check either way. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/pbjson.h"
+#include "xds/client_internal.h"
+
+#define CLA_T Envoy__Config__Endpoint__V3__ClusterLoadAssignment
+#define CLA_D (&envoy__config__endpoint__v3__cluster_load_assignment__descriptor)
+
+/* An allocator whose blocks are each a malloc (so ASan sees every overrun), freed together. */
+struct track {
+    void **v;
+    size_t n, cap;
+};
+
+static void *track_alloc(void *data, size_t size)
+{
+    struct track *t = data;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->v = realloc(t->v, t->cap * sizeof(*t->v));
+    }
+    return t->v[t->n++] = malloc(size ? size : 1);
+}
+
+static void track_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* freed with the rest */
+}
+
+static void track_release(struct track *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i]);
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
+
+/* The wire encoding of a ClusterLoadAssignment written in YAML (caller frees). */
+static uint8_t *encode(const char *text, size_t *len)
+{
+    ProtobufCMessage *m = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    if (pl_pbjson_load_text(text, strlen(text), "test", CLA_D, NULL, &m, NULL, &err) < 0)
+        cr_assert_fail("decode: %s", pl_err_join(&err));
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(*len + 1);
+    protobuf_c_message_pack(m, buf);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return buf;
+}
+
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(*len + 1);
+    protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
+/* Decodes bytes both ways. When the direct decoder takes them, protobuf-c must too, both
+ * messages must encode to the same bytes, and the field walk must have nothing to say.
+ * Returns whether the direct decoder took them. */
+static bool compare(const uint8_t *data, size_t len)
+{
+    struct track t = {0};
+    ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
+    CLA_T *fast = pl_xds_cla_decode(data, len, &a);
+    ProtobufCMessage *gen = protobuf_c_message_unpack(CLA_D, NULL, len, data);
+    if (fast) {
+        cr_assert(gen, "the direct decoder took bytes protobuf-c refuses");
+        size_t n1, n2;
+        uint8_t *b1 = pack(&fast->base, &n1), *b2 = pack(gen, &n2);
+        cr_assert(n1 == n2 && !memcmp(b1, b2, n1), "the two decodes differ");
+        free(b1);
+        free(b2);
+        struct pl_err err = PL_ERR_INIT;
+        size_t inert = 0;
+        cr_assert_eq(pl_xds_check_fields(gen, NULL, &inert, &err), 0);
+        cr_assert_eq(err.n, 0);
+        cr_assert_eq(inert, 0);
+    }
+    if (gen)
+        protobuf_c_message_free_unpacked(gen, NULL);
+    track_release(&t);
+    return fast != NULL;
+}
+
+static bool compare_yaml(const char *text)
+{
+    size_t len;
+    uint8_t *b = encode(text, &len);
+    bool r = compare(b, len);
+    free(b);
+    return r;
+}
+
+#define EP(addr, port)                                                                             \
+    "  - endpoint: { address: { socket_address: { address: " addr ", port_value: " port " } } }\n"
+
+static const char *const taken[] = {
+    "cluster_name: c0\n",
+    "cluster_name: c0\nendpoints: []\n",
+    "cluster_name: c0\nendpoints:\n- lb_endpoints: []\n",
+    "cluster_name: c0\nendpoints:\n- lb_endpoints:\n" EP("10.0.0.1", "8080") EP("10.0.0.2", "8080"),
+    "cluster_name: c1\n"
+    "endpoints:\n"
+    "- load_balancing_weight: 3\n"
+    "  priority: 0\n"
+    "  lb_endpoints:\n"
+    "  - endpoint: { address: { socket_address: { protocol: TCP, address: '::1', port_value: 1, "
+    "ipv4_compat: true } } }\n"
+    "    health_status: HEALTHY\n"
+    "    load_balancing_weight: 7\n"
+    "  - endpoint: { address: { socket_address: { address: 10.1.2.3, port_value: 65535 } } }\n"
+    "    health_status: DRAINING\n"
+    "- lb_endpoints:\n" EP("192.168.0.1", "443"),
+    /* valid decodes that validation then refuses: the store names the field either way */
+    "cluster_name: c2\nendpoints:\n- priority: 1\n  lb_endpoints:\n" EP("10.0.0.1", "80"),
+    "cluster_name: c3\nendpoints:\n- lb_endpoints:\n" EP("host.example", "80"),
+    "cluster_name: c4\nendpoints:\n- lb_endpoints:\n" EP("10.0.0.1", "0"),
+    "cluster_name: c5\nendpoints:\n- lb_endpoints:\n  - load_balancing_weight: 0\n",
+    "cluster_name: c6\nendpoints:\n- lb_endpoints:\n  - endpoint: {}\n",
+    "endpoints:\n- lb_endpoints:\n" EP("10.0.0.1", "80"),
+};
+
+static const char *const declined[] = {
+    /* inert fields: the walk counts them */
+    "cluster_name: d0\nendpoints:\n- locality: { zone: z }\n  lb_endpoints:\n" EP("10.0.0.1", "80"),
+    "cluster_name: d1\nendpoints:\n- lb_endpoints:\n"
+    "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } }\n"
+    "    metadata: { filter_metadata: { a: { b: c } } }\n",
+    "cluster_name: d2\nendpoints:\n- lb_endpoints:\n"
+    "  - endpoint: { hostname: h, address: { socket_address: { address: 10.0.0.1, port_value: 80 "
+    "} } }\n",
+    /* not implemented: the walk names them */
+    "cluster_name: d3\npolicy: { overprovisioning_factor: 140 }\n",
+    "cluster_name: d4\nendpoints:\n- lb_endpoints:\n  - endpoint_name: e\n",
+    "cluster_name: d5\nendpoints:\n- proximity: 2\n  lb_endpoints:\n" EP("10.0.0.1", "80"),
+    "cluster_name: d6\nendpoints:\n- lb_endpoints:\n"
+    "  - endpoint: { address: { socket_address: { address: 10.0.0.1, named_port: http } } }\n",
+    "cluster_name: d7\nendpoints:\n- lb_endpoints:\n"
+    "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80, "
+    "resolver_name: r } } }\n",
+    "cluster_name: d8\nendpoints:\n- lb_endpoints:\n"
+    "  - endpoint: { address: { pipe: { path: /tmp/s } } }\n",
+    "cluster_name: d9\nendpoints:\n- lb_endpoints:\n"
+    "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } }, "
+    "health_check_config: { port_value: 9 } }\n",
+    /* strings other than printable ASCII */
+    "cluster_name: \"caf\\u00e9\"\n",
+    "cluster_name: \"a\\tb\"\n",
+};
+
+Test(eds_decode, common_shapes_decode_as_protobuf_c_does)
+{
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+        cr_assert(compare_yaml(taken[i]), "not taken: %s", taken[i]);
+}
+
+Test(eds_decode, anything_else_is_left_to_the_generic_path)
+{
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+        cr_assert(!compare_yaml(declined[i]), "taken: %s", declined[i]);
+}
+
+/* Raw encodings a control plane could send that no YAML above spells. */
+Test(eds_decode, odd_encodings_are_declined)
+{
+    static const struct {
+        const char *what;
+        uint8_t b[16];
+        size_t n;
+    } v[] = {
+        {"cluster_name twice", {0x0a, 1, 'a', 0x0a, 1, 'b'}, 6},
+        {"cluster_name as a varint", {0x08, 1}, 2},
+        {"an unknown field", {0x0a, 1, 'a', 0xf8, 0x06, 1}, 6},
+        {"a NUL in a string", {0x0a, 2, 'a', 0}, 4},
+        {"a truncated string", {0x0a, 5, 'a'}, 3},
+        {"a truncated tag", {0x0a, 1, 'a', 0x80}, 4},
+        {"field number 0", {0x02, 0}, 2},
+        {"a fixed64 field", {0x0a, 1, 'a', 0x19, 1, 2, 3, 4, 5, 6, 7, 8}, 12},
+        {"a group", {0x0b, 0x0c}, 2},
+        {"priority twice", {0x12, 4, 0x28, 0, 0x28, 0}, 6},
+        {"a port beyond 32 bits",
+         {0x12, 14, 0x12, 12, 0x0a, 10, 0x0a, 8, 0x0a, 6, 0x18, 0x80, 0x80, 0x80, 0x80, 0x10},
+         16},
+        {"a 10-byte negative health status",
+         {0x12, 13, 0x12, 11, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+         15},
+        {"an ipv4_compat of 2", {0x12, 10, 0x12, 8, 0x0a, 6, 0x0a, 4, 0x0a, 2, 0x30, 2}, 12},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        cr_assert(!compare(v[i].b, v[i].n), "taken: %s", v[i].what);
+    /* an empty message and an empty nested path are ordinary */
+    cr_assert(compare((const uint8_t *)"", 0));
+    static const uint8_t nested[] = {0x12, 8, 0x12, 6, 0x0a, 4, 0x0a, 2, 0x0a, 0};
+    cr_assert(compare(nested, sizeof(nested)));
+}
+
+/* Every mutation of valid encodings (byte changes, cuts) decodes the same both ways or is
+ * declined: a bounded, deterministic run of what tests/fuzz/cla_decode_fuzz.c does. */
+Test(eds_decode, mutations_decode_the_same_or_are_declined)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    size_t n_taken = 0;
+    for (size_t k = 0; k < sizeof(taken) / sizeof(taken[0]); k++) {
+        size_t len;
+        uint8_t *orig = encode(taken[k], &len);
+        uint8_t *b = malloc(len + 1);
+        for (int round = 0; round < 400; round++) {
+            memcpy(b, orig, len);
+            size_t n = len;
+            for (int j = 0; j < 1 + round % 3 && n; j++) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t at = (size_t)(s >> 33) % n;
+                switch ((s >> 20) % 4) {
+                case 0:
+                    b[at] = (uint8_t)(s >> 8);
+                    break;
+                case 1:
+                    b[at] ^= (uint8_t)(1u << ((s >> 12) % 8));
+                    break;
+                case 2:
+                    n = at;
+                    break;
+                default:
+                    b[at] = (uint8_t)(b[at] + 1);
+                }
+            }
+            n_taken += compare(b, n);
+        }
+        free(orig);
+        free(b);
+    }
+    cr_assert(n_taken > 0);
+}
+
+/* ---- the store's check: the same NACK whichever decoder ran ------------------------------- */
+
+static struct pl_xds x;
+static pl_bootstrap_t *boot;
+
+static void setup(void)
+{
+    memset(&x, 0, sizeof(x));
+    const char *text = "static_resources: {}\n";
+    ProtobufCMessage *m = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_pbjson_load_text(text, strlen(text), "test",
+                                     &envoy__config__bootstrap__v3__bootstrap__descriptor, NULL, &m,
+                                     NULL, &err),
+                 0);
+    boot = (pl_bootstrap_t *)m;
+    x.boot = boot;
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        pl_xds_sub_init(&x.sub[t], t);
+        pl_xds_resmap_init(&x.acc[t]);
+    }
+}
+
+static void teardown(void)
+{
+    for (int t = 0; t < PL_XDS_NTYPES; t++)
+        pl_xds_sub_free(&x.sub[t]);
+    pl_xds_store_free(&x);
+    protobuf_c_message_free_unpacked(&boot->base, NULL);
+}
+
+/* The store's check of one assignment: the joined errors ("" when valid). */
+static char *store_check(const char *text)
+{
+    Envoy__Service__Discovery__V3__DiscoveryResponse r =
+        ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
+    Google__Protobuf__Any a = GOOGLE__PROTOBUF__ANY__INIT, *ap = &a;
+    r.type_url = (char *)pl_xds_type_url(PL_XDS_EDS);
+    r.version_info = "1";
+    r.resources = &ap;
+    r.n_resources = 1;
+    a.type_url = r.type_url;
+    a.value.data = encode(text, &a.value.len);
+    struct pl_xds_update u;
+    struct pl_err err = PL_ERR_INIT;
+    pl_xds_store_check(&x, PL_XDS_EDS, &r, &u, NULL, &err);
+    char *msg = pl_err_join(&err);
+    pl_err_free(&err);
+    pl_xds_update_free(&u);
+    free(a.value.data);
+    return msg;
+}
+
+TestSuite(eds_decode_store, .init = setup, .fini = teardown);
+
+/* Each assignment is checked as is (taken by the direct decoder) and with an inert locality
+ * added (which sends it down the generic path): the errors must be the same text. */
+Test(eds_decode_store, nack_text_is_the_same_on_both_paths)
+{
+    static const char *const v[] = {
+        "cluster_name: c\nendpoints:\n- %slb_endpoints:\n" EP("10.0.0.1", "80"),
+        "cluster_name: c\nendpoints:\n- %spriority: 2\n  lb_endpoints:\n" EP("10.0.0.1", "80"),
+        "cluster_name: c\nendpoints:\n- %slb_endpoints:\n" EP("host.example", "80"),
+        "cluster_name: c\nendpoints:\n- %slb_endpoints:\n" EP("10.0.0.1", "0"),
+        "cluster_name: c\nendpoints:\n- %sload_balancing_weight: 0\n  lb_endpoints:\n"
+        "  - load_balancing_weight: 0\n  - endpoint: {}\n  - endpoint: { address: {} }\n",
+        "endpoints:\n- %slb_endpoints:\n" EP("10.0.0.1", "80"),
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char direct[1024], generic[1024];
+        snprintf(direct, sizeof(direct), v[i], "");
+        snprintf(generic, sizeof(generic), v[i], "locality: { zone: z }\n  ");
+        cr_assert(compare_yaml(direct));
+        cr_assert(!compare_yaml(generic));
+        char *a = store_check(direct), *b = store_check(generic);
+        cr_assert_str_eq(a, b);
+        cr_assert_eq(*a == '\0', i == 0, "%s", a);
+        free(a);
+        free(b);
+    }
+}
