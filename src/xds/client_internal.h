@@ -166,6 +166,9 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
 /* The RDS and EDS names the accepted (and static) listeners and clusters need, as a new array
  * of new strings (caller frees each and the array). */
 size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names);
+/* Whether the RDS or EDS names the accepted resources need are exactly the subscribed ones
+ * (checked in place: no copy, no sort). */
+bool pl_xds_store_needed_same(struct pl_xds *x, enum pl_xds_type t);
 /* Calls fn for every HTTP connection manager of l's filter chains (decoded for the call). */
 void pl_xds_each_hcm(
     const Envoy__Config__Listener__V3__Listener *l,

@@ -663,43 +663,95 @@ static void add_name(struct pl_nametab *seen, char ***v, size_t *n, const char *
     pl_nametab_put(seen, (*v)[*n - 1]);
 }
 
-static void listener_rds(const LISTENER_T *l, struct pl_nametab *seen, char ***v, size_t *n)
+/* Calls fn for every name type t needs (a name may come more than once); stops when fn
+ * returns false. */
+static void each_needed(struct pl_xds *x, enum pl_xds_type t, bool (*fn)(const char *, void *),
+                        void *arg)
 {
-    char **rn;
-    size_t k = pl_listener_rds_names(l, &rn);
-    for (size_t j = 0; j < k; j++) {
-        add_name(seen, v, n, rn[j]);
-        free(rn[j]);
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
+    const struct pl_xds_resmap *m = &x->acc[t == PL_XDS_RDS ? PL_XDS_LDS : PL_XDS_CDS];
+    const char *svc;
+    bool go = true;
+    if (t == PL_XDS_RDS) {
+        size_t nl = sr ? sr->n_listeners : 0;
+        for (size_t i = 0; go && i < nl + m->tab.cap; i++) {
+            const LISTENER_T *l = i < nl ? sr->listeners[i]
+                                  : pl_xds_resmap_at(m, i - nl)
+                                      ? (const LISTENER_T *)pl_xds_resmap_at(m, i - nl)->rec->msg
+                                      : NULL;
+            if (!l)
+                continue;
+            char **rn;
+            size_t k = pl_listener_rds_names(l, &rn);
+            for (size_t j = 0; j < k; j++) {
+                go = go && fn(rn[j], arg);
+                free(rn[j]);
+            }
+            free(rn);
+        }
+    } else if (t == PL_XDS_EDS) {
+        for (size_t i = 0; go && sr && i < sr->n_clusters; i++)
+            if (pl_xds_cluster_eds_name(sr->clusters[i], &svc))
+                go = fn(svc, arg);
+        for (size_t i = 0; go && i < m->tab.cap; i++)
+            if (pl_xds_resmap_at(m, i) && pl_xds_resmap_at(m, i)->rec->eds_name)
+                go = fn(pl_xds_resmap_at(m, i)->rec->eds_name, arg);
     }
-    free(rn);
+}
+
+struct collect {
+    struct pl_nametab seen;
+    char **v;
+    size_t n;
+};
+
+static bool collect_name(const char *name, void *arg)
+{
+    struct collect *c = arg;
+    add_name(&c->seen, &c->v, &c->n, name);
+    return true;
 }
 
 size_t pl_xds_store_needed(struct pl_xds *x, enum pl_xds_type t, char ***names)
 {
-    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = x->boot->static_resources;
-    size_t n = 0;
-    struct pl_nametab seen;
-    pl_nametab_init(&seen, str_key);
-    *names = NULL;
-    const struct pl_xds_resmap *m = &x->acc[t == PL_XDS_RDS ? PL_XDS_LDS : PL_XDS_CDS];
-    const char *svc;
-    if (t == PL_XDS_RDS) {
-        for (size_t i = 0; sr && i < sr->n_listeners; i++)
-            listener_rds(sr->listeners[i], &seen, names, &n);
-        for (size_t i = 0; i < m->tab.cap; i++)
-            if (pl_xds_resmap_at(m, i))
-                listener_rds((const LISTENER_T *)pl_xds_resmap_at(m, i)->rec->msg, &seen, names,
-                             &n);
-    } else if (t == PL_XDS_EDS) {
-        for (size_t i = 0; sr && i < sr->n_clusters; i++)
-            if (pl_xds_cluster_eds_name(sr->clusters[i], &svc))
-                add_name(&seen, names, &n, svc);
-        for (size_t i = 0; i < m->tab.cap; i++)
-            if (pl_xds_resmap_at(m, i) && pl_xds_resmap_at(m, i)->rec->eds_name)
-                add_name(&seen, names, &n, pl_xds_resmap_at(m, i)->rec->eds_name);
+    struct collect c = {.v = NULL, .n = 0};
+    pl_nametab_init(&c.seen, str_key);
+    each_needed(x, t, collect_name, &c);
+    pl_nametab_clear(&c.seen);
+    *names = c.v;
+    return c.n;
+}
+
+struct same_names {
+    const struct pl_xds_sub *s;
+    uint64_t *hit; /* a bit per subscribed name */
+    size_t n_hit;
+    bool missing; /* a needed name is not subscribed */
+};
+
+static bool mark_name(const char *name, void *arg)
+{
+    struct same_names *m = arg;
+    char *const *at = bsearch(&name, m->s->names, m->s->n_names, sizeof(char *), cmp_cstr);
+    if (!at) {
+        m->missing = true;
+        return false;
     }
-    pl_nametab_clear(&seen);
-    return n;
+    size_t i = (size_t)(at - m->s->names);
+    if (!(m->hit[i / 64] >> (i % 64) & 1)) {
+        m->hit[i / 64] |= 1ULL << (i % 64);
+        m->n_hit++;
+    }
+    return true;
+}
+
+bool pl_xds_store_needed_same(struct pl_xds *x, enum pl_xds_type t)
+{
+    const struct pl_xds_sub *s = &x->sub[t];
+    struct same_names m = {.s = s, .hit = pl_calloc(s->n_names / 64 + 1, sizeof(uint64_t))};
+    each_needed(x, t, mark_name, &m);
+    free(m.hit);
+    return !m.missing && m.n_hit == s->n_names;
 }
 
 struct prune {

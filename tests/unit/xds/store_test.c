@@ -265,6 +265,39 @@ Test(xds_store, needed_names_follow_accepted_and_static_resources)
     free(names);
 }
 
+/* Subscribes to exactly the EDS names the accepted resources need now. */
+static void subscribe_needed(void)
+{
+    char **names;
+    size_t n = pl_xds_store_needed(&x, PL_XDS_EDS, &names);
+    pl_xds_sub_set_names(&x.sub[PL_XDS_EDS], (const char *const *)names, n);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+Test(xds_store, needed_names_are_compared_with_the_subscription_in_place)
+{
+    cr_assert_not(pl_xds_store_needed_same(&x, PL_XDS_EDS)); /* "svc" is not subscribed yet */
+    subscribe_needed();
+    cr_assert(pl_xds_store_needed_same(&x, PL_XDS_EDS));
+    /* two clusters of one service: the same one name */
+    const char *res[] = {EDS_CLUSTER("a"),
+                         "name: b\ntype: EDS\neds_cluster_config: { eds_config: { ads: {} }, "
+                         "service_name: a }\n"};
+    size_t n;
+    free(check_keep(PL_XDS_CDS, res, 2, &n, true));
+    cr_assert_not(pl_xds_store_needed_same(&x, PL_XDS_EDS)); /* a needed, not subscribed */
+    subscribe_needed();
+    cr_assert_eq(x.sub[PL_XDS_EDS].n_names, 2);
+    cr_assert(pl_xds_store_needed_same(&x, PL_XDS_EDS));
+    /* a name subscribed but no longer needed */
+    const char *both[] = {"a", "svc", "svc2"};
+    pl_xds_sub_set_names(&x.sub[PL_XDS_EDS], both, 3);
+    cr_assert_not(pl_xds_store_needed_same(&x, PL_XDS_EDS));
+    cr_assert(pl_xds_store_needed_same(&x, PL_XDS_RDS)); /* none needed, none subscribed */
+}
+
 Test(xds_store, unchanged_bytes_are_taken_as_accepted_without_a_check)
 {
     const char *res[] = {EDS_CLUSTER("a"), EDS_CLUSTER("b")};
