@@ -97,6 +97,11 @@ static int parse_ipv4(const char *s, struct in_addr *out)
     return 1;
 }
 
+bool pl_addr_parse_ipv4(const char *s, struct in_addr *out)
+{
+    return parse_ipv4(s, out);
+}
+
 int pl_sockaddr_from_proto(const Envoy__Config__Core__V3__Address *a, struct sockaddr_storage *ss,
                            socklen_t *len, const char **why)
 {

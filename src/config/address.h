@@ -3,6 +3,7 @@
 #define PL_CONFIG_ADDRESS_H
 
 #include <stdbool.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "pl_proto_all.h"
@@ -21,6 +22,10 @@ int pl_addr_from_proto(const Envoy__Config__Core__V3__Address *a, struct pl_addr
 /* pl_addr_from_proto without the display form: the sockaddr into *ss (its length in *len). */
 int pl_sockaddr_from_proto(const Envoy__Config__Core__V3__Address *a, struct sockaddr_storage *ss,
                            socklen_t *len, const char **why);
+/* Parses a dotted-quad IPv4 literal as glibc's inet_pton(AF_INET) takes it (four decimal parts
+ * of at most 255, no leading zeros) into *out; false for anything else (inet_pton may still take
+ * it). */
+bool pl_addr_parse_ipv4(const char *s, struct in_addr *out);
 /* Returns true if the address is loopback (127/8, ::1) or a unix socket. */
 bool pl_addr_is_local(const struct pl_addr *a);
 /* Formats a sockaddr for display into buf ("127.0.0.1:80", "[::1]:80", "/path"). */

@@ -239,9 +239,9 @@ static const char **known_clusters(struct pl_xds *x, size_t *n)
 }
 
 /* fields_known: m came from pl_xds_cla_decode, which took only implemented fields (the field
- * walk would find nothing). */
+ * walk would find nothing); valid_known: it also found the assignment plainly valid. */
 static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessage *m,
-                     bool fields_known, struct pl_err *err)
+                     bool fields_known, bool valid_known, struct pl_err *err)
 {
     struct pl_vctx vc = {.err = err, .ads = true};
     size_t inert = 0;
@@ -253,7 +253,8 @@ static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessag
         rc |= pl_validate_cluster(&vc, (const CLUSTER_T *)m);
         break;
     case PL_XDS_EDS:
-        rc |= validate_cla(&vc, (const CLA_T *)m);
+        if (!valid_known)
+            rc |= validate_cla(&vc, (const CLA_T *)m);
         break;
     case PL_XDS_LDS: {
         size_t n;
@@ -402,9 +403,10 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         struct pl_xds_rec *same = unchanged(x, t, a, hash);
         const char *name = same ? same->name : NULL;
         ProtobufCMessage *m = NULL;
-        bool fields_known = false;
+        bool fields_known = false, valid_known = false;
         if (!same && t == PL_XDS_EDS) { /* the common shape, decoded directly */
-            m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &alloc);
+            m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &alloc,
+                                                      &valid_known);
             fields_known = m != NULL;
         }
         if (!same && !m) {
@@ -433,7 +435,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             continue;
         }
         struct pl_err sub = PL_ERR_INIT;
-        if (check_one(x, t, m, fields_known, &sub) < 0) {
+        if (check_one(x, t, m, fields_known, valid_known, &sub) < 0) {
             rc = PL_EINVAL;
             snprintf(where, sizeof(where), "%s '%.256s'", kinds[t], name);
             size_t from = err->n;
@@ -732,7 +734,8 @@ struct same_names {
 static bool mark_name(const char *name, void *arg)
 {
     struct same_names *m = arg;
-    char *const *at = bsearch(&name, m->s->names, m->s->n_names, sizeof(char *), cmp_cstr);
+    char *const *at =
+        m->s->n_names ? bsearch(&name, m->s->names, m->s->n_names, sizeof(char *), cmp_cstr) : NULL;
     if (!at) {
         m->missing = true;
         return false;

@@ -102,10 +102,14 @@ int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n
  * protobuf-c's unpack of the same bytes) when it uses only fields the support table implements
  * (cluster_name; endpoints with lb_endpoints of socket addresses, weights, priority, health
  * status) and plainly: pl_xds_check_fields would find nothing in it. Returns NULL for anything
- * else (other fields, a field set twice, odd encodings, non-ASCII strings, malformed bytes);
- * the caller then decodes and checks it the generic way. What was allocated stays in a. */
+ * else (other fields, a field set twice, odd encodings, strings with NUL or non-ASCII bytes,
+ * malformed bytes);
+ * the caller then decodes and checks it the generic way. The message lives as long as a's
+ * memory (parts of it share allocations: never protobuf_c_message_free_unpacked); what was
+ * allocated for a declined one stays there too. *valid is set when it also plainly passes the
+ * checks store.c's validate_cla makes (false: the validator decides, and says why). */
 Envoy__Config__Endpoint__V3__ClusterLoadAssignment *
-pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a);
+pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a, bool *valid);
 
 /* ---- arenas (arena.c) ---- */
 

@@ -1,10 +1,12 @@
 /* Fuzzes the direct ClusterLoadAssignment decoder (pl_xds_cla_decode) against protobuf-c: bytes
  * it takes must decode the same with protobuf-c (equal encodings) and hold nothing the field walk
- * would report; bytes it declines are the generic path's business. */
+ * would report, and when it finds them valid the validator must agree; bytes it declines are the
+ * generic path's business. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/validate.h"
 #include "core/log.h"
 #include "xds/xds_internal.h"
 
@@ -49,7 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pl_log_set_level(PL_LOG_OFF);
     struct track t = {0};
     ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
-    Envoy__Config__Endpoint__V3__ClusterLoadAssignment *fast = pl_xds_cla_decode(data, size, &a);
+    bool valid;
+    Envoy__Config__Endpoint__V3__ClusterLoadAssignment *fast =
+        pl_xds_cla_decode(data, size, &a, &valid);
     ProtobufCMessage *gen = protobuf_c_message_unpack(CLA_D, NULL, size, data);
     if (fast) {
         if (!gen)
@@ -64,6 +68,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t inert = 0;
         if (pl_xds_check_fields(gen, NULL, &inert, &err) || err.n || inert)
             abort(); /* a field the walk would report or count */
+        if (valid) { /* store.c's validate_cla: the endpoints as a STATIC cluster's */
+            struct pl_vctx vc = {.err = &err, .ads = true};
+            Envoy__Config__Cluster__V3__Cluster cl = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+            cl.name = fast->cluster_name;
+            cl.load_assignment = fast;
+            if (!*fast->cluster_name || pl_validate_cluster(&vc, &cl) || err.n)
+                abort(); /* found valid, is not */
+        }
         pl_err_free(&err);
     }
     if (gen)
