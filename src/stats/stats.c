@@ -265,11 +265,18 @@ static uint32_t get_or_create(struct pl_stats *s, const char *name, enum pl_stat
 }
 
 /* True when def's suffixes can be found after a prefix's last dot: none is empty or has one. */
-static bool groupable(const struct pl_stats_group_def *def)
+/* Whether def's members can be a group (each suffix a plain word); remembered for a few defs:
+ * 10,000 clusters made the same two groups, and a cluster's has dozens of members. Caller holds
+ * the lock. */
+static bool groupable(struct pl_stats *s, const struct pl_stats_group_def *def)
 {
+    for (size_t i = 0; i < PL_STATS_DISJOINT_MEMO; i++)
+        if (s->groupable[i] == def)
+            return true;
     for (uint32_t k = 0; k < def->n; k++)
         if (!*def->m[k].suffix || strchr(def->m[k].suffix, '.'))
             return false;
+    s->groupable[s->n_groupable++ % PL_STATS_DISJOINT_MEMO] = def;
     return true;
 }
 
@@ -309,7 +316,7 @@ void pl_stats_group(struct pl_stats *s, const char *prefix, const struct pl_stat
             return;
         }
     }
-    single = single || !groupable(def);
+    single = single || !groupable(s, def);
     for (size_t i = h & m; !single && s->index[i]; i = (i + 1) & m) {
         const struct pl_stat_meta *g = &s->meta[s->index[i] - 1];
         if (!g->group || strcmp(g->name, prefix) || disjoint(s, g->group, def))

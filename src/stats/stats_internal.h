@@ -57,6 +57,8 @@ struct pl_stats {
     uint64_t singles[PL_STATS_SINGLES_BITS / 64]; /* Bloom filter: prefixes (up to the last dot)
                                                      of single stats' names */
     size_t n_disjoint;
+    const struct pl_stats_group_def *groupable[PL_STATS_DISJOINT_MEMO]; /* known groupable */
+    size_t n_groupable;
 };
 
 /* Slots a stat of kind k takes. */
