@@ -186,7 +186,8 @@ static void eval_levels(const struct pl_route_match *m, bool request, struct pl_
                         const struct pl_http_head *req, const struct pl_route_ctx *ctx,
                         struct pl_arena *arena)
 {
-    const struct rt_mut *lv[3] = {m->route->mut, &m->vhost->mut, &m->table->mut};
+    const struct rt_mut *lv[3] = {m->route->x ? m->route->x->mut : &pl_router_no_mut,
+                                  &m->vhost->mut, &m->table->mut};
     if (m->table->most_specific_wins) {
         const struct rt_mut *x = lv[0];
         lv[0] = lv[2], lv[2] = x;
@@ -201,7 +202,7 @@ static void eval_levels(const struct pl_route_match *m, bool request, struct pl_
 static bool regex_sub(const struct pl_route_match *m, const char *s, size_t n,
                       struct pl_arena *arena, const char **out, size_t *outlen)
 {
-    const struct pl_route *r = m->route;
+    const struct rt_route_x *r = m->route->x;
     uint32_t opts =
         PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_SUBSTITUTE_UNSET_EMPTY;
     PCRE2_SIZE cap = n * 2 + 64;
@@ -226,12 +227,14 @@ static bool regex_sub(const struct pl_route_match *m, const char *s, size_t n,
 static bool rewritten_path(const struct pl_route_match *m, const char *path, size_t len,
                            struct pl_arena *arena, const char **out, size_t *outlen)
 {
-    const struct pl_route *r = m->route;
+    const struct rt_route_x *r = m->route->x;
+    if (!r)
+        return false;
     size_t plen = pl_router_path_len(path, len);
     const char *head;
     size_t hn, keep;
     if (r->has_prefix_rewrite) {
-        keep = r->path_kind == PATH_REGEX ? plen : r->path_len;
+        keep = m->route->path_kind == PATH_REGEX ? plen : m->route->path_len;
         if (keep > len)
             keep = len;
         head = r->prefix_rewrite, hn = r->prefix_rewrite_len;
@@ -255,7 +258,7 @@ void pl_router_apply_request(const struct pl_route_match *m, struct pl_http_head
 {
     if (!m->route)
         return;
-    const struct pl_route *r = m->route;
+    const struct rt_route_x *r = m->route->x;
     if (m->wc) {
         eval_ops(&m->wc->mut.req, &head->headers, head, ctx, m->table, arena);
         if (m->wc->host_rewrite) {
@@ -264,6 +267,8 @@ void pl_router_apply_request(const struct pl_route_match *m, struct pl_http_head
         }
     }
     eval_levels(m, true, &head->headers, head, ctx, arena);
+    if (!r)
+        return; /* no rewrite of host or path */
     if (r->host_rewrite) {
         head->authority = r->host_rewrite;
         head->authority_len = (uint32_t)strlen(r->host_rewrite);
@@ -309,7 +314,7 @@ void pl_router_redirect_location(const struct pl_route_match *m, const struct pl
                                  const struct pl_route_ctx *ctx, struct pl_arena *arena,
                                  const char **loc, size_t *len)
 {
-    const struct pl_route *r = m->route;
+    const struct rt_route_x *r = m->route->x;
     /* Envoy: the Location keeps the request's :scheme; the default port is stripped by
      * x-forwarded-proto (both set by the connection manager; the connection's TLS otherwise) */
     const struct pl_header *xfp = pl_headers_get_lit(&head->headers, "x-forwarded-proto");

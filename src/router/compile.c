@@ -279,7 +279,7 @@ static int compile_qpmatch(struct pl_router_cctx *c, struct rt_qpmatch *q,
 
 /* ---- routes ---- */
 
-static int compile_path(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_path(struct pl_router_cctx *c, struct rt_route_x *r,
                         const Envoy__Config__Route__V3__RouteMatch *m, const char *path)
 {
     r->case_sensitive = m->case_sensitive ? m->case_sensitive->value : true;
@@ -317,12 +317,12 @@ static int compile_path(struct pl_router_cctx *c, struct pl_route *r,
         return fail(c, PL_ENOTSUP, path,
                     "only prefix, path, safe_regex and path_separated_prefix are supported");
     }
-    r->path = pl_strdup(s);
     r->path_len = strlen(s);
+    r->path = pl_router_pool_dup(c->t, s, r->path_len);
     return 0;
 }
 
-static int compile_match(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_match(struct pl_router_cctx *c, struct rt_route_x *r,
                          const Envoy__Config__Route__V3__RouteMatch *m, const char *path)
 {
     int rc = compile_path(c, r, m, path);
@@ -377,8 +377,8 @@ int pl_router_compile_mut(struct pl_router_cctx *c, struct rt_mut *m,
     return rc < 0 ? PL_EINVAL : 0;
 }
 
-static void compile_route(struct pl_router_cctx *c, struct pl_route *r,
-                          const Envoy__Config__Route__V3__Route *cfg, const char *path)
+static void compile_route_x(struct pl_router_cctx *c, struct rt_route_x *r,
+                            const Envoy__Config__Route__V3__Route *cfg, const char *path)
 {
     r->info.name = *cfg->name ? pl_strdup(cfg->name) : ""; /* most routes have no name */
     if (!cfg->match) {
@@ -399,6 +399,44 @@ static void compile_route(struct pl_router_cctx *c, struct pl_route *r,
                           cfg->request_headers_to_remove, cfg->n_request_headers_to_remove,
                           cfg->response_headers_to_add, cfg->n_response_headers_to_add,
                           cfg->response_headers_to_remove, cfg->n_response_headers_to_remove, path);
+}
+
+/* True when x holds nothing beyond what pl_route has and its info is the plain one. */
+static bool route_is_plain(const struct rt_route_x *x, const struct pl_route_info *plain)
+{
+    const struct pl_route_info *i = &x->info;
+    return i->kind == plain->kind && !*i->name && i->timeout_ms == plain->timeout_ms &&
+           i->idle_timeout_ms == plain->idle_timeout_ms &&
+           i->auto_host_rewrite == plain->auto_host_rewrite &&
+           i->cluster_not_found_status == plain->cluster_not_found_status &&
+           i->status == plain->status && !i->body && !i->body_len && x->cluster &&
+           !x->path_re.code && !x->nhm && !x->nqm && !x->cluster_header && !x->nwcs && !x->nhp &&
+           !x->host_rewrite && !x->has_prefix_rewrite && !x->rewrite_re.code && !x->rewrite_sub &&
+           !x->scheme_redirect && !x->host_redirect && !x->port_redirect && !x->path_redirect &&
+           !x->strip_query && x->mut == &pl_router_no_mut;
+}
+
+/* Compiles a route into r: its hot part, and x only when the route needs more. */
+static void compile_route(struct pl_router_cctx *c, struct pl_route_vhost *vh, struct pl_route *r,
+                          const Envoy__Config__Route__V3__Route *cfg, const char *path)
+{
+    struct rt_route_x x = {.info.vhost_name = vh->name};
+    compile_route_x(c, &x, cfg, path);
+    r->path = x.path;
+    r->path_len = (uint32_t)x.path_len;
+    r->path_kind = x.path_kind;
+    r->case_sensitive = x.case_sensitive;
+    r->grpc = x.grpc;
+    r->cluster = x.cluster;
+    r->cluster_len = (uint32_t)x.cluster_len;
+    if (route_is_plain(&x, &vh->plain_info)) {
+        r->info = &vh->plain_info;
+        return;
+    }
+    struct rt_route_x *rx = pl_malloc(sizeof(*rx));
+    *rx = x;
+    r->x = rx;
+    r->info = &rx->info;
 }
 
 const struct rt_mut pl_router_no_mut;
@@ -530,44 +568,88 @@ void pl_router_free_mut(struct rt_mut *m)
 
 static void free_route(struct pl_route *r)
 {
-    if (r->info.name && *r->info.name)
-        free((char *)r->info.name);
-    free((char *)r->info.body);
-    free(r->path);
-    free_re(&r->path_re);
-    for (size_t i = 0; i < r->nhm; i++) {
-        free(r->hm[i].name);
-        pl_router_free_strmatch(&r->hm[i].sm);
+    struct rt_route_x *x = (struct rt_route_x *)r->x;
+    if (!x)
+        return;
+    if (x->info.name && *x->info.name)
+        free((char *)x->info.name);
+    free((char *)x->info.body);
+    free_re(&x->path_re);
+    for (size_t i = 0; i < x->nhm; i++) {
+        free(x->hm[i].name);
+        pl_router_free_strmatch(&x->hm[i].sm);
     }
-    free(r->hm);
-    for (size_t i = 0; i < r->nqm; i++) {
-        free(r->qm[i].name);
-        pl_router_free_strmatch(&r->qm[i].sm);
+    free(x->hm);
+    for (size_t i = 0; i < x->nqm; i++) {
+        free(x->qm[i].name);
+        pl_router_free_strmatch(&x->qm[i].sm);
     }
-    free(r->qm);
-    free(r->cluster);
-    free(r->cluster_header);
-    for (size_t i = 0; i < r->nwcs; i++) {
-        free(r->wcs[i].name);
-        free(r->wcs[i].cluster_header);
-        free(r->wcs[i].host_rewrite);
-        pl_router_free_mut(&r->wcs[i].mut);
+    free(x->qm);
+    free(x->cluster_header);
+    for (size_t i = 0; i < x->nwcs; i++) {
+        free(x->wcs[i].name);
+        free(x->wcs[i].cluster_header);
+        free(x->wcs[i].host_rewrite);
+        pl_router_free_mut(&x->wcs[i].mut);
     }
-    free(r->wcs);
-    for (size_t i = 0; i < r->nhp; i++)
-        free(r->hp[i].name);
-    free(r->hp);
-    free(r->host_rewrite);
-    free(r->prefix_rewrite);
-    free_re(&r->rewrite_re);
-    free(r->rewrite_sub);
-    free(r->scheme_redirect);
-    free(r->host_redirect);
-    free(r->port_redirect);
-    free(r->path_redirect);
-    if (r->mut && r->mut != &pl_router_no_mut) {
-        pl_router_free_mut((struct rt_mut *)r->mut);
-        free((void *)r->mut);
+    free(x->wcs);
+    for (size_t i = 0; i < x->nhp; i++)
+        free(x->hp[i].name);
+    free(x->hp);
+    free(x->host_rewrite);
+    free(x->prefix_rewrite);
+    free_re(&x->rewrite_re);
+    free(x->rewrite_sub);
+    free(x->scheme_redirect);
+    free(x->host_redirect);
+    free(x->port_redirect);
+    free(x->path_redirect);
+    if (x->mut && x->mut != &pl_router_no_mut) {
+        pl_router_free_mut((struct rt_mut *)x->mut);
+        free((void *)x->mut);
+    }
+    free(x);
+}
+
+/* ---- the string pool ---- */
+
+struct rt_pool_chunk {
+    struct rt_pool_chunk *next;
+    char data[];
+};
+
+#define POOL_CHUNK 16384u
+
+const char *pl_router_pool_dup(struct pl_route_table *t, const char *s, size_t n)
+{
+    if (n + 1 > t->pool_left) {
+        size_t cap = n + 1 > POOL_CHUNK / 4 ? n + 1 : POOL_CHUNK - sizeof(struct rt_pool_chunk);
+        struct rt_pool_chunk *ch = pl_malloc(sizeof(*ch) + cap);
+        if (cap == n + 1 && t->pool) { /* a long string: its own chunk, the current one stays */
+            ch->next = t->pool->next;
+            t->pool->next = ch;
+            memcpy(ch->data, s, n);
+            ch->data[n] = 0;
+            return ch->data;
+        }
+        ch->next = t->pool;
+        t->pool = ch;
+        t->pool_cur = ch->data;
+        t->pool_left = cap;
+    }
+    char *d = t->pool_cur;
+    memcpy(d, s, n);
+    d[n] = 0;
+    t->pool_cur += n + 1;
+    t->pool_left -= n + 1;
+    return d;
+}
+
+static void pool_free(struct pl_route_table *t)
+{
+    for (struct rt_pool_chunk *ch = t->pool, *next; ch; ch = next) {
+        next = ch->next;
+        free(ch);
     }
 }
 
@@ -589,6 +671,7 @@ void pl_route_table_free(struct pl_route_table *t)
     dmap_free(&t->prefix);
     pl_router_free_mut(&t->mut);
     pcre2_match_context_free(t->mctx);
+    pool_free(t);
     free(t->name);
     free(t);
 }
@@ -634,6 +717,12 @@ int pl_router_compile(const Envoy__Config__Route__V3__RouteConfiguration *cfg,
         struct pl_route_vhost *vh = &t->vhosts[i];
         char *vp = sub(base, "virtual_hosts[%zu]", i);
         vh->name = pl_strdup(v->name);
+        vh->plain_info = (struct pl_route_info){.kind = PL_ROUTE_CLUSTER,
+                                                .name = "",
+                                                .vhost_name = vh->name,
+                                                .timeout_ms = 15000,
+                                                .idle_timeout_ms = -1,
+                                                .cluster_not_found_status = 503};
         if (v->n_domains == 0) {
             char *p = sub(vp, "domains");
             fail(&c, PL_EINVAL, p, "a virtual host needs at least one domain");
@@ -657,9 +746,7 @@ int pl_router_compile(const Envoy__Config__Route__V3__RouteConfiguration *cfg,
         vh->nroutes = v->n_routes;
         for (size_t j = 0; j < v->n_routes; j++) {
             char *rp = sub(vp, "routes[%zu]", j);
-            vh->routes[j].vhost = vh;
-            vh->routes[j].info.vhost_name = vh->name;
-            compile_route(&c, &vh->routes[j], v->routes[j], rp);
+            compile_route(&c, vh, &vh->routes[j], v->routes[j], rp);
             free(rp);
         }
         free(vp);

@@ -46,7 +46,7 @@ static int convert_sub(struct pl_router_cctx *c, const char *s, uint32_t ncap, c
     return 0;
 }
 
-static int compile_regex_rewrite(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_regex_rewrite(struct pl_router_cctx *c, struct rt_route_x *r,
                                  const Envoy__Type__Matcher__V3__RegexMatchAndSubstitute *rr,
                                  const char *path)
 {
@@ -134,7 +134,7 @@ static int compile_hash_policy(struct pl_router_cctx *c, struct rt_hash_policy *
     return rc;
 }
 
-static int compile_weighted(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_weighted(struct pl_router_cctx *c, struct rt_route_x *r,
                             const Envoy__Config__Route__V3__WeightedCluster *w, const char *path)
 {
     int rc = 0;
@@ -195,7 +195,7 @@ static int compile_weighted(struct pl_router_cctx *c, struct pl_route *r,
     return rc;
 }
 
-static int compile_route_action(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_route_action(struct pl_router_cctx *c, struct rt_route_x *r,
                                 const Envoy__Config__Route__V3__RouteAction *a, const char *path)
 {
     int rc = 0;
@@ -208,8 +208,8 @@ static int compile_route_action(struct pl_router_cctx *c, struct pl_route *r,
             rc = fail(c, PL_EINVAL, p, "must not be empty");
             free(p);
         }
-        r->cluster = pl_strdup(a->cluster);
         r->cluster_len = strlen(a->cluster);
+        r->cluster = pl_router_pool_dup(c->t, a->cluster, r->cluster_len);
         break;
     case R(ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER_HEADER):
         if (!*a->cluster_header || a->cluster_header[0] == ':') {
@@ -291,7 +291,7 @@ static int compile_route_action(struct pl_router_cctx *c, struct pl_route *r,
     return rc;
 }
 
-static int compile_redirect(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_redirect(struct pl_router_cctx *c, struct rt_route_x *r,
                             const Envoy__Config__Route__V3__RedirectAction *a, const char *path)
 {
     int rc = 0;
@@ -414,7 +414,7 @@ static int read_source(struct pl_router_cctx *c, const Envoy__Config__Core__V3__
     return 0;
 }
 
-static int compile_direct(struct pl_router_cctx *c, struct pl_route *r,
+static int compile_direct(struct pl_router_cctx *c, struct rt_route_x *r,
                           const Envoy__Config__Route__V3__DirectResponseAction *a, const char *path)
 {
     int rc = 0;
@@ -452,7 +452,7 @@ static int compile_direct(struct pl_router_cctx *c, struct pl_route *r,
     return rc;
 }
 
-int pl_router_compile_action(struct pl_router_cctx *c, struct pl_route *r,
+int pl_router_compile_action(struct pl_router_cctx *c, struct rt_route_x *r,
                              const Envoy__Config__Route__V3__Route *cfg, const char *path)
 {
     char *p;

@@ -169,8 +169,9 @@ bool pl_router_hash(const struct pl_route_match *m, const struct pl_http_head *h
         return false;
     bool have = false;
     uint64_t acc = 0;
-    for (size_t i = 0; i < m->route->nhp; i++) {
-        const struct rt_hash_policy *hp = &m->route->hp[i];
+    const struct rt_route_x *x = m->route->x;
+    for (size_t i = 0; x && i < x->nhp; i++) {
+        const struct rt_hash_policy *hp = &x->hp[i];
         uint64_t v = 0;
         const char *s;
         size_t n;

@@ -331,7 +331,7 @@ static bool path_ok(const struct pl_route_table *t, const struct pl_route *r, co
         return n >= r->path_len && ieq(p, r->path, r->path_len, ic) &&
                (n == r->path_len || p[r->path_len] == '/');
     case PATH_REGEX:
-        return pl_router_re_full(t, &r->path_re, p, n);
+        return pl_router_re_full(t, &r->x->path_re, p, n);
     default:
         return false;
     }
@@ -342,12 +342,15 @@ static bool route_ok(const struct pl_route_table *t, const struct pl_route *r,
 {
     if (!h->path || !path_ok(t, r, h->path, plen))
         return false;
-    for (size_t i = 0; i < r->nhm; i++)
-        if (!header_ok(t, &r->hm[i], h))
-            return false;
-    for (size_t i = 0; i < r->nqm; i++)
-        if (!query_ok(t, &r->qm[i], h))
-            return false;
+    const struct rt_route_x *x = r->x;
+    if (x) {
+        for (size_t i = 0; i < x->nhm; i++)
+            if (!header_ok(t, &x->hm[i], h))
+                return false;
+        for (size_t i = 0; i < x->nqm; i++)
+            if (!query_ok(t, &x->qm[i], h))
+                return false;
+    }
     return !r->grpc || pl_router_is_grpc(h);
 }
 
@@ -420,18 +423,19 @@ int pl_router_match(const struct pl_route_table *t, const struct pl_http_head *h
     if (!r)
         return PL_ENOENT;
     m->route = r;
-    m->info = &r->info;
-    if (r->info.kind != PL_ROUTE_CLUSTER)
-        return 0;
-    const char *hname = r->cluster_header;
-    size_t hlen = r->cluster_header_len;
+    m->info = r->info;
     m->cluster = r->cluster, m->cluster_len = r->cluster_len;
-    if (r->nwcs) {
-        uint64_t sel = random % r->total_weight, end = 0;
-        for (size_t i = 0; i < r->nwcs; i++) {
-            end += r->wcs[i].weight;
+    const struct rt_route_x *x = r->x;
+    if (!x || x->info.kind != PL_ROUTE_CLUSTER)
+        return 0;
+    const char *hname = x->cluster_header;
+    size_t hlen = x->cluster_header_len;
+    if (x->nwcs) {
+        uint64_t sel = random % x->total_weight, end = 0;
+        for (size_t i = 0; i < x->nwcs; i++) {
+            end += x->wcs[i].weight;
             if (sel < end) {
-                m->wc = &r->wcs[i];
+                m->wc = &x->wcs[i];
                 break;
             }
         }

@@ -127,14 +127,17 @@ struct rt_hash_policy {
 
 enum { PATH_PREFIX = 1, PATH_EXACT, PATH_REGEX, PATH_SEP_PREFIX };
 
-struct pl_route {
+/* The parts of a route few routes use: matchers besides the path, weighted clusters, rewrites,
+ * redirects, hash policies, header mutations, and a pl_route_info other than the virtual host's
+ * plain one. compile.c compiles every route into one (path and cluster included), then keeps it
+ * only when the route uses any of it. */
+struct rt_route_x {
     struct pl_route_info info;
-    const struct pl_route_vhost *vhost;
     /* match */
     uint8_t path_kind;
     bool case_sensitive;
     bool grpc;
-    char *path;
+    const char *path; /* in the table's pool (also in pl_route) */
     size_t path_len;
     struct rt_regex path_re;
     struct rt_hdrmatch *hm;
@@ -142,7 +145,7 @@ struct pl_route {
     struct rt_qpmatch *qm;
     size_t nqm;
     /* cluster */
-    char *cluster;
+    const char *cluster; /* in the table's pool (also in pl_route) */
     size_t cluster_len;
     char *cluster_header;
     size_t cluster_header_len;
@@ -168,6 +171,21 @@ struct pl_route {
     const struct rt_mut *mut; /* &pl_router_no_mut when the route mutates no header */
 };
 
+/* What every request that reaches a route reads, in 48 bytes: most routes of a large table
+ * match a path and forward to a named cluster, and are only this (x NULL, info the virtual
+ * host's plain_info); strings live in the table's pool. */
+struct pl_route {
+    const struct pl_route_info *info; /* &x->info, or the virtual host's plain_info */
+    const char *path;                 /* in the table's pool; NULL for PATH_REGEX */
+    const char *cluster;              /* in the pool; NULL unless RouteAction.cluster */
+    const struct rt_route_x *x;       /* owned; NULL: nothing beyond these fields */
+    uint32_t path_len;
+    uint32_t cluster_len;
+    uint8_t path_kind;
+    bool case_sensitive;
+    bool grpc;
+};
+
 /* The header mutations of a route that has none (shared by all such routes). */
 extern const struct rt_mut pl_router_no_mut;
 
@@ -176,6 +194,7 @@ struct pl_route_vhost {
     struct pl_route *routes;
     size_t nroutes;
     struct rt_mut mut;
+    struct pl_route_info plain_info; /* of its routes with only a path match and a cluster */
 };
 
 /* open-addressing map from lower-case domain text to virtual host */
@@ -192,6 +211,8 @@ struct rt_dmap {
     size_t nlens;
 };
 
+struct rt_pool_chunk;
+
 struct pl_route_table {
     char *name;
     struct pl_route_vhost *vhosts;
@@ -205,9 +226,14 @@ struct pl_route_table {
     uint32_t max_cap;  /* most capture groups of any regex: sizes the per-thread match data */
     uint32_t max_body; /* max_direct_response_body_size_bytes */
     char hostname[256];
+    struct rt_pool_chunk *pool; /* route paths and cluster names, freed with the table */
+    char *pool_cur;
+    size_t pool_left;
 };
 
 /* compile.c: looks a domain up (any case); NULL when absent. */
+/* Returns a NUL-terminated copy of s[0..n) in t's string pool (freed with the table). */
+const char *pl_router_pool_dup(struct pl_route_table *t, const char *s, size_t n);
 struct pl_route_vhost *pl_router_dmap_get(const struct rt_dmap *m, const char *s, size_t n);
 
 /* match.c */
@@ -269,7 +295,7 @@ int pl_router_compile_regex_matcher(struct pl_router_cctx *c, struct rt_regex *r
 int pl_router_compile_strmatch(struct pl_router_cctx *c, struct rt_strmatch *sm,
                                const Envoy__Type__Matcher__V3__StringMatcher *m, const char *path);
 /* Compiles a route's action (route, redirect or direct_response) into r. */
-int pl_router_compile_action(struct pl_router_cctx *c, struct pl_route *r,
+int pl_router_compile_action(struct pl_router_cctx *c, struct rt_route_x *r,
                              const Envoy__Config__Route__V3__Route *cfg, const char *path);
 /* Compiles the four header mutation lists of one level. */
 int pl_router_compile_mut(struct pl_router_cctx *c, struct rt_mut *m,

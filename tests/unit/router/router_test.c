@@ -347,3 +347,79 @@ Test(router_match, path_len_scan)
     cr_assert_eq(pl_router_path_len("/a#b?c", 6), 2);
     cr_assert_eq(pl_router_path_len("/\xbf\x3f", 3), 2); /* a high byte before '?' */
 }
+
+/* Routes with only a path match and a cluster keep no part of their own beyond the 48-byte
+ * pl_route (their info is the virtual host's); the others keep theirs. Either way a match gives
+ * the same answers, and every string (also past a pool chunk, and longer than one) is intact. */
+Test(router_match, plain_and_full_routes)
+{
+    char *yaml = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&yaml, &len);
+    char long_cluster[6000];
+    memset(long_cluster, 'k', sizeof(long_cluster) - 1);
+    long_cluster[sizeof(long_cluster) - 1] = 0;
+    fprintf(f, "virtual_hosts:\n- name: v\n  domains: ['*']\n  routes:\n");
+    fprintf(f, "  - {name: named, match: {prefix: /named}, route: {cluster: a}}\n");
+    fprintf(f, "  - {match: {prefix: /timeout}, route: {cluster: b, timeout: 2s}}\n");
+    fprintf(f, "  - {match: {prefix: /hdr, headers: [{name: x, present_match: true}]},"
+               " route: {cluster: c}}\n");
+    fprintf(f, "  - {match: {prefix: /long}, route: {cluster: %s}}\n", long_cluster);
+    for (int i = 0; i < 3000; i++) /* about 40 kB of strings: several pool chunks */
+        fprintf(f, "  - {match: {path: /p%d}, route: {cluster: cluster-%d}}\n", i, i);
+    fclose(f);
+    struct pl_route_table *t = rt_compile(yaml);
+    free(yaml);
+    const struct pl_route_vhost *vh = &t->vhosts[0];
+    cr_assert_eq(sizeof(struct pl_route), 48);
+    cr_assert_not_null(vh->routes[0].x); /* a name */
+    cr_assert_not_null(vh->routes[1].x); /* a timeout */
+    cr_assert_not_null(vh->routes[2].x); /* a header matcher */
+    cr_assert_null(vh->routes[3].x);
+    cr_assert_null(vh->routes[4].x);
+    cr_assert_eq(vh->routes[4].info, &vh->plain_info);
+
+    struct pl_route_ctx ctx = {0};
+    struct pl_route_match m;
+    struct rt_req r;
+    rt_req_init(&r, "GET", "h", "/named", NULL);
+    cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), 0);
+    cr_assert_str_eq(m.info->name, "named");
+    cr_assert_str_eq(m.info->vhost_name, "v");
+    cr_assert_eq(m.info->timeout_ms, 15000);
+    rt_req_free(&r);
+    rt_req_init(&r, "GET", "h", "/timeout", NULL);
+    cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), 0);
+    cr_assert_eq(m.info->timeout_ms, 2000);
+    cr_assert_eq(m.cluster_len, 1);
+    cr_assert(!memcmp(m.cluster, "b", 1));
+    rt_req_free(&r);
+    rt_req_init(&r, "GET", "h", "/hdr", NULL); /* no x: falls through to nothing */
+    cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), PL_ENOENT);
+    rt_req_free(&r);
+    rt_req_init(&r, "GET", "h", "/hdr", "x", "1", NULL);
+    cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), 0);
+    cr_assert(m.cluster_len == 1 && m.cluster[0] == 'c');
+    rt_req_free(&r);
+    rt_req_init(&r, "GET", "h", "/long", NULL);
+    cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), 0);
+    cr_assert_str_eq(m.cluster, long_cluster);
+    cr_assert_eq(m.info->kind, PL_ROUTE_CLUSTER);
+    cr_assert_str_eq(m.info->name, "");
+    cr_assert_str_eq(m.info->vhost_name, "v");
+    cr_assert_eq(m.info->timeout_ms, 15000);
+    cr_assert_eq(m.info->idle_timeout_ms, -1);
+    cr_assert_eq(m.info->cluster_not_found_status, 503);
+    rt_req_free(&r);
+    for (int i = 0; i < 3000; i += 7) {
+        char p[32], c[32];
+        snprintf(p, sizeof(p), "/p%d", i);
+        snprintf(c, sizeof(c), "cluster-%d", i);
+        rt_req_init(&r, "GET", "h", p, NULL);
+        cr_assert_eq(pl_router_match(t, &r.h, &ctx, 0, &m), 0, "%s", p);
+        cr_assert_str_eq(m.cluster, c);
+        cr_assert_eq(m.cluster_len, strlen(c));
+        rt_req_free(&r);
+    }
+    pl_route_table_free(t);
+}
