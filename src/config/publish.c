@@ -11,6 +11,9 @@
 #include "config/publish.h"
 
 #include <ev.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -175,6 +178,14 @@ size_t pl_publish_reclaim(void)
         free_published(p->snap);
         n++;
     }
+#ifdef __GLIBC__
+    /* A config change leaves free memory all over the heap (the old snapshot, the decoded
+     * resources, the compile's scratch): glibc returns only the top of the heap by itself. Give
+     * back the free pages inside it too, once per change: with 10,000 clusters and routes that
+     * is about 700 bytes of RSS per cluster and route, for a few milliseconds of main's time. */
+    if (n)
+        malloc_trim(0);
+#endif
     return n;
 }
 
