@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,8 @@ static void build_maglev(struct up_hostset *hs)
 }
 
 /* The same host: same address and the same identity (key or address string). */
-static bool same_host(const struct up_host_info *a, const struct up_host_info *b)
+static bool same_host(const struct up_host_info *a, const char *akey, const struct up_host_info *b,
+                      const char *bkey)
 {
     if (a->addrlen != b->addrlen)
         return false;
@@ -140,10 +142,14 @@ static bool same_host(const struct up_host_info *a, const struct up_host_info *b
     } else if (memcmp(&a->addr, &b->addr, a->addrlen)) {
         return false;
     }
-    if (!a->key && !b->key)
+    if (!akey && !bkey)
         return true;
     char ka[64], kb[64];
-    return !strcmp(up_host_key(a, ka, sizeof(ka)), up_host_key(b, kb, sizeof(kb)));
+    if (!akey)
+        akey = up_host_addr_str(a, ka, sizeof(ka));
+    if (!bkey)
+        bkey = up_host_addr_str(b, kb, sizeof(kb));
+    return !strcmp(akey, bkey);
 }
 
 /* Hosts kept so far, by address: duplicates are found in O(1) (a cluster may have thousands). */
@@ -159,21 +165,23 @@ static size_t host_slot(const struct host_index *ix, const struct up_host_info *
     return (size_t)pl_upstream_xxhash64(&h->addr, h->addrlen, 0) & ix->mask;
 }
 
-/* Returns true if h is already among hs->hosts[0..n_hosts); else records it (as index n_hosts)
- * when ix is in use. */
+/* Returns true if h (whose key is key) is already among hs->hosts[0..n_hosts); else records it
+ * (as index n_hosts) when ix is in use. */
 static bool seen_host(const struct up_hostset *hs, struct host_index *ix,
-                      const struct up_host_info *h)
+                      const struct up_host_info *h, const char *key)
 {
     if (!ix->slots) {
         for (size_t j = 0; j < hs->n_hosts; j++)
-            if (same_host(&hs->hosts[j], h))
+            if (same_host(&hs->hosts[j], hs->keys ? hs->keys[j] : NULL, h, key))
                 return true;
         return false;
     }
     size_t i = host_slot(ix, h);
-    for (; ix->slots[i]; i = (i + 1) & ix->mask)
-        if (same_host(&hs->hosts[ix->slots[i] - 1], h))
+    for (; ix->slots[i]; i = (i + 1) & ix->mask) {
+        size_t j = ix->slots[i] - 1;
+        if (same_host(&hs->hosts[j], hs->keys ? hs->keys[j] : NULL, h, key))
             return true;
+    }
     ix->slots[i] = (uint32_t)hs->n_hosts + 1;
     return false;
 }
@@ -181,12 +189,19 @@ static bool seen_host(const struct up_hostset *hs, struct host_index *ix,
 struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_hash,
                                     const struct up_host_spec *hosts, size_t n)
 {
-    struct up_hostset *hs = pl_calloc(1, sizeof(*hs));
+    /* one allocation: the set, then its hosts (36 bytes each for IP addresses), then avail */
+    size_t hosts_off = (sizeof(struct up_hostset) + alignof(struct up_host_info) - 1) &
+                       ~(alignof(struct up_host_info) - 1);
+    size_t avail_off = hosts_off + n * sizeof(struct up_host_info);
+    struct up_hostset *hs = pl_calloc(1, avail_off + (n ? n : 1) * sizeof(uint32_t));
     atomic_init(&hs->refs, 1);
     hs->cfg_hash = cfg_hash;
     hs->lb = *lb;
-    hs->hosts = pl_calloc(n ? n : 1, sizeof(*hs->hosts));
-    hs->avail = pl_calloc(n ? n : 1, sizeof(*hs->avail));
+    hs->hosts = (struct up_host_info *)((char *)hs + hosts_off);
+    hs->avail = (uint32_t *)((char *)hs + avail_off);
+    for (size_t i = 0; i < n && !hs->keys; i++)
+        if (hosts[i].key)
+            hs->keys = pl_calloc(n, sizeof(*hs->keys));
     struct host_index ix = {0};
     if (n > INDEX_FROM) {
         size_t cap = 64;
@@ -200,14 +215,14 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
         if (hosts[i].addrlen > sizeof(h->addr))
             continue; /* not an IP address: cannot be an upstream host */
         memcpy(&h->addr, hosts[i].addr, hosts[i].addrlen);
-        h->addrlen = hosts[i].addrlen;
-        h->key = (char *)hosts[i].key; /* borrowed until kept */
+        h->addrlen = (uint8_t)hosts[i].addrlen;
         /* the same address twice (two DNS names): keep the first */
-        if (seen_host(hs, &ix, h)) {
-            h->key = NULL;
+        if (seen_host(hs, &ix, h, hosts[i].key)) {
+            memset(h, 0, sizeof(*h));
             continue;
         }
-        h->key = h->key ? pl_strdup(h->key) : NULL;
+        if (hosts[i].key)
+            hs->keys[hs->n_hosts] = pl_strdup(hosts[i].key);
         h->weight = hosts[i].weight ? hosts[i].weight : 1;
         h->healthy = hosts[i].healthy;
         hs->n_healthy += h->healthy;
@@ -240,10 +255,9 @@ void up_hostset_unref(struct up_hostset *hs)
 {
     if (!hs || atomic_fetch_sub_explicit(&hs->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < hs->n_hosts; i++)
-        free(hs->hosts[i].key);
-    free(hs->hosts);
-    free(hs->avail);
+    for (size_t i = 0; hs->keys && i < hs->n_hosts; i++)
+        free(hs->keys[i]);
+    free(hs->keys);
     free(hs->ring);
     free(hs->maglev);
     free(hs);

@@ -22,11 +22,9 @@ struct up_lb_params {
  * 10,000 clusters of 10, is this times the count. */
 struct up_host_info {
     union pl_ip_addr addr;
-    socklen_t addrlen;
     uint32_t weight;
+    uint8_t addrlen;
     bool healthy;
-    char *key; /* identity across updates when it is not the address ("hostname:port" for
-                  LOGICAL_DNS); NULL: the address string (no copy per host of every cluster) */
 };
 
 struct up_ring_entry {
@@ -40,7 +38,9 @@ struct up_hostset {
     struct rcu_head rcu;
     uint64_t cfg_hash;
     struct up_lb_params lb;
-    struct up_host_info *hosts;
+    struct up_host_info *hosts; /* in the same allocation as the set (so is avail) */
+    char **keys; /* NULL, or [n_hosts]: a host's identity across updates when it is not its
+                    address ("hostname:port" for LOGICAL_DNS), else NULL (owned) */
     size_t n_hosts;
     size_t n_healthy;
     bool panic;      /* too few healthy hosts (Envoy's 50% panic threshold): balance over all */
@@ -146,10 +146,10 @@ static inline const char *up_host_addr_str(const struct up_host_info *h, char *b
     return buf;
 }
 /* Copies the LB-relevant parameters of a compiled cluster. */
-/* A host's identity across updates: its key, or its address string formatted into buf. */
-static inline const char *up_host_key(const struct up_host_info *h, char *buf, size_t cap)
+/* Host i's identity across updates: its key, or its address string formatted into buf. */
+static inline const char *up_host_key(const struct up_hostset *hs, size_t i, char *buf, size_t cap)
 {
-    return h->key ? h->key : up_host_addr_str(h, buf, cap);
+    return hs->keys && hs->keys[i] ? hs->keys[i] : up_host_addr_str(&hs->hosts[i], buf, cap);
 }
 void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out);
 /* Builds the host set of a cluster from its config alone (IP endpoints; no DNS). */

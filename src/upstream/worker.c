@@ -160,7 +160,8 @@ static bool same_lb_input(const struct up_hostset *a, const struct up_hostset *b
         const struct up_host_info *x = &a->hosts[a->avail[i]], *y = &b->hosts[b->avail[i]];
         char kx[64], ky[64];
         if (a->avail[i] != b->avail[i] || x->weight != y->weight ||
-            strcmp(up_host_key(x, kx, sizeof(kx)), up_host_key(y, ky, sizeof(ky))))
+            strcmp(up_host_key(a, a->avail[i], kx, sizeof(kx)),
+                   up_host_key(b, b->avail[i], ky, sizeof(ky))))
             return false;
     }
     return true;
@@ -184,11 +185,12 @@ void up_refresh(struct up_cluster *c)
     for (size_t i = 0; i < cur->n_hosts; i++) {
         const struct up_host_info *hi = &cur->hosts[i];
         char kb[64];
-        struct up_host *h = take_host(prev, n_old, sorted, up_host_key(hi, kb, sizeof(kb)));
+        struct up_host *h = take_host(prev, n_old, sorted, up_host_key(cur, i, kb, sizeof(kb)));
         if (h) {
             host_set_addr(h, (const struct sockaddr *)&hi->addr, hi->addrlen);
         } else {
-            h = up_host_new(c->pub.name, (const struct sockaddr *)&hi->addr, hi->addrlen, hi->key);
+            h = up_host_new(c->pub.name, (const struct sockaddr *)&hi->addr, hi->addrlen,
+                            cur->keys ? cur->keys[i] : NULL);
         }
         h->pub.weight = hi->weight;
         h->pub.healthy = hi->healthy;

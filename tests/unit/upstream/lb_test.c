@@ -659,3 +659,45 @@ Test(lb, static_ipv4_literals)
         free(errs);
     }
 }
+
+/* A host set is one allocation of 36-byte hosts; keys (LOGICAL_DNS identities) are kept aside,
+ * only when some host has one, and take part in telling duplicates apart. */
+Test(lb, hostset_hosts_and_keys)
+{
+    cr_assert_eq(sizeof(struct up_host_info), 36);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(80)};
+    struct sockaddr_in b = a;
+    inet_pton(AF_INET, "10.0.0.1", &a.sin_addr);
+    inet_pton(AF_INET, "10.0.0.2", &b.sin_addr);
+    struct up_lb_params lb = {.policy = 0};
+    struct up_host_spec plain[] = {
+        {(const struct sockaddr *)&a, sizeof(a), NULL, 2, true},
+        {(const struct sockaddr *)&b, sizeof(b), NULL, 0, false},
+        {(const struct sockaddr *)&a, sizeof(a), NULL, 5, true}, /* a duplicate of the first */
+    };
+    struct up_hostset *hs = up_hostset_build(&lb, 1, plain, 3);
+    cr_assert_eq(hs->n_hosts, 2);
+    cr_assert_null(hs->keys);
+    cr_assert_eq(hs->hosts[0].weight, 2);
+    cr_assert_eq(hs->hosts[1].weight, 1);
+    cr_assert_eq(hs->n_healthy, 1);
+    cr_assert_eq((char *)hs->hosts, (char *)hs + ((sizeof(*hs) + 3) & ~(size_t)3));
+    cr_assert_eq((char *)hs->avail, (char *)(hs->hosts + 3));
+    char buf[64];
+    cr_assert_str_eq(up_host_key(hs, 1, buf, sizeof(buf)), "10.0.0.2:80");
+    up_hostset_unref(hs);
+
+    struct up_host_spec keyed[] = {
+        {(const struct sockaddr *)&a, sizeof(a), "one.example:80", 1, true},
+        {(const struct sockaddr *)&a, sizeof(a), "two.example:80", 1, true}, /* another name */
+        {(const struct sockaddr *)&a, sizeof(a), "one.example:80", 1, true}, /* duplicate */
+        {(const struct sockaddr *)&b, sizeof(b), NULL, 1, true},
+    };
+    hs = up_hostset_build(&lb, 1, keyed, 4);
+    cr_assert_eq(hs->n_hosts, 3);
+    cr_assert_not_null(hs->keys);
+    cr_assert_str_eq(up_host_key(hs, 0, buf, sizeof(buf)), "one.example:80");
+    cr_assert_str_eq(up_host_key(hs, 1, buf, sizeof(buf)), "two.example:80");
+    cr_assert_str_eq(up_host_key(hs, 2, buf, sizeof(buf)), "10.0.0.2:80");
+    up_hostset_unref(hs);
+}
