@@ -148,7 +148,7 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (rs->fs->ended || rs->resp_done)
         return;
     if (rs->crt) {
-        pl_counter_inc(rs->crt->stats.upstream_rq_timeout);
+        pl_counter_inc(PL_CLUSTER_COUNTER(&rs->crt->stats, upstream_rq_timeout));
         pl_upstream_count_status(rs->crt, 504);
     }
     pl_pool_stream_release(rs->ps);

@@ -215,7 +215,7 @@ struct pl_host_rt *pl_upstream_pick(struct pl_cluster_rt *pc, const struct pl_lb
     if (!n)
         return NULL;
     if (hs->panic)
-        pl_counter_inc(pc->stats.lb_healthy_panic);
+        pl_counter_inc(PL_CLUSTER_COUNTER(&pc->stats, lb_healthy_panic));
     uint64_t h = ctx && ctx->has_hash ? ctx->hash : 0;
     bool random_hash = !ctx || !ctx->has_hash;
     uint32_t idx;

@@ -90,8 +90,8 @@ static void stats_init(struct pl_cluster_stats *st, struct pl_stats *store, cons
     memcpy(st->prefix + 8, name, n);
     memcpy(st->prefix + 8 + n, ".", 2);
     pl_stats_group(store, st->prefix, &cluster_group, v);
-#define C(f, i) (st->f = (struct pl_counter){store, v[i]})
-#define G(f, i) (st->f = (struct pl_gauge){store, v[i]})
+#define C(f, i) (st->f = v[i])
+#define G(f, i) (st->f = v[i])
     C(upstream_cx_total, 0);
     G(upstream_cx_active, 1);
     C(upstream_cx_connect_fail, 2);
@@ -112,8 +112,8 @@ static void stats_init(struct pl_cluster_stats *st, struct pl_stats *store, cons
 
 static void set_membership(struct pl_cluster_link *l, const struct up_hostset *hs)
 {
-    pl_gauge_set(l->stats.membership_total, (int64_t)hs->n_hosts);
-    pl_gauge_set(l->stats.membership_healthy, (int64_t)hs->n_healthy);
+    pl_gauge_set(PL_CLUSTER_GAUGE(&l->stats, membership_total), (int64_t)hs->n_hosts);
+    pl_gauge_set(PL_CLUSTER_GAUGE(&l->stats, membership_healthy), (int64_t)hs->n_healthy);
 }
 
 struct pl_cluster_link *up_link_new(const char *name, struct pl_stats *store, struct up_hostset *hs)

@@ -105,7 +105,7 @@ static void stream_detach(struct pl_pool_stream *s)
     s->pc = NULL;
     s->cs = NULL;
     if (pc->pool->has_stats)
-        pl_gauge_add(pc->pool->st.upstream_rq_active, -1);
+        pl_gauge_add(PL_CLUSTER_GAUGE(&pc->pool->st, upstream_rq_active), -1);
     if (pc->pool->host)
         pl_upstream_host_rq_end(pc->pool->host);
 }
@@ -173,8 +173,8 @@ static void conn_maybe_free(struct pool_conn *pc)
     struct pl_pool *p = pc->pool;
     conn_unlink(p, pc);
     if (p->has_stats) {
-        pl_gauge_add(p->st.upstream_cx_active, -1);
-        pl_counter_inc(p->st.upstream_cx_destroy);
+        pl_gauge_add(PL_CLUSTER_GAUGE(&p->st, upstream_cx_active), -1);
+        pl_counter_inc(PL_CLUSTER_COUNTER(&p->st, upstream_cx_destroy));
     }
     if (pc->host)
         pl_upstream_host_unref(pc->host);
@@ -318,8 +318,8 @@ static void bind_stream(struct pool_conn *pc, struct pl_pool_stream *s)
     s->cs = cs;
     stream_attach(pc, s);
     if (p->has_stats) {
-        pl_counter_inc(p->st.upstream_rq_total);
-        pl_gauge_add(p->st.upstream_rq_active, 1);
+        pl_counter_inc(PL_CLUSTER_COUNTER(&p->st, upstream_rq_total));
+        pl_gauge_add(PL_CLUSTER_GAUGE(&p->st, upstream_rq_active), 1);
     }
     if (p->host)
         pl_upstream_host_rq_begin(p->host);
@@ -438,9 +438,9 @@ static void on_conn_event(struct pl_conn *c, enum pl_conn_event ev, void *arg)
         bool timeout = ev == PL_CONN_EV_CONNECT_TIMEOUT;
         pc->conn = NULL; /* freed by conn.c after this callback */
         if (p->has_stats) {
-            pl_counter_inc(p->st.upstream_cx_connect_fail);
+            pl_counter_inc(PL_CLUSTER_COUNTER(&p->st, upstream_cx_connect_fail));
             if (timeout)
-                pl_counter_inc(p->st.upstream_cx_connect_timeout);
+                pl_counter_inc(PL_CLUSTER_COUNTER(&p->st, upstream_cx_connect_timeout));
         }
         pl_log_debug("pool", "connect to %s failed: %s", p->addr_str,
                      timeout ? "timeout" : c->err_text);
@@ -512,8 +512,8 @@ static void conn_new(struct pl_pool *p)
     conn_link(p, pc);
     p->n_connecting++;
     if (p->has_stats) {
-        pl_counter_inc(p->st.upstream_cx_total);
-        pl_gauge_add(p->st.upstream_cx_active, 1);
+        pl_counter_inc(PL_CLUSTER_COUNTER(&p->st, upstream_cx_total));
+        pl_gauge_add(PL_CLUSTER_GAUGE(&p->st, upstream_cx_active), 1);
     }
     if (p->host) {
         pc->host = p->host;
@@ -533,7 +533,7 @@ static void conn_new(struct pl_pool *p)
         pl_err_free(&err);
         pc->conn = NULL;
         if (p->has_stats)
-            pl_counter_inc(p->st.upstream_cx_connect_fail);
+            pl_counter_inc(PL_CLUSTER_COUNTER(&p->st, upstream_cx_connect_fail));
         pc->closed = true;
         p->n_connecting--;
         pc->state = PC_CLOSED;

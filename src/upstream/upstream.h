@@ -82,24 +82,30 @@ const struct pl_cluster_stats *pl_upstream_main_stats(const char *cluster);
 
 /* ---- stats ---------------------------------------------------------------------------------- */
 
-/* A cluster's stats in Envoy's names (cluster.<name>.<field>); handles, valid for the store's
- * life. The HTTP and TCP code increment them on the worker (no lock: per-worker shards). */
+/* A cluster's stats in Envoy's names (cluster.<name>.<field>): their slots in store, valid for
+ * the store's life (92 bytes: one store pointer, not one per handle; 10,000 clusters have them).
+ * The HTTP and TCP code increment them on the worker (no lock: per-worker shards) through
+ * PL_CLUSTER_COUNTER / PL_CLUSTER_GAUGE. */
 struct pl_cluster_stats {
-    struct pl_counter upstream_cx_total;
-    struct pl_gauge upstream_cx_active;
-    struct pl_counter upstream_cx_connect_fail;
-    struct pl_counter upstream_cx_connect_timeout;
-    struct pl_counter upstream_cx_destroy;
-    struct pl_counter upstream_rq_total;
-    struct pl_gauge upstream_rq_active;
-    struct pl_counter upstream_rq_xx[6]; /* [2] = upstream_rq_2xx ... [5] = upstream_rq_5xx */
-    struct pl_counter upstream_rq_timeout;
-    struct pl_gauge membership_total;   /* set by main when a host set is published */
-    struct pl_gauge membership_healthy; /* set by main when a host set is published */
-    struct pl_counter lb_healthy_panic; /* incremented by pl_upstream_pick */
-    struct pl_stats *store; /* for stats created lazily, e.g. cluster.<name>.upstream_rq_200 */
+    struct pl_stats *store; /* also for stats created lazily, e.g. cluster.<name>.upstream_rq_200 */
     char *prefix;           /* "cluster.<name>." */
+    uint32_t upstream_cx_total;           /* counter */
+    uint32_t upstream_cx_active;          /* gauge */
+    uint32_t upstream_cx_connect_fail;    /* counter */
+    uint32_t upstream_cx_connect_timeout; /* counter */
+    uint32_t upstream_cx_destroy;         /* counter */
+    uint32_t upstream_rq_total;           /* counter */
+    uint32_t upstream_rq_active;          /* gauge */
+    uint32_t upstream_rq_xx[6];   /* counters: [2] = upstream_rq_2xx ... [5] = upstream_rq_5xx */
+    uint32_t upstream_rq_timeout; /* counter */
+    uint32_t membership_total;    /* gauge, set by main when a host set is published */
+    uint32_t membership_healthy;  /* gauge, set by main when a host set is published */
+    uint32_t lb_healthy_panic;    /* counter, incremented by pl_upstream_pick */
 };
+
+/* The handle of counter (or gauge) `field` of the struct pl_cluster_stats *st. */
+#define PL_CLUSTER_COUNTER(st, field) ((struct pl_counter){(st)->store, (st)->field})
+#define PL_CLUSTER_GAUGE(st, field)   ((struct pl_gauge){(st)->store, (st)->field})
 
 /* ---- worker thread -------------------------------------------------------------------------- */
 

@@ -337,7 +337,7 @@ void pl_upstream_count_status(struct pl_cluster_rt *pc, unsigned status)
 {
     struct up_cluster *c = (struct up_cluster *)pc;
     unsigned cls = status / 100;
-    pl_counter_inc(pc->stats.upstream_rq_xx[cls >= 1 && cls <= 5 ? cls : 0]);
+    pl_counter_inc(PL_CLUSTER_COUNTER(&pc->stats, upstream_rq_xx[cls >= 1 && cls <= 5 ? cls : 0]));
     if (status < 100 || status > 599)
         return;
     if (!c->codes) {

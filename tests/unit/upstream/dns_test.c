@@ -369,14 +369,14 @@ Test(dns, strict_dns_updates_reach_worker, .init = setup_dns, .fini = teardown_d
     bool ok = run_until(worker_sees, &x, 5);
     cr_assert(ok, "worker saw '%s'", w.seen);
     const struct pl_cluster_stats *st = pl_upstream_main_stats("sd");
-    cr_assert_eq(pl_gauge_value(st->membership_total), 3);
+    cr_assert_eq(pl_gauge_value(PL_CLUSTER_GAUGE(st, membership_total)), 3);
 
     /* the answer changes; the 1 s TTL (not the 60 s refresh rate) brings it in */
     zone_set(0, (struct rr){"backend.test", {"10.0.0.3"}, 1});
     x.seen = "10.0.0.3:8080,127.0.0.5:80,";
     ok = run_until(worker_sees, &x, 6);
     cr_assert(ok, "worker saw '%s'", w.seen);
-    cr_assert_eq(pl_gauge_value(st->membership_total), 2);
+    cr_assert_eq(pl_gauge_value(PL_CLUSTER_GAUGE(st, membership_total)), 2);
 
     /* the name goes away: its hosts go with it */
     zone_set(0, (struct rr){"gone.test", {"10.9.9.9"}, 1});
@@ -394,7 +394,7 @@ Test(dns, strict_dns_updates_reach_worker, .init = setup_dns, .fini = teardown_d
 static bool host_count(void *arg)
 {
     const struct pl_cluster_stats *st = pl_upstream_main_stats(arg);
-    return st && pl_gauge_value(st->membership_total) > 0;
+    return st && pl_gauge_value(PL_CLUSTER_GAUGE(st, membership_total)) > 0;
 }
 
 struct addr_want {

@@ -365,9 +365,9 @@ Test(lb, panic_and_health)
     unsigned counts[10];
     count_picks(c, counts, false); /* 2 of 4 healthy: 70% >= 50%, no panic */
     cr_assert_eq(counts[1] + counts[3], 0);
-    cr_assert_eq(pl_counter_value(c->stats.lb_healthy_panic), 0);
-    cr_assert_eq(pl_gauge_value(c->stats.membership_total), 4);
-    cr_assert_eq(pl_gauge_value(c->stats.membership_healthy), 2);
+    cr_assert_eq(pl_counter_value(PL_CLUSTER_COUNTER(&c->stats, lb_healthy_panic)), 0);
+    cr_assert_eq(pl_gauge_value(PL_CLUSTER_GAUGE(&c->stats, membership_total)), 4);
+    cr_assert_eq(pl_gauge_value(PL_CLUSTER_GAUGE(&c->stats, membership_healthy)), 2);
     pl_snapshot_free(s);
 
     static const struct ep one[] = {
@@ -377,7 +377,7 @@ Test(lb, panic_and_health)
     count_picks(c, counts, false); /* 35% healthy: panic, all hosts */
     for (int i = 0; i < 4; i++)
         cr_assert_gt(counts[i], N_PICKS / 5);
-    cr_assert_eq(pl_counter_value(c->stats.lb_healthy_panic), N_PICKS);
+    cr_assert_eq(pl_counter_value(PL_CLUSTER_COUNTER(&c->stats, lb_healthy_panic)), N_PICKS);
     pl_snapshot_free(s);
 }
 
@@ -416,15 +416,16 @@ Test(lb, stats_and_status_codes)
     struct pl_snapshot *s = snap_of("ROUND_ROBIN", NULL, eps, 1);
     struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
     cr_assert_str_eq(c->name, "c");
-    pl_counter_inc(c->stats.upstream_rq_total);
+    cr_assert_leq(sizeof(struct pl_cluster_stats), 96); /* slots, not 16-byte handles */
+    pl_counter_inc(PL_CLUSTER_COUNTER(&c->stats, upstream_rq_total));
     pl_upstream_count_status(c, 200);
     pl_upstream_count_status(c, 200);
     pl_upstream_count_status(c, 503);
-    cr_assert_eq(pl_counter_value(c->stats.upstream_rq_xx[2]), 2);
-    cr_assert_eq(pl_counter_value(c->stats.upstream_rq_xx[5]), 1);
+    cr_assert_eq(pl_counter_value(PL_CLUSTER_COUNTER(&c->stats, upstream_rq_xx[2])), 2);
+    cr_assert_eq(pl_counter_value(PL_CLUSTER_COUNTER(&c->stats, upstream_rq_xx[5])), 1);
     const struct pl_cluster_stats *ms = pl_upstream_main_stats("c");
     cr_assert_not_null(ms);
-    cr_assert_eq(pl_counter_value(ms->upstream_rq_total), 1);
+    cr_assert_eq(pl_counter_value(PL_CLUSTER_COUNTER(ms, upstream_rq_total)), 1);
     char *out;
     size_t len;
     cr_assert_eq(pl_stats_render(t_stats, PL_STATS_TEXT, NULL, &out, &len), 0);
@@ -453,7 +454,8 @@ Test(lb, unprepared_snapshot_falls_back)
     unsigned counts[10];
     count_picks(c, counts, false);
     assert_weighted(counts, w3, 3, 0.001);
-    pl_counter_inc(c->stats.upstream_rq_total); /* stats work (a private store) */
+    pl_counter_inc(
+        PL_CLUSTER_COUNTER(&c->stats, upstream_rq_total)); /* stats work (a private store) */
     cr_assert_eq(pl_upstream_cluster(&s->clusters[0]), c);
     pl_snapshot_free(s);
 }
