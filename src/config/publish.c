@@ -60,6 +60,9 @@ static struct {
     void *hook_arg;
     struct pl_publish_stats stats;
     _Atomic unsigned callbacks; /* call_rcu callbacks queued and not finished */
+    ev_timer trim;              /* malloc_trim after frees (trim_cb) */
+    ev_tstamp last_trim;        /* when the last one ended */
+    ev_tstamp trim_cost;        /* and how long it took */
 } g;
 
 char pl_tsan_qs_sync; /* TSan sync object for quiescent states (core/tsan.h) */
@@ -108,6 +111,33 @@ static void gp_done_cb(struct rcu_head *head)
     atomic_fetch_sub_explicit(&g.callbacks, 1, memory_order_release);
 }
 
+/* A config change leaves free memory all over the heap (the old snapshot, the decoded resources,
+ * the compile's scratch), and glibc gives back only the top of the heap by itself: with 10,000
+ * clusters and routes the free pages inside it were about 700 bytes of RSS per cluster and
+ * route. malloc_trim returns them; it walks every free chunk (2 to 15 ms for a heap of that
+ * size), so it runs PL_TRIM_AFTER seconds after a change, and while changes keep coming no
+ * sooner than PL_TRIM_GAP times its last duration after the last one: at most a tenth of main's
+ * time. */
+#define PL_TRIM_AFTER 0.02
+#define PL_TRIM_GAP   10.0
+
+static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_ref(loop); /* the one-shot timer stopped: undo the unref of its start */
+#ifdef __GLIBC__
+    ev_now_update(loop);
+    ev_tstamp t0 = ev_now(loop);
+    malloc_trim(0);
+    ev_now_update(loop);
+    g.trim_cost = ev_now(loop) - t0;
+    pl_log_debug("config", "malloc_trim after freeing snapshots: %.1f ms", g.trim_cost * 1e3);
+#endif
+    g.last_trim = ev_now(loop);
+    g.stats.trims++;
+}
+
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     (void)loop;
@@ -141,6 +171,8 @@ int pl_publish_init(struct ev_loop *loop, unsigned n_workers)
     ev_async_init(&g.wake, wake_cb);
     ev_async_start(loop, &g.wake);
     ev_unref(loop); /* reclamation alone does not keep the main loop running */
+    ev_timer_init(&g.trim, trim_cb, 0., 0.);
+    g.last_trim = ev_now(loop);
     rcu_register_thread();
     rcu_thread_offline();
     g.inited = true;
@@ -178,14 +210,12 @@ size_t pl_publish_reclaim(void)
         free_published(p->snap);
         n++;
     }
-#ifdef __GLIBC__
-    /* A config change leaves free memory all over the heap (the old snapshot, the decoded
-     * resources, the compile's scratch): glibc returns only the top of the heap by itself. Give
-     * back the free pages inside it too, once per change: with 10,000 clusters and routes that
-     * is about 700 bytes of RSS per cluster and route, for a few milliseconds of main's time. */
-    if (n)
-        malloc_trim(0);
-#endif
+    if (n && !ev_is_active(&g.trim)) {
+        ev_tstamp at = g.last_trim + PL_TRIM_GAP * g.trim_cost - ev_now(g.loop);
+        ev_timer_set(&g.trim, at > PL_TRIM_AFTER ? at : PL_TRIM_AFTER, 0.);
+        ev_timer_start(g.loop, &g.trim);
+        ev_unref(g.loop); /* nor does a pending trim */
+    }
     return n;
 }
 
@@ -212,6 +242,10 @@ void pl_publish_shutdown(void)
     atomic_store_explicit(&g.current, NULL, memory_order_relaxed);
     ev_ref(g.loop);
     ev_async_stop(g.loop, &g.wake);
+    if (ev_is_active(&g.trim)) {
+        ev_ref(g.loop);
+        ev_timer_stop(g.loop, &g.trim);
+    }
     rcu_thread_online();
     rcu_unregister_thread();
     g.inited = false;

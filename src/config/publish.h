@@ -33,6 +33,8 @@ struct pl_publish_stats {
     uint64_t published; /* pl_publish calls that succeeded */
     uint64_t freed;     /* published snapshots freed so far */
     uint64_t pending;   /* retired, not yet freed (grace period or pins outstanding) */
+    uint64_t trims;     /* heap trims (malloc_trim) run after snapshots were freed: one shortly
+                           after a change or a burst of changes */
 };
 
 /* Sets up publishing on the main thread (registers it with urcu-qsbr, offline); loop is the main

@@ -135,6 +135,28 @@ Test(publish, generations_and_current)
     ev_loop_destroy(loop);
 }
 
+/* Freed snapshots are followed by a heap trim (one for frees that come together), which does not
+ * keep the loop running by itself. */
+Test(publish, trim_after_frees)
+{
+    struct ev_loop *loop = test_loop();
+    for (unsigned i = 1; i <= 4; i++)
+        cr_assert_eq(pl_publish(make_snapshot(i)), 0);
+    run_until_freed(loop, 3);
+    struct pl_publish_stats st;
+    for (int i = 0; i < 300; i++) { /* bounded: 10 ms ticks */
+        pl_publish_get_stats(&st);
+        if (st.trims)
+            break;
+        run_until_freed_for(loop, UINT64_MAX, 1);
+    }
+    cr_assert_eq(st.freed, 3);
+    cr_assert(st.trims >= 1 && st.trims <= 3, "%llu trims", (unsigned long long)st.trims);
+    cr_assert_eq(ev_run(loop, EVRUN_NOWAIT), 0, "nothing of publish keeps the loop alive");
+    pl_publish_shutdown();
+    ev_loop_destroy(loop);
+}
+
 Test(publish, pinned_snapshot_outlives_grace_period_until_unpin)
 {
     struct ev_loop *loop = test_loop();
