@@ -368,36 +368,36 @@ ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
 size_t pl_buf_read_prepare(struct pl_buf *b, size_t max, struct iovec *seg,
                            struct pl_buf_slice **fresh)
 {
+    (void)b;
     *fresh = NULL;
     if (max == 0)
         return 0;
-    size_t room = tail_room(b);
-    if (room >= PL_BUF_COPY_SMALL || room >= max) {
-        seg->iov_base = b->tail->data + b->tail->end;
-        seg->iov_len = room < max ? room : max;
-    } else {
-        *fresh = slice_new();
-        seg->iov_base = (*fresh)->data;
-        seg->iov_len = max < (*fresh)->cap ? max : (*fresh)->cap;
-    }
+    *fresh = slice_new();
+    seg->iov_base = (*fresh)->data;
+    seg->iov_len = max < (*fresh)->cap ? max : (*fresh)->cap;
     return seg->iov_len;
 }
 
 void pl_buf_read_commit(struct pl_buf *b, struct pl_buf_slice *fresh, size_t offered, size_t got)
 {
+    if (!fresh)
+        return;
     /* a read that filled what was offered hints at a bulk transfer: pl_buf_read_fd's bigger
      * reads suit it better (see pl_buf_read_wants_more) */
     b->read_slices = got > 0 && got == offered ? 2 : 0;
-    b->len += got;
-    if (!fresh) {
-        if (got)
-            b->tail->end += (uint32_t)got;
-    } else if (got) {
-        fresh->end = (uint32_t)got;
-        link_tail(b, fresh);
-    } else {
+    if (got == 0) {
         slice_put(fresh);
+        return;
     }
+    b->len += got;
+    if (got <= PL_BUF_COPY_SMALL && tail_room(b) >= got) { /* keep the chain short */
+        memcpy(b->tail->data + b->tail->end, fresh->data, got);
+        b->tail->end += (uint32_t)got;
+        slice_put(fresh);
+        return;
+    }
+    fresh->end = (uint32_t)got;
+    link_tail(b, fresh);
 }
 
 ssize_t pl_buf_write_fd(struct pl_buf *b, int fd)

@@ -63,10 +63,11 @@ size_t pl_buf_peek_iov(const struct pl_buf *b, struct iovec *iov, size_t max);
  * with errno (EAGAIN when nothing is ready). Offers the last slice's room and one fresh slice, more
  * (up to four) after reads that filled everything offered. */
 ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
-/* A read done elsewhere (an io_uring recv) in two steps: prepare offers one segment of up to
- * max bytes (the last slice's room, or a fresh slice returned in *fresh) and returns its
- * length; commit appends the got bytes the read put there (and gives back an unused fresh
- * slice). Nothing else may touch b in between. */
+/* A read done elsewhere (an io_uring recv) in two steps: prepare offers one fresh slice, held
+ * aside (*fresh; b is not touched, so b may be drained or freed meanwhile), of up to max bytes
+ * and returns its length; commit appends the got bytes the read put there (copied into the
+ * last slice's room when they are few) and gives back what is not kept. commit with got 0 only
+ * gives the slice back. */
 size_t pl_buf_read_prepare(struct pl_buf *b, size_t max, struct iovec *seg,
                            struct pl_buf_slice **fresh);
 void pl_buf_read_commit(struct pl_buf *b, struct pl_buf_slice *fresh, size_t offered, size_t got);

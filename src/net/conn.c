@@ -630,6 +630,9 @@ static void batch_read(struct batch *b)
         struct pl_conn *c = b->ents[i];
         if (offered[i] == 0) {
             /* nothing asked: closed or paused meanwhile */
+        } else if (c->state == PL_CONN_CLOSED) {
+            /* closed by an earlier connection's callback: what was read goes */
+            pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);
         } else if (offered[i] == SIZE_MAX || rc < 0) {
             if (offered[i] != SIZE_MAX)
                 pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);

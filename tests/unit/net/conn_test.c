@@ -641,3 +641,85 @@ Test(conn, read_disabled_by_an_earlier_callback_of_the_same_pass_direct)
     pl_conn_set_io_uring(false);
     crossed_disable();
 }
+
+/* Two connections readable in one pass whose first callback drains or closes the other one's
+ * input: a batched read already done for the other lands after what is left, or goes with it. */
+struct meddle {
+    struct pl_conn *self, *other;
+    struct pl_buf *other_in;
+    int calls;
+    bool close_other, did;
+};
+
+static void meddle_data(struct pl_conn *c, struct pl_buf *in, bool end_stream, void *arg)
+{
+    (void)c;
+    (void)in;
+    (void)end_stream;
+    struct meddle *m = arg;
+    m->calls++;
+    if (m->other && m->calls == 2) { /* the first pass only primed the input */
+        struct meddle *o = m->other->arg;
+        if (m->close_other) {
+            pl_conn_close(m->other, PL_CONN_CLOSE_NOW);
+            o->self = NULL;
+        } else {
+            pl_buf_drain(m->other_in, m->other_in->len);
+        }
+        o->other = NULL;
+        m->other = NULL;
+        m->did = true;
+    }
+}
+
+static void meddling_pair(bool close_other)
+{
+    static const struct pl_conn_callbacks cbs_m = {.on_data = meddle_data};
+    struct meddle m[2] = {0};
+    int sv[2][2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv[i]), 0);
+        struct pl_conn_opts o = {.cb = &cbs_m, .arg = &m[i]};
+        m[i].self = pl_conn_accept(loop, sv[i][0], &o);
+        m[i].close_other = close_other;
+    }
+    for (int i = 0; i < 2; i++) {
+        m[i].other = m[1 - i].self;
+        m[i].other_in = &m[1 - i].self->in;
+    }
+    for (int i = 0; i < 2; i++) /* "old" stays in each input (nobody consumes) */
+        cr_assert_eq(write(sv[i][1], "old", 3), 3);
+    for (double end = now_s() + 5; (!m[0].calls || !m[1].calls) && now_s() < end;)
+        run_until(NULL, 0.01);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(write(sv[i][1], "new", 3), 3);
+    for (double end = now_s() + 5; m[0].calls + m[1].calls < 3 && now_s() < end;)
+        run_until(NULL, 0.01);
+    run_until(NULL, 0.02);
+    int first = m[0].did ? 0 : 1, second = 1 - first;
+    cr_assert(m[first].did);
+    if (close_other) {
+        cr_assert_null(m[second].self);
+        cr_assert_eq(pl_conn_live(), 1);
+    } else {
+        char got[16] = {0};
+        struct pl_buf *in = &m[second].self->in;
+        cr_assert_eq(pl_buf_copyout(in, 0, got, sizeof(got) - 1), 3, "'%s'", got);
+        cr_assert_str_eq(got, "new");
+    }
+    for (int i = 0; i < 2; i++) {
+        if (m[i].self)
+            pl_conn_close(m[i].self, PL_CONN_CLOSE_NOW);
+        close(sv[i][1]);
+    }
+}
+
+Test(conn, input_drained_by_an_earlier_callback_of_the_same_pass)
+{
+    meddling_pair(false);
+}
+
+Test(conn, closed_by_an_earlier_callback_of_the_same_pass)
+{
+    meddling_pair(true);
+}
