@@ -365,10 +365,8 @@ ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max)
     return r;
 }
 
-size_t pl_buf_read_prepare(struct pl_buf *b, size_t max, struct iovec *seg,
-                           struct pl_buf_slice **fresh)
+size_t pl_buf_read_prepare(size_t max, struct iovec *seg, struct pl_buf_slice **fresh)
 {
-    (void)b;
     *fresh = NULL;
     if (max == 0)
         return 0;

@@ -64,12 +64,11 @@ size_t pl_buf_peek_iov(const struct pl_buf *b, struct iovec *iov, size_t max);
  * (up to four) after reads that filled everything offered. */
 ssize_t pl_buf_read_fd(struct pl_buf *b, int fd, size_t max);
 /* A read done elsewhere (an io_uring recv) in two steps: prepare offers one fresh slice, held
- * aside (*fresh; b is not touched, so b may be drained or freed meanwhile), of up to max bytes
- * and returns its length; commit appends the got bytes the read put there (copied into the
- * last slice's room when they are few) and gives back what is not kept. commit with got 0 only
+ * aside (*fresh; not in any buffer, so the one it is for may be drained or freed meanwhile), of up
+ * to max bytes and returns its length; commit appends the got bytes the read put there (copied into
+ * the last slice's room when they are few) and gives back what is not kept. commit with got 0 only
  * gives the slice back. */
-size_t pl_buf_read_prepare(struct pl_buf *b, size_t max, struct iovec *seg,
-                           struct pl_buf_slice **fresh);
+size_t pl_buf_read_prepare(size_t max, struct iovec *seg, struct pl_buf_slice **fresh);
 void pl_buf_read_commit(struct pl_buf *b, struct pl_buf_slice *fresh, size_t offered, size_t got);
 /* True after a read that filled everything it was offered: more is likely waiting. */
 static inline int pl_buf_read_wants_more(const struct pl_buf *b)

@@ -34,9 +34,9 @@ struct pl_conn_private {
     bool redeliver; /* hand in to the owner again even if no new byte arrives */
     bool orphan;    /* the owner closed it with FLUSH: finishing alone */
     bool write_fed; /* an EV_WRITE was fed to io: queued output leaves when it runs */
-    bool in_batch;  /* on the thread's write batch: queued output leaves when it is flushed */
-    bool in_rbatch; /* on the thread's read batch: read when it is flushed */
-    struct pl_conn *next_batch, *next_rbatch;
+    /* on the thread's batch queues (QW: output leaves when it is flushed; QR: read then) */
+    bool queued[2];
+    struct pl_conn *qnext[2];
     bool has_rx, has_tx;
     struct pl_counter rx, tx;
     struct pl_conn *prev_orphan, *next_orphan;
@@ -49,6 +49,8 @@ struct conn_block {
 
 static __thread size_t live;
 static __thread struct pl_conn *orphans; /* flush-closing connections nobody owns any more */
+
+enum { QW, QR }; /* a batch's queues: connections with output to send; readable ones */
 
 static void batch_unlink(struct pl_conn *c);
 static bool batch_add(struct pl_conn *c);
@@ -233,7 +235,7 @@ static bool writing_wanted(const struct pl_conn *c)
     if (c->state == PL_CONN_CONNECTING)
         return true;
     /* a fed write event comes before the loop polls: no need to ask for writability */
-    if (c->state == PL_CONN_HANDSHAKE || c->priv->write_fed || c->priv->in_batch)
+    if (c->state == PL_CONN_HANDSHAKE || c->priv->write_fed || c->priv->queued[QW])
         return false;
     return c->out.len > 0 || (c->write_end && !c->write_shut);
 }
@@ -290,6 +292,34 @@ static void closing_progress(struct pl_conn *c)
     }
 }
 
+/* Counts n bytes the transport took. */
+static void wrote(struct pl_conn *c, size_t n)
+{
+    c->bytes_written += n;
+    if (c->priv->has_tx)
+        pl_counter_add(c->priv->tx, n);
+    activity(c);
+}
+
+/* Shuts our side down once the output asked for before end_stream is all out. */
+static void shut_if_flushed(struct pl_conn *c)
+{
+    if (c->out.len == 0 && c->write_end && !c->write_shut && c->state == PL_CONN_OPEN) {
+        c->transport->vt->shutdown_write(c->transport);
+        c->write_shut = true;
+    }
+}
+
+/* Closes c once both directions finished; returns true if it did. */
+static bool finished_both(struct pl_conn *c)
+{
+    if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0) {
+        fail(c, PL_CONN_EV_CLOSED, 0);
+        return true;
+    }
+    return false;
+}
+
 /* Writes what the transport takes. Returns an errno value on a broken connection, else 0. */
 static int do_write(struct pl_conn *c)
 {
@@ -302,15 +332,9 @@ static int do_write(struct pl_conn *c)
             return r.err;
         if (r.bytes == 0)
             break;
-        c->bytes_written += r.bytes;
-        if (c->priv->has_tx)
-            pl_counter_add(c->priv->tx, r.bytes);
-        activity(c);
+        wrote(c, r.bytes);
     } while (c->out.len > 0 && ++rounds < WRITE_ROUNDS);
-    if (c->out.len == 0 && c->write_end && !c->write_shut && c->state == PL_CONN_OPEN) {
-        t->vt->shutdown_write(t);
-        c->write_shut = true;
-    }
+    shut_if_flushed(c);
     return 0;
 }
 
@@ -436,10 +460,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     } else if (rd || rd2) {
         do_read(c);
     }
-    if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0) {
-        fail(c, PL_CONN_EV_CLOSED, 0); /* both directions finished */
-        goto out;
-    }
+    finished_both(c);
 out:
     update_io(c);
     leave(c);
@@ -465,13 +486,18 @@ out:
 #define BATCH_IOV 16 /* segments per connection and submission */
 #define NO_RESULT INT_MIN
 
+struct queue {
+    struct pl_conn *head, **tail;
+};
+
 struct batch {
     struct io_uring ring;
-    struct ev_loop *loop;           /* the loop flush is fed to */
-    ev_check flush;                 /* never started: fed, at EV_MINPRI */
-    struct pl_conn *head, **tail;   /* connections with output to send */
-    struct pl_conn *rhead, **rtail; /* connections the poll found readable */
+    struct ev_loop *loop; /* the loop flush is fed to */
+    ev_check flush;       /* never started: fed, at EV_MINPRI */
+    struct queue q[2];    /* QW, QR */
+    /* one submission's connections (each entered), results and buffers, by index */
     struct pl_conn *ents[BATCH_MAX];
+    int res[BATCH_MAX];
     struct pl_buf_slice *fresh[BATCH_MAX];
     struct msghdr mh[BATCH_MAX];
     struct iovec iov[BATCH_MAX][BATCH_IOV];
@@ -491,30 +517,83 @@ bool pl_conn_io_uring_active(void)
     return tl_batch_state == 1;
 }
 
-static void batch_unlink(struct pl_conn *c)
+static bool batch_empty(const struct batch *b)
+{
+    return !b->q[QW].head && !b->q[QR].head;
+}
+
+/* Appends c to queue k; the flush is fed when the batch was empty. */
+static void q_push(struct batch *b, int k, struct pl_conn *c)
+{
+    if (batch_empty(b))
+        ev_feed_event(b->loop, &b->flush, EV_CHECK);
+    c->priv->queued[k] = true;
+    c->priv->qnext[k] = NULL;
+    *b->q[k].tail = c;
+    b->q[k].tail = &c->priv->qnext[k];
+}
+
+static void q_unlink(struct batch *b, int k, struct pl_conn *c)
 {
     struct pl_conn_private *p = c->priv;
-    struct batch *b = tl_batch;
-    if (p->in_rbatch) {
-        struct pl_conn **pp = &b->rhead;
-        while (*pp != c)
-            pp = &(*pp)->priv->next_rbatch;
-        *pp = p->next_rbatch;
-        if (b->rtail == &p->next_rbatch)
-            b->rtail = pp;
-        p->in_rbatch = false;
-        p->next_rbatch = NULL;
-    }
-    if (!p->in_batch)
+    if (!p->queued[k])
         return;
-    struct pl_conn **pp = &b->head;
+    struct pl_conn **pp = &b->q[k].head;
     while (*pp != c)
-        pp = &(*pp)->priv->next_batch;
-    *pp = p->next_batch;
-    if (b->tail == &p->next_batch)
-        b->tail = pp;
-    p->in_batch = false;
-    p->next_batch = NULL;
+        pp = &(*pp)->priv->qnext[k];
+    *pp = p->qnext[k];
+    if (b->q[k].tail == &p->qnext[k])
+        b->q[k].tail = pp;
+    p->queued[k] = false;
+    p->qnext[k] = NULL;
+}
+
+static void batch_unlink(struct pl_conn *c)
+{
+    if (tl_batch) {
+        q_unlink(tl_batch, QW, c);
+        q_unlink(tl_batch, QR, c);
+    }
+}
+
+/* Takes up to BATCH_MAX connections off queue k into b->ents (each entered); returns how many. */
+static unsigned batch_take(struct batch *b, int k)
+{
+    unsigned n = 0;
+    while (b->q[k].head && n < BATCH_MAX) {
+        struct pl_conn *c = b->q[k].head;
+        q_unlink(b, k, c);
+        enter(c);
+        b->ents[n++] = c;
+    }
+    return n;
+}
+
+/* Submits the nsqe prepared operations (user data: their index in b->ents) and waits for them,
+ * each result into b->res[index]; one whose completion could not be had keeps what it held.
+ * Returns 0, or the negative errno of a submission that failed (nothing was submitted). */
+static int ring_run(struct batch *b, unsigned nsqe)
+{
+    if (nsqe == 0)
+        return 0;
+    int rc;
+    do
+        rc = io_uring_submit_and_wait(&b->ring, nsqe);
+    while (rc == -EINTR);
+    if (rc < 0)
+        return rc;
+    for (unsigned got = 0; got < nsqe; got++) {
+        struct io_uring_cqe *cqe;
+        int wr;
+        do
+            wr = io_uring_wait_cqe(&b->ring, &cqe);
+        while (wr == -EINTR);
+        if (wr < 0)
+            break;
+        b->res[io_uring_cqe_get_data64(cqe)] = cqe->res;
+        io_uring_cqe_seen(&b->ring, cqe);
+    }
+    return 0;
 }
 
 /* What io_cb does after a write, for a connection whose batched send completed with res. */
@@ -524,46 +603,19 @@ static void batch_done(struct pl_conn *c, int res)
         return;
     if (res > 0) {
         pl_buf_drain(&c->out, (size_t)res);
-        c->bytes_written += (uint64_t)res;
-        if (c->priv->has_tx)
-            pl_counter_add(c->priv->tx, (uint64_t)res);
-        activity(c);
+        wrote(c, (size_t)res);
     } else if (res < 0 && res != -EAGAIN) {
         fail(c, PL_CONN_EV_CLOSED, -res);
         return;
     }
-    if (c->state == PL_CONN_OPEN && c->out.len == 0 && c->write_end && !c->write_shut) {
-        c->transport->vt->shutdown_write(c->transport);
-        c->write_shut = true;
-    }
+    shut_if_flushed(c);
     check_low(c);
     if (c->state == PL_CONN_CLOSED)
         return;
     closing_progress(c);
-    if (c->state == PL_CONN_CLOSED)
+    if (c->state == PL_CONN_CLOSED || finished_both(c))
         return;
-    if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0) {
-        fail(c, PL_CONN_EV_CLOSED, 0); /* both directions finished */
-        return;
-    }
     update_io(c); /* output left over (a full socket): wait for writability */
-}
-
-/* Takes up to BATCH_MAX connections off the batch into b->ents (each entered). */
-static unsigned batch_take(struct batch *b)
-{
-    unsigned n = 0;
-    while (b->head && n < BATCH_MAX) {
-        struct pl_conn *c = b->head;
-        b->head = c->priv->next_batch;
-        c->priv->next_batch = NULL;
-        c->priv->in_batch = false;
-        enter(c);
-        b->ents[n++] = c;
-    }
-    if (!b->head)
-        b->tail = &b->head;
-    return n;
 }
 
 /* Submits the reads of up to BATCH_MAX readable connections at once, then hands each its
@@ -571,89 +623,61 @@ static unsigned batch_take(struct batch *b)
 static void batch_read(struct batch *b)
 {
     /* a lone connection gains nothing from the ring: it reads directly */
-    bool lone = !b->rhead->priv->next_rbatch;
-    unsigned n = 0, nsqe = 0;
+    bool lone = !b->q[QR].head->priv->qnext[QR];
+    unsigned n = batch_take(b, QR), nsqe = 0;
     size_t offered[BATCH_MAX];
-    int res[BATCH_MAX];
-    while (b->rhead && n < BATCH_MAX) {
-        struct pl_conn *c = b->rhead;
-        b->rhead = c->priv->next_rbatch;
-        c->priv->next_rbatch = NULL;
-        c->priv->in_rbatch = false;
-        enter(c);
-        b->ents[n] = c;
-        b->fresh[n] = NULL;
-        offered[n] = 0;
-        res[n] = NO_RESULT;
-        if (reading_wanted(c) && c->state == PL_CONN_OPEN) {
-            size_t max = c->in.len < c->buffer_limit ? c->buffer_limit - c->in.len : 0;
-            if (max == 0) {
-                c->priv->in_full = true;
-            } else if (tl_batch_state > 0 && !lone) {
-                struct iovec seg;
-                offered[n] = pl_buf_read_prepare(&c->in, max, &seg, &b->fresh[n]);
-                struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
-                io_uring_prep_recv(sqe, c->fd, seg.iov_base, seg.iov_len, MSG_DONTWAIT);
-                io_uring_sqe_set_data64(sqe, n);
-                nsqe++;
-            } else {
-                offered[n] = SIZE_MAX; /* read directly below */
-            }
+    for (unsigned i = 0; i < n; i++) {
+        struct pl_conn *c = b->ents[i];
+        b->fresh[i] = NULL;
+        offered[i] = 0;
+        b->res[i] = NO_RESULT;
+        if (!reading_wanted(c) || c->state != PL_CONN_OPEN)
+            continue;
+        size_t max = c->in.len < c->buffer_limit ? c->buffer_limit - c->in.len : 0;
+        if (max == 0) {
+            c->priv->in_full = true;
+        } else if (tl_batch_state > 0 && !lone) {
+            struct iovec seg;
+            offered[i] = pl_buf_read_prepare(max, &seg, &b->fresh[i]);
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+            io_uring_prep_recv(sqe, c->fd, seg.iov_base, seg.iov_len, MSG_DONTWAIT);
+            io_uring_sqe_set_data64(sqe, i);
+            nsqe++;
+        } else {
+            offered[i] = SIZE_MAX; /* read directly below */
         }
-        n++;
     }
-    if (!b->rhead)
-        b->rtail = &b->rhead;
-    int rc = 0;
-    if (nsqe > 0) {
-        do
-            rc = io_uring_submit_and_wait(&b->ring, nsqe);
-        while (rc == -EINTR);
-    }
-    if (rc >= 0) {
-        for (unsigned got = 0; got < nsqe; got++) {
-            struct io_uring_cqe *cqe;
-            int wr;
-            do
-                wr = io_uring_wait_cqe(&b->ring, &cqe);
-            while (wr == -EINTR);
-            if (wr < 0) /* what was read is unknown: those connections cannot go on */
-                break;
-            res[io_uring_cqe_get_data64(cqe)] = cqe->res;
-            io_uring_cqe_seen(&b->ring, cqe);
-        }
-    } else { /* nothing was submitted (not expected of a working ring): read directly */
+    int rc = ring_run(b, nsqe);
+    if (rc < 0) {
         pl_log_warn("net", "io_uring submit failed (%s): reading directly", strerror(-rc));
         tl_batch_state = -1;
     }
     for (unsigned i = 0; i < n; i++) {
         struct pl_conn *c = b->ents[i];
+        int res = b->res[i];
         if (offered[i] == 0) {
             /* nothing asked: closed or paused meanwhile */
         } else if (c->state == PL_CONN_CLOSED) {
             /* closed by an earlier connection's callback: what was read goes */
             pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);
         } else if (offered[i] == SIZE_MAX || rc < 0) {
-            if (offered[i] != SIZE_MAX)
-                pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);
+            pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0); /* (no slice: nothing) */
             if (c->state == PL_CONN_OPEN)
                 do_read(c);
-        } else if (res[i] == NO_RESULT) {
+        } else if (res == NO_RESULT) { /* what was read is unknown: it cannot go on */
             pl_buf_read_commit(&c->in, b->fresh[i], offered[i], 0);
             fail(c, PL_CONN_EV_CLOSED, EIO);
         } else {
             struct pl_io_result r = {0};
-            size_t bytes = res[i] > 0 ? (size_t)res[i] : 0;
-            pl_buf_read_commit(&c->in, b->fresh[i], offered[i], bytes);
-            r.bytes = bytes;
-            if (res[i] == 0 && c->read_disable == 0) /* disabled: the next read sees it again */
+            r.bytes = res > 0 ? (size_t)res : 0;
+            pl_buf_read_commit(&c->in, b->fresh[i], offered[i], r.bytes);
+            if (res == 0 && c->read_disable == 0) /* disabled: the next read sees it again */
                 r.eof = true;
-            else if (res[i] < 0 && res[i] != -EAGAIN)
-                r.err = -res[i];
+            else if (res < 0 && res != -EAGAIN)
+                r.err = -res;
             read_result(c, r);
         }
-        if (c->state == PL_CONN_OPEN && c->read_eof && c->write_shut && c->out.len == 0)
-            fail(c, PL_CONN_EV_CLOSED, 0); /* both directions finished */
+        finished_both(c);
         update_io(c);
         leave(c);
     }
@@ -670,72 +694,60 @@ static void batch_write_direct(struct batch *b, unsigned n)
     }
 }
 
+/* Submits the sends of up to BATCH_MAX connections with output at once, then finishes each as
+ * io_cb does after a write. */
+static void batch_write(struct batch *b)
+{
+    unsigned n = batch_take(b, QW), nsqe = 0;
+    if (tl_batch_state < 0 || n == 1) { /* the ring failed, or one write: no gain */
+        batch_write_direct(b, n);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pl_conn *c = b->ents[i];
+        b->res[i] = 0;
+        size_t niov =
+            c->state == PL_CONN_CLOSED ? 0 : pl_buf_peek_iov(&c->out, b->iov[i], BATCH_IOV);
+        if (niov == 0)
+            continue;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+        if (niov == 1) {
+            io_uring_prep_send(sqe, c->fd, b->iov[i][0].iov_base, b->iov[i][0].iov_len,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+        } else {
+            b->mh[i] = (struct msghdr){.msg_iov = b->iov[i], .msg_iovlen = niov};
+            io_uring_prep_sendmsg(sqe, c->fd, &b->mh[i], MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        io_uring_sqe_set_data64(sqe, i);
+        b->res[i] = NO_RESULT;
+        nsqe++;
+    }
+    int rc = ring_run(b, nsqe);
+    if (rc < 0) {
+        /* nothing was submitted (not expected of a working ring): from now on this thread
+         * writes directly; these connections too */
+        pl_log_warn("net", "io_uring submit failed (%s): writing directly", strerror(-rc));
+        tl_batch_state = -1;
+        batch_write_direct(b, n);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        /* no completion: what was sent is unknown, the connection cannot go on */
+        batch_done(b->ents[i], b->res[i] == NO_RESULT ? -EIO : b->res[i]);
+        leave(b->ents[i]);
+    }
+}
+
 static void flush_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct batch *b = w->data;
-    while (b->head || b->rhead) {
-        if (b->rhead) {
+    while (!batch_empty(b)) {
+        if (b->q[QR].head)
             batch_read(b);
-            continue;
-        }
-        unsigned n = batch_take(b), nsqe = 0;
-        int res[BATCH_MAX] = {0};
-        if (tl_batch_state < 0 || n == 1) { /* the ring failed, or one write: no gain */
-            batch_write_direct(b, n);
-            continue;
-        }
-        for (unsigned i = 0; i < n; i++) {
-            struct pl_conn *c = b->ents[i];
-            size_t niov =
-                c->state == PL_CONN_CLOSED ? 0 : pl_buf_peek_iov(&c->out, b->iov[i], BATCH_IOV);
-            if (niov == 0)
-                continue;
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
-            if (niov == 1) {
-                io_uring_prep_send(sqe, c->fd, b->iov[i][0].iov_base, b->iov[i][0].iov_len,
-                                   MSG_NOSIGNAL | MSG_DONTWAIT);
-            } else {
-                b->mh[i] = (struct msghdr){.msg_iov = b->iov[i], .msg_iovlen = niov};
-                io_uring_prep_sendmsg(sqe, c->fd, &b->mh[i], MSG_NOSIGNAL | MSG_DONTWAIT);
-            }
-            io_uring_sqe_set_data64(sqe, i);
-            nsqe++;
-        }
-        int rc = 0;
-        if (nsqe > 0) {
-            do
-                rc = io_uring_submit_and_wait(&b->ring, nsqe);
-            while (rc == -EINTR);
-        }
-        if (rc < 0) {
-            /* nothing was submitted (not expected of a working ring): from now on this thread
-             * writes directly; these connections too */
-            pl_log_warn("net", "io_uring submit failed (%s): writing directly", strerror(-rc));
-            tl_batch_state = -1;
-            batch_write_direct(b, n);
-            continue;
-        }
-        for (unsigned got = 0; got < nsqe; got++) {
-            struct io_uring_cqe *cqe;
-            int wr;
-            do
-                wr = io_uring_wait_cqe(&b->ring, &cqe);
-            while (wr == -EINTR);
-            if (wr < 0) { /* what was sent is unknown: those connections cannot go on */
-                for (unsigned i = 0; i < n; i++)
-                    if (res[i] == 0 && b->ents[i]->out.len > 0)
-                        res[i] = -EIO;
-                break;
-            }
-            res[io_uring_cqe_get_data64(cqe)] = cqe->res;
-            io_uring_cqe_seen(&b->ring, cqe);
-        }
-        for (unsigned i = 0; i < n; i++) {
-            batch_done(b->ents[i], res[i]);
-            leave(b->ents[i]);
-        }
+        else
+            batch_write(b);
     }
 }
 
@@ -796,8 +808,8 @@ static struct batch *batch_get(struct ev_loop *loop)
             free(b);
             return NULL;
         }
-        b->tail = &b->head;
-        b->rtail = &b->rhead;
+        for (int k = 0; k < 2; k++)
+            b->q[k].tail = &b->q[k].head;
         tl_batch = b;
         tl_batch_state = 1;
     }
@@ -805,7 +817,7 @@ static struct batch *batch_get(struct ev_loop *loop)
     if (!b)
         return NULL;
     if (b->loop != loop) {
-        if (b->head || b->rhead)
+        if (!batch_empty(b))
             return NULL; /* another loop's batch is waiting: this one does its I/O directly */
         b->loop = loop;
         ev_check_init(&b->flush, flush_cb);
@@ -824,12 +836,7 @@ static bool batch_add(struct pl_conn *c)
     struct batch *b = batch_get(c->loop);
     if (!b)
         return false;
-    if (!b->head && !b->rhead)
-        ev_feed_event(c->loop, &b->flush, EV_CHECK);
-    c->priv->in_batch = true;
-    c->priv->next_batch = NULL;
-    *b->tail = c;
-    b->tail = &c->priv->next_batch;
+    q_push(b, QW, c);
     return true;
 }
 
@@ -843,14 +850,8 @@ static bool rbatch_add(struct pl_conn *c)
     struct batch *b = batch_get(c->loop);
     if (!b)
         return false;
-    if (!c->priv->in_rbatch) {
-        if (!b->head && !b->rhead)
-            ev_feed_event(c->loop, &b->flush, EV_CHECK);
-        c->priv->in_rbatch = true;
-        c->priv->next_rbatch = NULL;
-        *b->rtail = c;
-        b->rtail = &c->priv->next_rbatch;
-    }
+    if (!c->priv->queued[QR])
+        q_push(b, QR, c);
     return true;
 }
 
@@ -859,11 +860,10 @@ void pl_conn_thread_exit(void)
     struct batch *b = tl_batch;
     if (b) {
         tl_batch_state = -1;
-        while (b->rhead) /* not polled any more: forget the readiness */
-            batch_unlink(b->rhead);
-        while (b->head) { /* not flushed by a loop any more: written directly */
-            batch_write_direct(b, batch_take(b));
-        }
+        while (b->q[QR].head) /* not polled any more: forget the readiness */
+            q_unlink(b, QR, b->q[QR].head);
+        while (b->q[QW].head) /* not flushed by a loop any more: written directly */
+            batch_write_direct(b, batch_take(b, QW));
         io_uring_queue_exit(&b->ring);
         free(b);
     }
@@ -1022,7 +1022,7 @@ static void queued(struct pl_conn *c, bool end_stream)
     if (end_stream)
         c->write_end = true;
     enter(c);
-    if (c->state == PL_CONN_OPEN && !c->priv->write_fed && (c->priv->in_batch || batch_add(c))) {
+    if (c->state == PL_CONN_OPEN && !c->priv->write_fed && (c->priv->queued[QW] || batch_add(c))) {
         /* on the thread's write batch: it leaves with the other connections' output in one
          * io_uring submission once the callbacks of this loop pass have run */
     } else if (c->state == PL_CONN_OPEN && !c->priv->write_fed) {
