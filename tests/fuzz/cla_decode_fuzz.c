@@ -10,41 +10,9 @@
 #include "core/log.h"
 #include "xds/xds_internal.h"
 
+#include "../common/pb_track.h"
+
 #define CLA_D (&envoy__config__endpoint__v3__cluster_load_assignment__descriptor)
-
-/* Each block its own malloc, so the sanitizer sees an overrun of any of them. */
-struct track {
-    void **v;
-    size_t n, cap;
-};
-
-static void *track_alloc(void *data, size_t size)
-{
-    struct track *t = data;
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 64;
-        t->v = realloc(t->v, t->cap * sizeof(*t->v));
-        if (!t->v)
-            abort();
-    }
-    return t->v[t->n++] = malloc(size ? size : 1);
-}
-
-static void track_free(void *data, void *p)
-{
-    (void)data;
-    (void)p;
-}
-
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
-{
-    *len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(*len + 1);
-    if (!buf)
-        abort();
-    protobuf_c_message_pack(m, buf);
-    return buf;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -59,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!gen)
             abort(); /* taken here, refused by protobuf-c */
         size_t n1, n2;
-        uint8_t *b1 = pack(&fast->base, &n1), *b2 = pack(gen, &n2);
+        uint8_t *b1 = track_pack(&fast->base, &n1), *b2 = track_pack(gen, &n2);
         if (n1 != n2 || memcmp(b1, b2, n1))
             abort(); /* decoded differently */
         free(b1);
@@ -80,8 +48,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (gen)
         protobuf_c_message_free_unpacked(gen, NULL);
-    for (size_t i = 0; i < t.n; i++)
-        free(t.v[i]);
-    free(t.v);
+    track_release(&t);
     return 0;
 }

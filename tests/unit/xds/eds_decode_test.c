@@ -9,38 +9,10 @@
 #include "config/validate.h"
 #include "xds/client_internal.h"
 
+#include "../../common/pb_track.h"
+
 #define CLA_T Envoy__Config__Endpoint__V3__ClusterLoadAssignment
 #define CLA_D (&envoy__config__endpoint__v3__cluster_load_assignment__descriptor)
-
-/* An allocator whose blocks are each a malloc (so ASan sees every overrun), freed together. */
-struct track {
-    void **v;
-    size_t n, cap;
-};
-
-static void *track_alloc(void *data, size_t size)
-{
-    struct track *t = data;
-    if (t->n == t->cap) {
-        t->cap = t->cap ? 2 * t->cap : 64;
-        t->v = realloc(t->v, t->cap * sizeof(*t->v));
-    }
-    return t->v[t->n++] = malloc(size ? size : 1);
-}
-
-static void track_free(void *data, void *p)
-{
-    (void)data;
-    (void)p; /* freed with the rest */
-}
-
-static void track_release(struct track *t)
-{
-    for (size_t i = 0; i < t->n; i++)
-        free(t->v[i]);
-    free(t->v);
-    memset(t, 0, sizeof(*t));
-}
 
 /* The wire encoding of a ClusterLoadAssignment written in YAML (caller frees). */
 static uint8_t *encode(const char *text, size_t *len)
@@ -49,18 +21,8 @@ static uint8_t *encode(const char *text, size_t *len)
     struct pl_err err = PL_ERR_INIT;
     if (pl_pbjson_load_text(text, strlen(text), "test", CLA_D, NULL, &m, NULL, &err) < 0)
         cr_assert_fail("decode: %s", pl_err_join(&err));
-    *len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(*len + 1);
-    protobuf_c_message_pack(m, buf);
+    uint8_t *buf = track_pack(m, len);
     protobuf_c_message_free_unpacked(m, NULL);
-    return buf;
-}
-
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
-{
-    *len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(*len + 1);
-    protobuf_c_message_pack(m, buf);
     return buf;
 }
 
@@ -95,7 +57,7 @@ static int compare(const uint8_t *data, size_t len)
     if (fast) {
         cr_assert(gen, "the direct decoder took bytes protobuf-c refuses");
         size_t n1, n2;
-        uint8_t *b1 = pack(&fast->base, &n1), *b2 = pack(gen, &n2);
+        uint8_t *b1 = track_pack(&fast->base, &n1), *b2 = track_pack(gen, &n2);
         cr_assert(n1 == n2 && !memcmp(b1, b2, n1), "the two decodes differ");
         free(b1);
         free(b2);
