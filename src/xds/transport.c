@@ -166,23 +166,32 @@ static void start_recv(struct pl_xds_transport *t)
     start_batch(t->call, &op, 1, &t->tag_recv);
 }
 
-/* Decodes a response into a new event; NULL if the bytes are not a response. */
+/* Decodes a response into a new event; NULL if the bytes are not a response. The message is
+ * gathered into the event's arena (not a slice of its own) and decoded from there: one copy,
+ * in memory that goes with the event. */
 static struct pl_xds_event *decode(grpc_byte_buffer *bb, bool delta, uint64_t stream)
 {
     grpc_byte_buffer_reader rd;
     if (!grpc_byte_buffer_reader_init(&rd, bb))
         return NULL;
-    grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
     struct pl_xds_event *e = event_new(PL_XDS_EV_RESPONSE, stream);
     ProtobufCAllocator a = pl_xds_arena_allocator(&e->arena);
+    size_t len = grpc_byte_buffer_length(bb), n = 0;
+    uint8_t *buf = a.alloc(a.allocator_data, len);
+    grpc_slice sl;
+    while (grpc_byte_buffer_reader_next(&rd, &sl)) {
+        size_t k = GRPC_SLICE_LENGTH(sl);
+        if (k > len - n)
+            k = len - n; /* cannot happen: the length is the slices' sum */
+        memcpy(buf + n, GRPC_SLICE_START_PTR(sl), k);
+        n += k;
+        grpc_slice_unref(sl);
+    }
+    grpc_byte_buffer_reader_destroy(&rd);
     if (delta)
-        e->delta = envoy__service__discovery__v3__delta_discovery_response__unpack(
-            &a, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+        e->delta = envoy__service__discovery__v3__delta_discovery_response__unpack(&a, n, buf);
     else
-        e->resp = envoy__service__discovery__v3__discovery_response__unpack(
-            &a, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
-    grpc_slice_unref(sl);
+        e->resp = envoy__service__discovery__v3__discovery_response__unpack(&a, n, buf);
     if (!e->resp && !e->delta) {
         pl_xds_arena_release(&e->arena);
         free(e);
