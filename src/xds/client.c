@@ -6,6 +6,7 @@
 
 #include "config/address.h"
 #include "config/dump.h"
+#include "core/hugeheap.h"
 #include "core/log.h"
 #include "xds/client_internal.h"
 
@@ -412,9 +413,14 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
                    const char *const *versions, bool merge, char *const *removed, size_t n_removed)
 {
     double t0 = mono_ms();
+    size_t bytes = response_bytes(r);
     struct pl_err err = PL_ERR_INIT;
     struct pl_xds_update u;
     int rc = pl_xds_store_check(x, t, r, &u, versions, &err);
+    /* compiling what is new allocates some 10 times its encoding: a large amount comes in huge
+     * pages (a SotW resend of the same set with one change is not large) */
+    if (u.new_bytes >= TRIM_BYTES)
+        pl_hugeheap_begin(u.new_bytes * 12);
     /* the snapshot built now shows this version (Envoy's config_dump: the last update that
      * changed anything); put back when nothing changed */
     char *prev_version = x->applied_version[t];
@@ -433,7 +439,8 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     bump_update(x, t, &u, all_ok, changed >= 0, r->version_info);
     note_failures(x, t, &u, r->version_info, merge, removed, n_removed);
     pl_xds_update_free(&u);
-    if (changed > 0 && response_bytes(r) >= TRIM_BYTES)
+    pl_hugeheap_end();
+    if (changed > 0 && bytes >= TRIM_BYTES)
         malloc_trim(0); /* a big update's temporaries: their pages go back to the system */
     if (all_ok) {
         pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);

@@ -455,6 +455,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         struct pl_xds_rec *rec = rec_new(t, name, m, &a->value, version, hash, &now);
         rec->msg_in_arena = t != PL_XDS_LDS;
         u->recs[u->n++] = rec;
+        u->new_bytes += a->value.len;
         pl_nametab_put(&u->names, rec->name);
     }
     return rc < 0 ? PL_EINVAL : 0;

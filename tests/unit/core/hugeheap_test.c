@@ -1,0 +1,104 @@
+#include <criterion/criterion.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/hugeheap.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1 /* the sanitizer's allocator, not glibc's heap: windows do nothing */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* The VmFlags and size of the mapping that holds addr (from /proc/self/smaps). */
+static bool vma_of(uintptr_t addr, char *flags, size_t cap, size_t *size)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert(f);
+    char line[512];
+    bool in = false, found = false;
+    while (fgets(line, sizeof(line), f)) {
+        uintptr_t lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = addr >= lo && addr < hi;
+            if (in)
+                *size = hi - lo;
+        } else if (in && !strncmp(line, "VmFlags:", 8)) {
+            size_t n = strlen(line + 8);
+            if (n >= cap)
+                n = cap - 1;
+            memcpy(flags, line + 8, n);
+            flags[n] = '\0';
+            found = true;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static bool has_flag(const char *flags, const char *f)
+{
+    char pat[8];
+    snprintf(pat, sizeof(pat), " %s", f);
+    for (const char *p = flags; (p = strstr(p, pat)); p++)
+        if (p[3] == ' ' || p[3] == '\n' || p[3] == '\0')
+            return true;
+    return false;
+}
+
+Test(hugeheap, a_window_advises_the_heap_top_and_withdraws_the_advice)
+{
+    if (SANITIZED)
+        cr_skip_test("the sanitizer's allocator has no sbrk heap");
+    uint8_t *brk0 = sbrk(0);
+    pl_hugeheap_begin((size_t)64 << 20);
+    uint8_t *brk1 = sbrk(0);
+    cr_assert_geq((size_t)(brk1 - brk0), (size_t)32 << 20, "the top grew ahead of need");
+    char flags[256];
+    size_t size = 0;
+    uintptr_t probe = ((uintptr_t)brk1 - (4u << 20)) & ~(uintptr_t)((2u << 20) - 1);
+    cr_assert(vma_of(probe, flags, sizeof(flags), &size));
+    cr_assert(has_flag(flags, "hg"), "advised: %s", flags);
+    cr_assert_geq(size, (size_t)32 << 20);
+
+    /* allocations made now land there, and work as any others */
+    enum { N = 4096 };
+    void **v = malloc(N * sizeof(*v));
+    for (size_t i = 0; i < N; i++) {
+        v[i] = malloc(4000);
+        memset(v[i], (int)i, 4000);
+    }
+    cr_assert((uint8_t *)v[N - 1] >= brk0 && (uint8_t *)v[N - 1] < (uint8_t *)sbrk(0));
+    for (size_t i = 0; i < N; i++)
+        free(v[i]);
+    free(v);
+
+    pl_hugeheap_end();
+    cr_assert(vma_of(probe, flags, sizeof(flags), &size));
+    cr_assert(!has_flag(flags, "hg") && has_flag(flags, "nh"), "withdrawn: %s", flags);
+    malloc_trim(0);
+    cr_assert_lt((intptr_t)sbrk(0) - (intptr_t)brk0, (intptr_t)32 << 20,
+                 "the top is trimmed back once the window is closed");
+}
+
+Test(hugeheap, small_windows_change_nothing)
+{
+    uint8_t *brk0 = sbrk(0);
+    pl_hugeheap_begin(1u << 20);
+    cr_assert_eq(sbrk(0), brk0);
+    void *p = malloc(100);
+    cr_assert(p);
+    free(p);
+    pl_hugeheap_end();
+    pl_hugeheap_end(); /* closing twice is harmless */
+}
