@@ -84,7 +84,7 @@ struct pl_xds_update {
         char *why;
     } * fails;
     size_t n_fails;
-    bool unusable; /* a resource without a name or of another type: nothing of it applies */
+    bool unusable;    /* a resource without a name or of another type: nothing of it applies */
     size_t new_bytes; /* encoded size of the recs that are new (not held unchanged) */
     struct pl_xds_chunk
         *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
