@@ -210,11 +210,32 @@ static int compile_cluster_transport(const Envoy__Config__Cluster__V3__Cluster *
     return rc;
 }
 
-/* Fills out from cl and its endpoints (eds, or cl's load_assignment); proto and hash are the
- * caller's. out is filled even on failure. */
+/* The endpoints of a plain assignment (compile_resources.h): what the loop below makes of the
+ * message it was decoded from. */
+static void plain_endpoints(const struct pl_cla_plain *p, struct pl_cluster_cfg *out)
+{
+    out->endpoints = pl_calloc(p->n, sizeof(*out->endpoints));
+    out->n_endpoints = p->n;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct pl_cla_host *h = &p->hosts[i];
+        struct pl_endpoint_cfg *e = &out->endpoints[i];
+        e->addr.in.sin_family = AF_INET;
+        e->addr.in.sin_port = htons(h->port);
+        e->addr.in.sin_addr.s_addr = h->addr;
+        e->addrlen = sizeof(struct sockaddr_in);
+        e->port = h->port;
+        e->weight = h->weight;
+        e->health_status = h->health;
+        e->locality_weight = h->locality_weight;
+    }
+}
+
+/* Fills out from cl and its endpoints (plain, else eds, else cl's load_assignment); proto and
+ * hash are the caller's. out is filled even on failure. */
 static int cluster_body(const Envoy__Config__Cluster__V3__Cluster *cl,
                         const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
-                        const struct timespec *now, struct pl_cluster_cfg *out, struct pl_err *err)
+                        const struct pl_cla_plain *plain, const struct timespec *now,
+                        struct pl_cluster_cfg *out, struct pl_err *err)
 {
     out->name = pl_strdup(cl->name);
     out->type = cl->cluster_discovery_type_case == CLUSTER(CLUSTER__CLUSTER_DISCOVERY_TYPE_TYPE)
@@ -226,6 +247,10 @@ static int cluster_body(const Envoy__Config__Cluster__V3__Cluster *cl,
     out->last_updated = *now;
     compile_cluster_lb(cl, out);
     compile_cluster_http(cl, out);
+    if (plain) {
+        plain_endpoints(plain, out);
+        return compile_cluster_transport(cl, out, err);
+    }
     const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = eds ? eds : cl->load_assignment;
     size_t n = 0;
     for (size_t i = 0; la && i < la->n_endpoints; i++)
@@ -268,7 +293,7 @@ int pl_compile_cluster(const Envoy__Config__Cluster__V3__Cluster *cl,
         protobuf_c_message_free_unpacked(clone_msg(&eds->base, &h), NULL);
         out->hash = (out->hash ^ h) * 0x100000001b3ULL;
     }
-    return cluster_body(cl, eds, now, out, err);
+    return cluster_body(cl, eds, NULL, now, out, err);
 }
 
 int pl_compile_cluster_borrowed(const Envoy__Config__Cluster__V3__Cluster *cl,
@@ -278,7 +303,17 @@ int pl_compile_cluster_borrowed(const Envoy__Config__Cluster__V3__Cluster *cl,
 {
     out->proto = (ProtobufCMessage *)&cl->base;
     out->hash = hash;
-    return cluster_body(cl, eds, now, out, err);
+    return cluster_body(cl, eds, NULL, now, out, err);
+}
+
+int pl_compile_cluster_plain(const Envoy__Config__Cluster__V3__Cluster *cl,
+                             const struct pl_cla_plain *plain, uint64_t hash,
+                             const struct timespec *now, struct pl_cluster_cfg *out,
+                             struct pl_err *err)
+{
+    out->proto = (ProtobufCMessage *)&cl->base;
+    out->hash = hash;
+    return cluster_body(cl, NULL, plain, now, out, err);
 }
 
 int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, struct pl_err *err)

@@ -219,11 +219,13 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
     struct pl_arena tmp = PL_ARENA_INIT;
     cl = (const void *)msg_of(cl ? &cl->base : NULL, dyn,
                               &envoy__config__cluster__v3__cluster__descriptor, &tmp);
-    eds = (const void *)msg_of(eds ? &eds->base : NULL, eds_res,
-                               &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
-                               &tmp);
+    const struct pl_cla_plain *plain = !eds && eds_res ? eds_res->plain : NULL;
+    if (!plain)
+        eds = (const void *)msg_of(
+            eds ? &eds->base : NULL, eds_res,
+            &envoy__config__endpoint__v3__cluster_load_assignment__descriptor, &tmp);
     int rc;
-    if (!cl || (eds_res && !eds)) {
+    if (!cl || (eds_res && !eds && !plain)) {
         rc = pl_err_add(err, NULL, 0, 0, NULL, "cluster '%s': cannot decode it",
                         dyn ? dyn->name : "");
     } else if (shared) { /* the owner's encoding: no copy; the hashes as received */
@@ -232,12 +234,19 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
             h = (h ^ eds_res->hash) * 0x100000001b3ULL;
         else if (eds) /* EDS without an assignment yet */
             h = (h ^ 0x9e3779b97f4a7c15ULL) * 0x100000001b3ULL;
-        rc = pl_compile_cluster_borrowed(cl, eds, h, ts, out, err);
+        rc = plain ? pl_compile_cluster_plain(cl, plain, h, ts, out, err)
+                   : pl_compile_cluster_borrowed(cl, eds, h, ts, out, err);
         out->proto = NULL; /* cl may be a temporary: the encoding stands for it */
         out->encoded = dyn->bytes;
         out->encoded_len = dyn->len;
     } else {
-        rc = pl_compile_cluster(cl, eds, ts, out, err);
+        if (plain) /* not shared: the message it came from */
+            eds = (const void *)msg_of(
+                NULL, eds_res, &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
+                &tmp);
+        rc = eds || !eds_res ? pl_compile_cluster(cl, eds, ts, out, err)
+                             : pl_err_add(err, NULL, 0, 0, NULL, "cluster '%s': cannot decode it",
+                                          dyn ? dyn->name : "");
     }
     pl_arena_free(&tmp);
     return rc;

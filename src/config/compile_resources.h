@@ -4,12 +4,28 @@
 #define PL_CONFIG_COMPILE_RESOURCES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "config/bootstrap.h"
 #include "config/snapshot.h"
 #include "core/err.h"
 #include "pl_proto_all.h"
+
+/* A ClusterLoadAssignment of the plain shape, decoded for compiling only: every endpoint an
+ * IPv4 literal with a TCP port, weights of at least 1, priority 0, no locality, nothing else set.
+ * Compiling it gives exactly what compiling the decoded message gives. */
+struct pl_cla_plain {
+    const char *cluster_name;
+    size_t n;
+    struct pl_cla_host {
+        uint32_t addr;            /* IPv4, network byte order */
+        uint16_t port;            /* 1..65535 */
+        uint8_t health;           /* envoy.config.core.v3.HealthStatus (a larger value: 255) */
+        uint32_t weight;          /* load_balancing_weight, 1 when unset */
+        uint32_t locality_weight; /* of its LocalityLbEndpoints, 0 when unset */
+    } hosts[];
+};
 
 /* One dynamic resource as held by the xDS client (borrowed: the set does not own it). */
 struct pl_res {
@@ -24,8 +40,10 @@ struct pl_res {
     const uint8_t *bytes;    /* with owner: the encoding; msg may then be NULL (decoded when it
                                 must be compiled) */
     size_t len;
-    const char *eds_name; /* clusters with msg NULL: the ClusterLoadAssignment of an EDS
-                             cluster, NULL when not EDS */
+    const char *eds_name;             /* clusters with msg NULL: the ClusterLoadAssignment of an EDS
+                                         cluster, NULL when not EDS */
+    const struct pl_cla_plain *plain; /* assignments: what compiles, when of the plain shape
+                                         (msg is then NULL); else NULL */
 };
 
 /* Names of dynamic resources that failed to compile (names borrowed from the resource set;
@@ -84,6 +102,12 @@ int pl_compile_cluster_borrowed(const Envoy__Config__Cluster__V3__Cluster *cl,
                                 const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
                                 uint64_t hash, const struct timespec *now,
                                 struct pl_cluster_cfg *out, struct pl_err *err);
+
+/* As pl_compile_cluster_borrowed with the endpoints of a plain assignment (an EDS cluster). */
+int pl_compile_cluster_plain(const Envoy__Config__Cluster__V3__Cluster *cl,
+                             const struct pl_cla_plain *plain, uint64_t hash,
+                             const struct timespec *now, struct pl_cluster_cfg *out,
+                             struct pl_err *err);
 
 /* Returns a new empty compile cache (pl_compile_cache_free). */
 struct pl_compile_cache *pl_compile_cache_new(void);

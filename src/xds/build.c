@@ -108,7 +108,8 @@ static struct pl_res as_res(const struct pl_xds_rec *r)
                            .owner = (struct pl_shared *)&r->sh,
                            .bytes = r->bytes,
                            .len = r->len,
-                           .eds_name = r->eds_name};
+                           .eds_name = r->eds_name,
+                           .plain = r->plain};
 }
 
 /* What serves of one type (LDS or CDS) and what still warms. */

@@ -28,9 +28,11 @@ struct pl_xds_rec {
     char *version;
     uint8_t *bytes; /* the encoding as received */
     size_t len;
-    ProtobufCMessage *msg; /* decoded: LDS always, others until trimmed (then NULL) */
-    bool msg_in_arena;     /* msg lives in the update's arena (freed with it, after trim) */
-    uint64_t hash;         /* XXH64 of bytes */
+    ProtobufCMessage *msg;            /* decoded: LDS always, others until trimmed (then NULL) */
+    const struct pl_cla_plain *plain; /* EDS of the plain shape: decoded for compiling, instead
+                                         of msg (in the update's arena, trimmed with it) */
+    bool msg_in_arena; /* msg lives in the update's arena (freed with it, after trim) */
+    uint64_t hash;     /* XXH64 of bytes */
     struct timespec updated;
     char *eds_name;      /* CDS: the ClusterLoadAssignment an EDS cluster waits for, else NULL */
     double warm_timeout; /* CDS (EDS) / LDS (RDS): initial_fetch_timeout in s (0: forever) */

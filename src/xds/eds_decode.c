@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config/address.h"
+#include "config/compile_resources.h"
 #include "config/support.h"
 #include "xds/xds_internal.h"
 
@@ -455,4 +456,209 @@ CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a,
     }
     *valid = plainly_valid(la);
     return la;
+}
+
+/* ---- the plain shape, straight into what compiles ------------------------------------------- */
+
+/* A UInt32Value wrapper's value (an empty wrapper is 0). */
+static bool wrapper_value(struct rd *r, uint32_t wt, uint32_t *out)
+{
+    struct rd s;
+    if (wt != 2 || !sub(r, &s))
+        return false;
+    unsigned seen = 0;
+    uint32_t num, t;
+    *out = 0;
+    while (s.p < s.end) {
+        if (!tag(&s, &num, &t) || num != 1)
+            return false;
+        ONCE(1);
+        if (!u32(&s, t, out))
+            return false;
+    }
+    return true;
+}
+
+/* A socket address that is a TCP port and a dotted-quad IPv4 literal; false for anything else. */
+static bool plain_socket_address(struct rd *r, struct pl_cla_host *h)
+{
+    unsigned seen = 0;
+    uint32_t num, wt, v;
+    while (r->p < r->end) {
+        struct rd s;
+        if (!tag(r, &num, &wt))
+            return false;
+        switch (num) {
+        case 1:
+            ONCE(1);
+            if (!usable[F_SA_PROTOCOL] || !u32(r, wt, &v) ||
+                v != ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PROTOCOL__TCP)
+                return false;
+            break;
+        case 2: {
+            ONCE(2);
+            if (!usable[F_SA_ADDRESS] || wt != 2 || !sub(r, &s))
+                return false;
+            size_t n = (size_t)(s.end - s.p);
+            char buf[16];
+            if (n < 7 || n > 15)
+                return false;
+            for (size_t i = 0; i < n; i++) {
+                if ((s.p[i] < '0' || s.p[i] > '9') && s.p[i] != '.')
+                    return false;
+                buf[i] = (char)s.p[i];
+            }
+            buf[n] = '\0';
+            struct in_addr in;
+            if (!pl_addr_parse_ipv4(buf, &in))
+                return false;
+            h->addr = in.s_addr;
+            break;
+        }
+        case 3:
+            ONCE(3);
+            if (!usable[F_SA_PORT] || !u32(r, wt, &v) || v == 0 || v > 65535)
+                return false;
+            h->port = (uint16_t)v;
+            break;
+        case 6:
+            ONCE(6);
+            if (!usable[F_SA_IPV4_COMPAT] || !u32(r, wt, &v) || v > 1)
+                return false;
+            break;
+        default:
+            return false;
+        }
+    }
+    return (seen & (1u << 2)) && (seen & (1u << 3));
+}
+
+/* An endpoint: exactly an address holding exactly a socket address. */
+static bool plain_endpoint(struct rd *r, struct pl_cla_host *h)
+{
+    struct rd s, s2;
+    uint32_t num, wt;
+    return tag(r, &num, &wt) && num == 1 && wt == 2 && usable[F_EP_ADDRESS] && sub(r, &s) &&
+           r->p == r->end && tag(&s, &num, &wt) && num == 1 && wt == 2 && usable[F_ADDR_SOCKET] &&
+           sub(&s, &s2) && s.p == s.end && plain_socket_address(&s2, h);
+}
+
+static bool plain_lb_endpoint(struct rd *r, struct pl_cla_host *h)
+{
+    *h = (struct pl_cla_host){.weight = 1};
+    unsigned seen = 0;
+    uint32_t num, wt, v;
+    while (r->p < r->end) {
+        struct rd s;
+        if (!tag(r, &num, &wt))
+            return false;
+        switch (num) {
+        case 1:
+            ONCE(1);
+            if (!usable[F_LBE_ENDPOINT] || wt != 2 || !sub(r, &s) || !plain_endpoint(&s, h))
+                return false;
+            break;
+        case 2:
+            ONCE(2);
+            if (!usable[F_LBE_HEALTH] || !u32(r, wt, &v) || v > INT32_MAX)
+                return false;
+            h->health = v > 255 ? 255 : (uint8_t)v;
+            break;
+        case 4:
+            ONCE(4);
+            if (!usable[F_LBE_WEIGHT] || !wrapper_value(r, wt, &h->weight) || !h->weight)
+                return false;
+            break;
+        default:
+            return false;
+        }
+    }
+    return seen & (1u << 1);
+}
+
+static bool plain_locality(struct rd *r, struct pl_cla_plain *p, size_t cap)
+{
+    size_t from = p->n;
+    unsigned seen = 0;
+    uint32_t num, wt, v, weight = 0;
+    while (r->p < r->end) {
+        struct rd s;
+        if (!tag(r, &num, &wt))
+            return false;
+        switch (num) {
+        case 2:
+            if (!usable[F_LLE_LB_ENDPOINTS] || wt != 2 || !sub(r, &s) || p->n == cap ||
+                !plain_lb_endpoint(&s, &p->hosts[p->n++]))
+                return false;
+            break;
+        case 3:
+            ONCE(3);
+            if (!usable[F_LLE_WEIGHT] || !wrapper_value(r, wt, &weight) || !weight)
+                return false;
+            break;
+        case 5:
+            ONCE(5);
+            if (!usable[F_LLE_PRIORITY] || !u32(r, wt, &v) || v != 0)
+                return false;
+            break;
+        default:
+            return false;
+        }
+    }
+    for (size_t i = from; i < p->n; i++)
+        p->hosts[i].locality_weight = weight;
+    return true;
+}
+
+struct pl_cla_plain *pl_xds_cla_decode_plain(const uint8_t *data, size_t len, ProtobufCAllocator *a)
+{
+    pthread_once(&usable_once, usable_init);
+    /* how many lb_endpoints in all, for one allocation */
+    struct rd r = {data, data + len};
+    size_t cap = 0;
+    uint32_t num, wt;
+    uint64_t v;
+    while (r.p < r.end) {
+        struct rd s;
+        size_t k;
+        if (!tag(&r, &num, &wt))
+            return NULL;
+        if (wt == 0 && varint(&r, 10, &v))
+            continue;
+        if (wt != 2 || !sub(&r, &s))
+            return NULL;
+        if (num == 2) {
+            if (!count(s, 2, &k))
+                return NULL;
+            cap += k;
+        }
+    }
+    struct pl_cla_plain *p = alloc(a, sizeof(*p) + cap * sizeof(p->hosts[0]));
+    if (!p)
+        return NULL;
+    p->cluster_name = NULL;
+    p->n = 0;
+    r = (struct rd){data, data + len};
+    unsigned seen = 0;
+    while (r.p < r.end) {
+        struct rd s;
+        if (!tag(&r, &num, &wt))
+            return NULL;
+        switch (num) {
+        case 1:
+            if (seen & 2)
+                return NULL;
+            seen |= 2;
+            if (!usable[F_CLA_NAME] || !str(&r, wt, a, (char **)&p->cluster_name))
+                return NULL;
+            break;
+        case 2:
+            if (!usable[F_CLA_ENDPOINTS] || wt != 2 || !sub(&r, &s) || !plain_locality(&s, p, cap))
+                return NULL;
+            break;
+        default:
+            return NULL;
+        }
+    }
+    return p->cluster_name && *p->cluster_name ? p : NULL;
 }

@@ -34,6 +34,7 @@ void pl_xds_rec_trim(struct pl_xds_rec *r)
         r->msg = NULL;
         r->msg_in_arena = false;
     }
+    r->plain = NULL; /* in the update's arena */
 }
 
 static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
@@ -403,13 +404,20 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         struct pl_xds_rec *same = unchanged(x, t, a, hash);
         const char *name = same ? same->name : NULL;
         ProtobufCMessage *m = NULL;
+        const struct pl_cla_plain *plain = NULL;
         bool fields_known = false, valid_known = false;
-        if (!same && t == PL_XDS_EDS) { /* the common shape, decoded directly */
-            m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &alloc,
-                                                      &valid_known);
-            fields_known = m != NULL;
+        if (!same && t == PL_XDS_EDS) { /* the common shapes, decoded directly */
+            plain = pl_xds_cla_decode_plain(a->value.data, a->value.len, &alloc);
+            if (plain) {
+                name = plain->cluster_name;
+                fields_known = valid_known = true;
+            } else {
+                m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &alloc,
+                                                          &valid_known);
+                fields_known = m != NULL;
+            }
         }
-        if (!same && !m) {
+        if (!same && !m && !plain) {
             m = protobuf_c_message_unpack(pl_xds_type_desc(t), t == PL_XDS_LDS ? NULL : &alloc,
                                           a->value.len, a->value.data);
             if (!m) {
@@ -454,6 +462,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         pl_err_free(&sub);
         struct pl_xds_rec *rec = rec_new(t, name, m, &a->value, version, hash, &now);
         rec->msg_in_arena = t != PL_XDS_LDS;
+        rec->plain = plain;
         u->recs[u->n++] = rec;
         u->new_bytes += a->value.len;
         pl_nametab_put(&u->names, rec->name);

@@ -111,6 +111,14 @@ int pl_xds_check_fields(const ProtobufCMessage *m, const char *prefix, size_t *n
 Envoy__Config__Endpoint__V3__ClusterLoadAssignment *
 pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a, bool *valid);
 
+/* Decodes an encoded ClusterLoadAssignment of the plain shape (struct pl_cla_plain) into memory
+ * from a, for compiling only. Returns NULL for anything else, which pl_xds_cla_decode (or the
+ * generic path) then takes: an assignment this returns is one pl_xds_cla_decode decodes as
+ * plainly valid, and compiles the same. */
+struct pl_cla_plain;
+struct pl_cla_plain *pl_xds_cla_decode_plain(const uint8_t *data, size_t len,
+                                             ProtobufCAllocator *a);
+
 /* ---- arenas (arena.c) ---- */
 
 /* Memory for decoded messages that live as long as one response: chunks mapped with mmap, so a

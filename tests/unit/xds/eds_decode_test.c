@@ -1,10 +1,12 @@
 /* The direct ClusterLoadAssignment decoder (pl_xds_cla_decode) against the generic path
  * (protobuf-c's unpack and the field walk): the same message when it decodes, NULL for anything
  * else, and the same NACK text from the store's check either way. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/compile_resources.h"
 #include "config/pbjson.h"
 #include "config/validate.h"
 #include "xds/client_internal.h"
@@ -43,6 +45,42 @@ static size_t validation_errors(const CLA_T *la)
 
 enum { DECLINED, TAKEN, TAKEN_VALID };
 
+/* The endpoints an EDS cluster compiles from la (or from plain). */
+static struct pl_cluster_cfg compiled(const CLA_T *la, const struct pl_cla_plain *plain)
+{
+    Envoy__Config__Cluster__V3__Cluster cl = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+    cl.name = "c";
+    struct pl_cluster_cfg out = {0};
+    struct pl_err err = PL_ERR_INIT;
+    struct timespec now = {0};
+    int rc = plain ? pl_compile_cluster_plain(&cl, plain, 1, &now, &out, &err)
+                   : pl_compile_cluster_borrowed(&cl, la, 1, &now, &out, &err);
+    cr_assert_eq(rc, 0);
+    pl_err_free(&err);
+    out.proto = NULL; /* cl is on the stack */
+    return out;
+}
+
+/* An assignment the plain decoder takes is one the direct decoder takes as plainly valid, and
+ * its endpoints compile to the same bytes. */
+static void compare_plain(const uint8_t *data, size_t len, const CLA_T *fast, bool valid)
+{
+    struct track t = {0};
+    ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
+    const struct pl_cla_plain *plain = pl_xds_cla_decode_plain(data, len, &a);
+    if (plain) {
+        cr_assert(fast && valid, "plain, but not plainly valid to the direct decoder");
+        cr_assert_str_eq(plain->cluster_name, fast->cluster_name);
+        struct pl_cluster_cfg c1 = compiled(fast, NULL), c2 = compiled(NULL, plain);
+        cr_assert_eq(c1.n_endpoints, c2.n_endpoints);
+        cr_assert(!memcmp(c1.endpoints, c2.endpoints, c1.n_endpoints * sizeof(*c1.endpoints)),
+                  "the endpoints compile differently");
+        pl_cluster_cfg_release(&c1);
+        pl_cluster_cfg_release(&c2);
+    }
+    track_release(&t);
+}
+
 /* Decodes bytes both ways. When the direct decoder takes them, protobuf-c must too, both
  * messages must encode to the same bytes, and the field walk must have nothing to say; when it
  * finds them valid too, the validator must agree. */
@@ -69,10 +107,24 @@ static int compare(const uint8_t *data, size_t len)
         if (valid)
             cr_assert_eq(validation_errors((const CLA_T *)gen), 0, "found valid, is not");
     }
+    compare_plain(data, len, fast, valid);
     if (gen)
         protobuf_c_message_free_unpacked(gen, NULL);
     track_release(&t);
     return !fast ? DECLINED : valid ? TAKEN_VALID : TAKEN;
+}
+
+/* Whether the plain decoder takes the assignment text spells. */
+static bool plain_takes(const char *text)
+{
+    size_t len;
+    uint8_t *b = encode(text, &len);
+    struct track t = {0};
+    ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
+    bool r = pl_xds_cla_decode_plain(b, len, &a) != NULL;
+    track_release(&t);
+    free(b);
+    return r;
 }
 
 static int compare_yaml(const char *text)
@@ -161,6 +213,52 @@ Test(eds_decode, common_shapes_decode_as_protobuf_c_does)
         protobuf_c_message_free_unpacked(m, NULL);
         free(b);
     }
+}
+
+/* The plain decoder takes exactly the plainly valid IPv4 assignments (compare() checks that what
+ * it takes compiles the same). */
+Test(eds_decode, plain_assignments_are_decoded_for_compiling)
+{
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        size_t len;
+        uint8_t *b = encode(taken[i], &len);
+        struct track t = {0};
+        ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
+        bool valid = false;
+        CLA_T *fast = pl_xds_cla_decode(b, len, &a, &valid);
+        bool v6 = strstr(taken[i], "::") != NULL;
+        cr_assert_eq(plain_takes(taken[i]), fast && valid && !v6, "%s", taken[i]);
+        track_release(&t);
+        free(b);
+    }
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+        cr_assert(!plain_takes(declined[i]), "%s", declined[i]);
+    /* the weights and the health status go with each endpoint, the locality weight with each of
+     * its endpoints */
+    const char *text = "cluster_name: w\nendpoints:\n"
+                       "- load_balancing_weight: 5\n  lb_endpoints:\n"
+                       "  - endpoint: { address: { socket_address: { address: 10.0.0.1, "
+                       "port_value: 81 } } }\n    load_balancing_weight: 3\n"
+                       "    health_status: UNHEALTHY\n" EP("10.0.0.2", "82") "- lb_endpoints:\n" EP(
+                           "10.0.0.3", "83");
+    size_t len;
+    uint8_t *b = encode(text, &len);
+    struct track t = {0};
+    ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
+    const struct pl_cla_plain *p = pl_xds_cla_decode_plain(b, len, &a);
+    cr_assert(p);
+    cr_assert_eq(p->n, 3);
+    cr_assert_eq(p->hosts[0].weight, 3);
+    cr_assert_eq(p->hosts[0].health, 2);
+    cr_assert_eq(p->hosts[0].locality_weight, 5);
+    cr_assert_eq(p->hosts[1].weight, 1);
+    cr_assert_eq(p->hosts[1].locality_weight, 5);
+    cr_assert_eq(p->hosts[2].port, 83);
+    cr_assert_eq(p->hosts[2].locality_weight, 0);
+    cr_assert_eq(p->hosts[2].addr, htonl(0x0a000003));
+    compare(b, len);
+    track_release(&t);
+    free(b);
 }
 
 Test(eds_decode, anything_else_is_left_to_the_generic_path)
