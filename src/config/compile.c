@@ -210,24 +210,14 @@ static int compile_cluster_transport(const Envoy__Config__Cluster__V3__Cluster *
     return rc;
 }
 
-/* The endpoints of a plain assignment (compile_resources.h): what the loop below makes of the
- * message it was decoded from. */
+/* The endpoints of a plain assignment (compile_resources.h), kept as they are: 16 bytes each
+ * against 56 for the general form (10,000 clusters of 10 endpoints: 1.6 MB against 5.6). */
 static void plain_endpoints(const struct pl_cla_plain *p, struct pl_cluster_cfg *out)
 {
-    out->endpoints = pl_calloc(p->n, sizeof(*out->endpoints));
-    out->n_endpoints = p->n;
-    for (size_t i = 0; i < p->n; i++) {
-        const struct pl_cla_host *h = &p->hosts[i];
-        struct pl_endpoint_cfg *e = &out->endpoints[i];
-        e->addr.in.sin_family = AF_INET;
-        e->addr.in.sin_port = htons(h->port);
-        e->addr.in.sin_addr.s_addr = h->addr;
-        e->addrlen = sizeof(struct sockaddr_in);
-        e->port = h->port;
-        e->weight = h->weight;
-        e->health_status = h->health;
-        e->locality_weight = h->locality_weight;
-    }
+    out->hosts = pl_malloc(p->n ? p->n * sizeof(*out->hosts) : 1);
+    if (p->n)
+        memcpy(out->hosts, p->hosts, p->n * sizeof(*out->hosts));
+    out->n_hosts = p->n;
 }
 
 /* Fills out from cl and its endpoints (plain, else eds, else cl's load_assignment); proto and

@@ -18,13 +18,7 @@
 struct pl_cla_plain {
     const char *cluster_name;
     size_t n;
-    struct pl_cla_host {
-        uint32_t addr;            /* IPv4, network byte order */
-        uint16_t port;            /* 1..65535 */
-        uint8_t health;           /* envoy.config.core.v3.HealthStatus (a larger value: 255) */
-        uint32_t weight;          /* load_balancing_weight, 1 when unset */
-        uint32_t locality_weight; /* of its LocalityLbEndpoints, 0 when unset */
-    } hosts[];
+    struct pl_cla_host hosts[];
 };
 
 /* One dynamic resource as held by the xDS client (borrowed: the set does not own it). */

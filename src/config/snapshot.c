@@ -112,6 +112,7 @@ void pl_cluster_cfg_release(struct pl_cluster_cfg *c)
         free(c->endpoints[j].locality);
     }
     free(c->endpoints);
+    free(c->hosts);
     if (c->transport && c->transport->free_cfg && c->transport_cfg)
         c->transport->free_cfg(c->transport_cfg);
     if (c->proto)

@@ -66,6 +66,15 @@ struct pl_endpoint_cfg {
     char *locality;           /* "region/zone/sub_zone", NULL when unset */
 };
 
+/* An endpoint of an EDS cluster whose assignment has the plain shape (16 bytes). */
+struct pl_cla_host {
+    uint32_t addr;            /* IPv4, network byte order */
+    uint16_t port;            /* 1..65535 */
+    uint8_t health;           /* envoy.config.core.v3.HealthStatus (a larger value: 255) */
+    uint32_t weight;          /* load_balancing_weight, 1 when unset */
+    uint32_t locality_weight; /* of its LocalityLbEndpoints, 0 when unset */
+};
+
 struct pl_cluster_link; /* runtime state owned by src/upstream (see upstream/upstream.h) */
 
 /* A cluster as workers need it. */
@@ -76,6 +85,9 @@ struct pl_cluster_cfg {
     uint64_t connect_timeout_ms;
     struct pl_endpoint_cfg *endpoints;
     size_t n_endpoints;
+    struct pl_cla_host *hosts; /* instead of endpoints (then none) when the cluster's assignment
+                                  had the plain shape: a quarter of the memory */
+    size_t n_hosts;
     uint64_t hash;
     ProtobufCMessage *proto; /* envoy.config.cluster.v3.Cluster, owned; NULL: see encoded */
     const uint8_t *encoded;  /* with proto NULL: the Cluster as received over xDS (shared) */

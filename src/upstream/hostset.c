@@ -263,10 +263,37 @@ void up_hostset_unref(struct up_hostset *hs)
     free(hs);
 }
 
+/* The host set of the plain endpoints of cfg (an EDS cluster). */
+static struct up_hostset *from_plain(const struct pl_cluster_cfg *cfg,
+                                     const struct up_lb_params *lb)
+{
+    size_t n = cfg->n_hosts;
+    struct up_host_spec *spec = pl_calloc(n + 1, sizeof(*spec));
+    struct sockaddr_in *sin = pl_calloc(n + 1, sizeof(*sin));
+    for (size_t i = 0; i < n; i++) {
+        const struct pl_cla_host *h = &cfg->hosts[i];
+        sin[i].sin_family = AF_INET;
+        sin[i].sin_port = htons(h->port);
+        sin[i].sin_addr.s_addr = h->addr;
+        spec[i] = (struct up_host_spec){
+            .addr = (const struct sockaddr *)&sin[i],
+            .addrlen = sizeof(sin[i]),
+            .weight = h->weight,
+            .healthy = h->health <= ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY,
+        };
+    }
+    struct up_hostset *hs = up_hostset_build(lb, cfg->hash, spec, n);
+    free(sin);
+    free(spec);
+    return hs;
+}
+
 struct up_hostset *up_hostset_from_cfg(const struct pl_cluster_cfg *cfg)
 {
     struct up_lb_params lb;
     up_lb_params_from_cfg(cfg, &lb);
+    if (cfg->hosts)
+        return from_plain(cfg, &lb);
     struct up_host_spec *spec = pl_calloc(cfg->n_endpoints + 1, sizeof(*spec));
     size_t n = 0;
     for (size_t i = 0; i < cfg->n_endpoints; i++) {

@@ -703,3 +703,45 @@ Test(lb, hostset_hosts_and_keys)
     cr_assert_str_eq(up_host_key(hs, 2, buf, sizeof(buf)), "10.0.0.2:80");
     up_hostset_unref(hs);
 }
+
+/* An EDS cluster whose assignment was plain keeps its endpoints as 16-byte hosts: its host set
+ * is the one its endpoints in the general form give. */
+Test(lb, plain_hosts_build_the_same_host_set)
+{
+    static const struct pl_cla_host hosts[] = {
+        {.addr = 0x0100000a, .port = 80, .weight = 1, .health = 0},
+        {.addr = 0x0200000a, .port = 81, .weight = 5, .health = 2},
+        {.addr = 0x0300000a, .port = 82, .weight = 2, .health = 1, .locality_weight = 3},
+        {.addr = 0x0100000a, .port = 80, .weight = 9, .health = 1}, /* a duplicate: dropped */
+        {.addr = 0x0400000a, .port = 65535, .weight = 1, .health = 255},
+    };
+    size_t n = sizeof(hosts) / sizeof(hosts[0]);
+    struct pl_endpoint_cfg eps[5] = {0};
+    for (size_t i = 0; i < n; i++) {
+        eps[i].addr.in.sin_family = AF_INET;
+        eps[i].addr.in.sin_port = htons(hosts[i].port);
+        eps[i].addr.in.sin_addr.s_addr = hosts[i].addr;
+        eps[i].addrlen = sizeof(struct sockaddr_in);
+        eps[i].port = hosts[i].port;
+        eps[i].weight = hosts[i].weight;
+        eps[i].health_status = hosts[i].health;
+        eps[i].locality_weight = hosts[i].locality_weight;
+    }
+    struct pl_cluster_cfg general = {.name = "c", .type = 3, .hash = 7},
+                          plain = {.name = "c", .type = 3, .hash = 7};
+    general.endpoints = eps;
+    general.n_endpoints = n;
+    plain.hosts = (struct pl_cla_host *)hosts;
+    plain.n_hosts = n;
+    struct up_hostset *a = up_hostset_from_cfg(&general), *b = up_hostset_from_cfg(&plain);
+    cr_assert_eq(a->n_hosts, 4);
+    cr_assert_eq(b->n_hosts, a->n_hosts);
+    cr_assert_eq(b->n_healthy, a->n_healthy);
+    cr_assert_eq(b->n_avail, a->n_avail);
+    cr_assert_eq(b->panic, a->panic);
+    cr_assert_eq(b->equal_weights, a->equal_weights);
+    cr_assert(!memcmp(a->hosts, b->hosts, a->n_hosts * sizeof(*a->hosts)));
+    cr_assert(!memcmp(a->avail, b->avail, a->n_avail * sizeof(*a->avail)));
+    up_hostset_unref(a);
+    up_hostset_unref(b);
+}
