@@ -148,33 +148,42 @@ static void compile_cluster_http(const Envoy__Config__Cluster__V3__Cluster *cl,
     }
 }
 
-/* LB, DNS and buffer options, with Envoy's defaults. */
+/* LB, DNS and buffer options, with Envoy's defaults (shared when the cluster sets none). */
 static void compile_cluster_lb(const Envoy__Config__Cluster__V3__Cluster *cl,
                                struct pl_cluster_cfg *out)
 {
-    out->lr_choice_count = 2;
-    out->lr_active_request_bias = 1.0;
-    out->ring_min_size = 1024;
-    out->ring_max_size = 8388608;
-    out->maglev_table_size = 65537;
+    struct pl_cluster_lb_cfg o = pl_cluster_lb_defaults;
     switch (cl->lb_config_case) {
     case CLUSTER(CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG):
-        out->lr_choice_count = u32_or(cl->least_request_lb_config->choice_count, 2);
+        o.lr_choice_count = u32_or(cl->least_request_lb_config->choice_count, 2);
         break;
     case CLUSTER(CLUSTER__LB_CONFIG_RING_HASH_LB_CONFIG):
-        out->ring_min_size = u64_or(cl->ring_hash_lb_config->minimum_ring_size, 1024);
-        out->ring_max_size = u64_or(cl->ring_hash_lb_config->maximum_ring_size, 8388608);
-        out->ring_hash_function = (int)cl->ring_hash_lb_config->hash_function;
+        o.ring_min_size = u64_or(cl->ring_hash_lb_config->minimum_ring_size, 1024);
+        o.ring_max_size = u64_or(cl->ring_hash_lb_config->maximum_ring_size, 8388608);
+        o.ring_hash_function = (int)cl->ring_hash_lb_config->hash_function;
         break;
     case CLUSTER(CLUSTER__LB_CONFIG_MAGLEV_LB_CONFIG):
-        out->maglev_table_size = u64_or(cl->maglev_lb_config->table_size, 65537);
+        o.maglev_table_size = u64_or(cl->maglev_lb_config->table_size, 65537);
         break;
     default:
         break;
     }
-    out->dns_refresh_ms = duration_ms(cl->dns_refresh_rate, 5000);
-    out->dns_lookup_family = (int)cl->dns_lookup_family;
-    out->respect_dns_ttl = cl->respect_dns_ttl;
+    o.dns_refresh_ms = duration_ms(cl->dns_refresh_rate, 5000);
+    o.dns_lookup_family = (int)cl->dns_lookup_family;
+    o.respect_dns_ttl = cl->respect_dns_ttl;
+    const struct pl_cluster_lb_cfg *d = &pl_cluster_lb_defaults;
+    if (o.lr_choice_count == d->lr_choice_count &&
+        o.lr_active_request_bias == d->lr_active_request_bias &&
+        o.ring_min_size == d->ring_min_size && o.ring_max_size == d->ring_max_size &&
+        o.ring_hash_function == d->ring_hash_function &&
+        o.maglev_table_size == d->maglev_table_size && o.dns_refresh_ms == d->dns_refresh_ms &&
+        o.dns_lookup_family == d->dns_lookup_family && o.respect_dns_ttl == d->respect_dns_ttl) {
+        out->lbo = &pl_cluster_lb_defaults;
+    } else {
+        struct pl_cluster_lb_cfg *own = pl_malloc(sizeof(*own));
+        *own = o;
+        out->lbo = own;
+    }
     out->per_connection_buffer_limit_bytes = u32_or(cl->per_connection_buffer_limit_bytes, 1048576);
 }
 

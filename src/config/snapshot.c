@@ -113,6 +113,8 @@ void pl_cluster_cfg_release(struct pl_cluster_cfg *c)
     }
     free(c->endpoints);
     free(c->hosts);
+    if (c->lbo != &pl_cluster_lb_defaults)
+        free((void *)c->lbo);
     if (c->transport && c->transport->free_cfg && c->transport_cfg)
         c->transport->free_cfg(c->transport_cfg);
     if (c->proto)
@@ -159,6 +161,14 @@ void pl_snapshot_index_build(struct pl_snapshot *s)
     s->index = ix;
 }
 
+const struct pl_cluster_lb_cfg pl_cluster_lb_defaults = {
+    .lr_choice_count = 2,
+    .lr_active_request_bias = 1.0,
+    .ring_min_size = 1024,
+    .ring_max_size = 8388608,
+    .maglev_table_size = 65537,
+    .dns_refresh_ms = 5000,
+};
 /* The index when it still describes s's arrays. */
 static const struct pl_snapshot_index *index_of(const struct pl_snapshot *s)
 {

@@ -75,6 +75,24 @@ struct pl_cla_host {
     uint32_t locality_weight; /* of its LocalityLbEndpoints, 0 when unset */
 };
 
+/* Load-balancing and DNS options of a cluster, Envoy's defaults filled in. Most clusters set
+ * none of them and share pl_cluster_lb_defaults (10,000 clusters held two copies each). */
+struct pl_cluster_lb_cfg {
+    uint32_t lr_choice_count;      /* LEAST_REQUEST: least_request_lb_config.choice_count, 2 */
+    double lr_active_request_bias; /* LEAST_REQUEST: 1.0 */
+    uint64_t ring_min_size;        /* RING_HASH: minimum_ring_size, 1024 */
+    uint64_t ring_max_size;        /* RING_HASH: maximum_ring_size, 8388608 */
+    int ring_hash_function;        /* RingHashLbConfig.HashFunction: 0 XX_HASH, 1 MURMUR_HASH_2 */
+    uint64_t maglev_table_size;    /* MAGLEV: table_size, 65537 (prime) */
+    /* DNS (STRICT_DNS, LOGICAL_DNS) */
+    uint64_t dns_refresh_ms; /* dns_refresh_rate, 5000 */
+    int dns_lookup_family;   /* Cluster.DnsLookupFamily: 0 AUTO (v6, else v4), 1 V4_ONLY, ... */
+    bool respect_dns_ttl;
+};
+
+/* The options of a cluster that sets none. */
+extern const struct pl_cluster_lb_cfg pl_cluster_lb_defaults;
+
 struct pl_cluster_link; /* runtime state owned by src/upstream (see upstream/upstream.h) */
 
 /* A cluster as workers need it. */
@@ -95,18 +113,11 @@ struct pl_cluster_cfg {
     char *version_info;
     struct timespec last_updated;
 
-    /* load balancing (Envoy defaults filled in) */
-    uint32_t lr_choice_count;      /* LEAST_REQUEST: least_request_lb_config.choice_count, 2 */
-    double lr_active_request_bias; /* LEAST_REQUEST: 1.0 */
-    uint64_t ring_min_size;        /* RING_HASH: minimum_ring_size, 1024 */
-    uint64_t ring_max_size;        /* RING_HASH: maximum_ring_size, 8388608 */
-    int ring_hash_function;        /* RingHashLbConfig.HashFunction: 0 XX_HASH, 1 MURMUR_HASH_2 */
-    uint64_t maglev_table_size;    /* MAGLEV: table_size, 65537 (prime) */
+    /* load balancing and DNS options: never NULL once compiled (most clusters share
+     * pl_cluster_lb_defaults); read them through pl_cluster_lb() */
+    const struct pl_cluster_lb_cfg *lbo;
 
-    /* DNS (STRICT_DNS, LOGICAL_DNS) */
-    uint64_t dns_refresh_ms; /* dns_refresh_rate, 5000 */
-    int dns_lookup_family;   /* Cluster.DnsLookupFamily: 0 AUTO (v6, else v4), 1 V4_ONLY, ... */
-    bool respect_dns_ttl;
+    bool dynamic; /* added over xDS (CDS): /config_dump's dynamic_active_clusters */
 
     /* upstream HTTP (typed_extension_protocol_options HttpProtocolOptions) */
     bool http2;                             /* explicit_http_config.http2_protocol_options set */
@@ -127,10 +138,15 @@ struct pl_cluster_cfg {
     struct pl_cluster_link *link;
     void (*link_release)(struct pl_cluster_link *link);
 
-    bool dynamic;             /* added over xDS (CDS): /config_dump's dynamic_active_clusters */
     struct pl_shared *shared; /* set: every pointer but link belongs to this owner (a compiled
                                  cluster reused across snapshots); link stays per entry */
 };
+
+/* c's load-balancing and DNS options (the defaults for a cluster never compiled). */
+static inline const struct pl_cluster_lb_cfg *pl_cluster_lb(const struct pl_cluster_cfg *c)
+{
+    return c->lbo ? c->lbo : &pl_cluster_lb_defaults;
+}
 
 /* A resource from xDS kept in the snapshot as received (for /config_dump): an RDS route
  * configuration, an EDS ClusterLoadAssignment, or a listener or cluster still warming. */

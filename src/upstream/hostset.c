@@ -24,15 +24,16 @@ void up_addr_format(const struct sockaddr *sa, char *buf, size_t cap)
 
 void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out)
 {
+    const struct pl_cluster_lb_cfg *o = pl_cluster_lb(cfg);
     *out = (struct up_lb_params){
         .type = cfg->type,
         .policy = cfg->lb_policy,
-        .choice_count = cfg->lr_choice_count >= 2 ? cfg->lr_choice_count : 2,
-        .bias = cfg->lr_active_request_bias,
-        .ring_min = cfg->ring_min_size ? cfg->ring_min_size : 1024,
-        .ring_max = cfg->ring_max_size ? cfg->ring_max_size : 8388608,
-        .ring_hash_fn = cfg->ring_hash_function,
-        .maglev_size = cfg->maglev_table_size ? cfg->maglev_table_size : 65537,
+        .choice_count = o->lr_choice_count >= 2 ? o->lr_choice_count : 2,
+        .bias = o->lr_active_request_bias,
+        .ring_min = o->ring_min_size ? o->ring_min_size : 1024,
+        .ring_max = o->ring_max_size ? o->ring_max_size : 8388608,
+        .ring_hash_fn = o->ring_hash_function,
+        .maglev_size = o->maglev_table_size ? o->maglev_table_size : 65537,
     };
 }
 

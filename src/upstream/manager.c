@@ -350,9 +350,10 @@ static void mcluster_set(struct up_mcluster *c, const struct pl_cluster_cfg *cfg
     size_t n_old = c->n_eps;
     c->cfg_hash = cfg->hash;
     up_lb_params_from_cfg(cfg, &c->lb);
-    c->refresh_ms = cfg->dns_refresh_ms ? cfg->dns_refresh_ms : 5000;
-    c->family = cfg->dns_lookup_family;
-    c->respect_ttl = cfg->respect_dns_ttl;
+    const struct pl_cluster_lb_cfg *o = pl_cluster_lb(cfg);
+    c->refresh_ms = o->dns_refresh_ms ? o->dns_refresh_ms : 5000;
+    c->family = o->dns_lookup_family;
+    c->respect_ttl = o->respect_dns_ttl;
     size_t n = is_dns(c->lb.type) ? cfg->n_endpoints : 0; /* only DNS needs them afterwards */
     c->eps = n ? pl_calloc(n, sizeof(*c->eps)) : NULL;
     c->n_eps = n;

@@ -555,17 +555,20 @@ Test(lb, compiled_options)
     cr_assert_eq(h2->h2_initial_stream_window_size, 268435456);
     cr_assert_eq(h2->idle_timeout_ms, 30000);
     cr_assert_eq(h2->connect_timeout_ms, 250);
-    cr_assert_eq(h2->dns_refresh_ms, 2000);
-    cr_assert(h2->respect_dns_ttl);
-    cr_assert_eq(h2->dns_lookup_family, 1);
+    cr_assert_eq(pl_cluster_lb(h2)->dns_refresh_ms, 2000);
+    cr_assert(pl_cluster_lb(h2)->respect_dns_ttl);
+    cr_assert_eq(pl_cluster_lb(h2)->dns_lookup_family, 1);
     cr_assert(!h1->http2);
     cr_assert_eq(h1->h2_max_concurrent_streams, 2147483647);
     cr_assert_eq(h1->idle_timeout_ms, 3600000);
-    cr_assert_eq(h1->dns_refresh_ms, 5000);
-    cr_assert_eq(h1->lr_choice_count, 2);
-    cr_assert_eq(h1->ring_min_size, 1024);
-    cr_assert_eq(h1->maglev_table_size, 65537);
+    cr_assert_eq(pl_cluster_lb(h1)->dns_refresh_ms, 5000);
+    cr_assert_eq(pl_cluster_lb(h1)->lr_choice_count, 2);
+    cr_assert_eq(pl_cluster_lb(h1)->ring_min_size, 1024);
+    cr_assert_eq(pl_cluster_lb(h1)->maglev_table_size, 65537);
     cr_assert_eq(h1->per_connection_buffer_limit_bytes, 1048576);
+    /* a cluster that sets no LB or DNS option shares the defaults; one that does owns its own */
+    cr_assert_eq(h1->lbo, &pl_cluster_lb_defaults);
+    cr_assert_neq(h2->lbo, &pl_cluster_lb_defaults);
     pl_snapshot_free(s);
 }
 
