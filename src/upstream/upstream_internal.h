@@ -12,9 +12,9 @@ struct up_lb_params {
     int type;   /* Cluster.DiscoveryType */
     int policy; /* Cluster.LbPolicy */
     uint32_t choice_count;
+    int ring_hash_fn;
     double bias;
     uint64_t ring_min, ring_max;
-    int ring_hash_fn;
     uint64_t maglev_size;
 };
 
@@ -35,6 +35,8 @@ struct up_ring_entry {
 /* An immutable, reference-counted host set with its shared LB tables (see upstream.h). */
 struct up_hostset {
     _Atomic uint32_t refs;
+    bool panic;         /* too few healthy hosts (Envoy's 50% panic threshold): balance over all */
+    bool equal_weights; /* among avail */
     struct rcu_head rcu;
     uint64_t cfg_hash;
     struct up_lb_params lb;
@@ -43,10 +45,8 @@ struct up_hostset {
                     address ("hostname:port" for LOGICAL_DNS), else NULL (owned) */
     size_t n_hosts;
     size_t n_healthy;
-    bool panic;      /* too few healthy hosts (Envoy's 50% panic threshold): balance over all */
     uint32_t *avail; /* indices of the hosts the LB uses (healthy ones, or all in panic) */
     size_t n_avail;
-    bool equal_weights;         /* among avail */
     struct up_ring_entry *ring; /* RING_HASH, sorted by hash */
     size_t n_ring;
     uint32_t *maglev; /* MAGLEV: host index per table slot */
