@@ -57,9 +57,19 @@ struct pl_histogram pl_stats_histogram(struct pl_stats *s, const char *name);
 
 /* A group of stats whose names share a prefix ("cluster.<name>." + "upstream_rq_total", ...):
  * created in one go and stored once (the prefix, a pointer to the caller's static member table and
- * the first slot) instead of a name per stat, so thousands of clusters cost little. The names are
- * the same as pl_stats_counter(prefix + suffix) would give, and either way finds the other. */
-enum pl_stats_member_kind { PL_STATS_MEMBER_COUNTER, PL_STATS_MEMBER_GAUGE };
+ * the first slots) instead of a name per stat, so thousands of clusters cost little; groups of
+ * one prefix share its copy. The names are the same as pl_stats_counter(prefix + suffix) would
+ * give, and either way finds the other. */
+enum pl_stats_member_kind {
+    PL_STATS_MEMBER_COUNTER,
+    PL_STATS_MEMBER_GAUGE,
+    /* The same, written only by threads without a shard (the main thread: xDS updates, gauges set
+     * with pl_gauge_set). Their slots sit apart from the others, so they leave the shards' pages
+     * (which take memory on first write) untouched; a thread with a shard may still write them,
+     * correctly, at that cost. */
+    PL_STATS_MEMBER_MAIN_COUNTER,
+    PL_STATS_MEMBER_MAIN_GAUGE,
+};
 struct pl_stats_member {
     const char *suffix;
     enum pl_stats_member_kind kind;

@@ -29,10 +29,20 @@ enum pl_stat_kind {
 
 /* One stat, or one group of stats sharing a name prefix (pl_stats_group). */
 struct pl_stat_meta {
-    char *name; /* a stat: its name, NULL when discarded (kind clash); a group: the prefix */
+    const char *name; /* in the store's names: a stat's name, NULL when discarded (kind clash); a
+                         group's prefix (shared by the groups of that prefix) */
     const struct pl_stats_group_def *group; /* NULL for a single stat */
-    uint32_t slot;                          /* a group: its first member's */
-    uint8_t kind;                           /* enum pl_stat_kind; single stats */
+    uint32_t slot; /* a group: the first of its members that are not main's */
+    union {
+        uint32_t slot_main; /* a group: the first of its members written by main only */
+        uint32_t kind;      /* a single stat: enum pl_stat_kind */
+    };
+};
+
+/* A chunk of the store's names: NUL-terminated, never freed before the store. */
+struct pl_stats_names {
+    struct pl_stats_names *next;
+    char text[];
 };
 
 struct pl_stats_shard {
@@ -47,8 +57,12 @@ struct pl_stats {
     uint32_t *index; /* open addressing: meta index + 1, 0 empty; by name, groups by prefix */
     size_t index_cap;
     size_t n_indexed;
-    uint32_t next_slot;
-    uint32_t nblocks;
+    uint32_t next_slot[2]; /* the next free slot: [1] for main's members */
+    uint32_t slots_end[2]; /* where the current block of each ends */
+    uint32_t nblocks;      /* blocks are mapped in every shard, filled by one of the two kinds */
+    struct pl_stats_names *names;
+    char *names_at; /* the free bytes of the current chunk */
+    size_t names_left;
     struct pl_stats_shard **shards; /* shards[0] is the shared (atomic) shard */
     size_t nshards;
     uint64_t *baseline; /* by slot: counters' raw sums at the last reset (NULL before one) */
@@ -71,8 +85,28 @@ static inline uint32_t pl_stats__width(enum pl_stat_kind k)
 static inline enum pl_stat_kind pl_stats__member_kind(const struct pl_stats_group_def *d,
                                                       uint32_t i)
 {
-    return d->m[i].kind == PL_STATS_MEMBER_GAUGE ? PL_STAT_GAUGE : PL_STAT_COUNTER;
+    return d->m[i].kind == PL_STATS_MEMBER_GAUGE || d->m[i].kind == PL_STATS_MEMBER_MAIN_GAUGE
+               ? PL_STAT_GAUGE
+               : PL_STAT_COUNTER;
 }
+
+/* Whether group member i is written by main only (its slots are apart). */
+static inline bool pl_stats__member_main(const struct pl_stats_group_def *d, uint32_t i)
+{
+    return d->m[i].kind >= PL_STATS_MEMBER_MAIN_COUNTER; /* the last kinds */
+}
+
+/* The slot of member k of group meta g, walking the members in order: cur starts as
+ * {g->slot, g->slot_main}. */
+static inline uint32_t pl_stats__next_slot(const struct pl_stats_group_def *d, uint32_t k,
+                                           uint32_t cur[2])
+{
+    uint32_t *c = &cur[pl_stats__member_main(d, k)];
+    uint32_t slot = *c;
+    *c += pl_stats__width(pl_stats__member_kind(d, k));
+    return slot;
+}
+
 /* A counter's reset baseline. Caller holds the lock. */
 uint64_t pl_stats__baseline(const struct pl_stats *s, uint32_t slot);
 

@@ -194,14 +194,15 @@ static int collect(struct pl_stats *s, const struct pl_stats_render_opts *opts, 
             n += read_one(s, opts, filter ? &re : NULL, &v[n], m->name, m->kind, m->slot);
             continue;
         }
-        for (uint32_t k = 0, slot = m->slot; k < m->group->n; k++) {
+        uint32_t cur[2] = {m->slot, m->slot_main};
+        for (uint32_t k = 0; k < m->group->n; k++) {
             enum pl_stat_kind mk = pl_stats__member_kind(m->group, k);
+            uint32_t slot = pl_stats__next_slot(m->group, k, cur);
             char *name = pl_asprintf("%s%s", m->name, m->group->m[k].suffix);
             if (read_one(s, opts, filter ? &re : NULL, &v[n], name, mk, slot))
                 v[n++].owned = name;
             else
                 free(name);
-            slot += pl_stats__width(mk);
         }
     }
     if (filter)

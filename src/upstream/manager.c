@@ -65,18 +65,20 @@ static struct {
 /* Envoy's names, in the order of the handles below (the store keeps the table). */
 #define CC PL_STATS_MEMBER_COUNTER
 #define CG PL_STATS_MEMBER_GAUGE
+#define MG PL_STATS_MEMBER_MAIN_GAUGE
 static const struct pl_stats_member cluster_members[] = {
     {"upstream_cx_total", CC},        {"upstream_cx_active", CG},
     {"upstream_cx_connect_fail", CC}, {"upstream_cx_connect_timeout", CC},
     {"upstream_cx_destroy", CC},      {"upstream_rq_total", CC},
     {"upstream_rq_active", CG},       {"upstream_rq_timeout", CC},
-    {"membership_total", CG},         {"membership_healthy", CG},
+    {"membership_total", MG},         {"membership_healthy", MG},
     {"lb_healthy_panic", CC},         {"upstream_rq_1xx", CC},
     {"upstream_rq_2xx", CC},          {"upstream_rq_3xx", CC},
     {"upstream_rq_4xx", CC},          {"upstream_rq_5xx", CC},
 };
 #undef CC
 #undef CG
+#undef MG
 static const struct pl_stats_group_def cluster_group = {
     cluster_members, sizeof(cluster_members) / sizeof(cluster_members[0])};
 
@@ -85,11 +87,13 @@ static void stats_init(struct pl_cluster_stats *st, struct pl_stats *store, cons
     uint32_t v[sizeof(cluster_members) / sizeof(cluster_members[0])];
     st->store = store;
     size_t n = strlen(name); /* "cluster.<name>." without printf: once per new cluster */
-    st->prefix = pl_malloc(n + 10);
-    memcpy(st->prefix, "cluster.", 8);
-    memcpy(st->prefix + 8, name, n);
-    memcpy(st->prefix + 8 + n, ".", 2);
-    pl_stats_group(store, st->prefix, &cluster_group, v);
+    char buf[256], *prefix = n + 10 <= sizeof(buf) ? buf : pl_malloc(n + 10);
+    memcpy(prefix, "cluster.", 8);
+    memcpy(prefix + 8, name, n);
+    memcpy(prefix + 8 + n, ".", 2);
+    pl_stats_group(store, prefix, &cluster_group, v);
+    if (prefix != buf)
+        free(prefix);
 #define C(f, i) (st->f = v[i])
 #define G(f, i) (st->f = v[i])
     C(upstream_cx_total, 0);
@@ -138,7 +142,6 @@ void up_link_unref(struct pl_cluster_link *l)
         return;
     /* nobody can load l->hosts any more: the published reference goes without a grace period */
     up_hostset_unref(atomic_load_explicit(&l->hosts, memory_order_relaxed));
-    free(l->stats.prefix);
     free(l->name);
     free(l);
 }

@@ -83,12 +83,11 @@ const struct pl_cluster_stats *pl_upstream_main_stats(const char *cluster);
 /* ---- stats ---------------------------------------------------------------------------------- */
 
 /* A cluster's stats in Envoy's names (cluster.<name>.<field>): their slots in store, valid for
- * the store's life (92 bytes: one store pointer, not one per handle; 10,000 clusters have them).
+ * the store's life (80 bytes: one store pointer, not one per handle; 10,000 clusters have them).
  * The HTTP and TCP code increment them on the worker (no lock: per-worker shards) through
  * PL_CLUSTER_COUNTER / PL_CLUSTER_GAUGE. */
 struct pl_cluster_stats {
     struct pl_stats *store; /* also for stats created lazily, e.g. cluster.<name>.upstream_rq_200 */
-    char *prefix;           /* "cluster.<name>." */
     uint32_t upstream_cx_total;           /* counter */
     uint32_t upstream_cx_active;          /* gauge */
     uint32_t upstream_cx_connect_fail;    /* counter */

@@ -346,7 +346,7 @@ void pl_upstream_count_status(struct pl_cluster_rt *pc, unsigned status)
     }
     if (!c->code_ok[status]) {
         char name[512];
-        snprintf(name, sizeof(name), "%supstream_rq_%u", pc->stats.prefix, status);
+        snprintf(name, sizeof(name), "cluster.%s.upstream_rq_%u", pc->name, status);
         c->codes[status] = pl_stats_counter(pc->stats.store, name);
         c->code_ok[status] = 1;
     }

@@ -28,11 +28,14 @@ static int64_t version_value(const char *v)
     return (int64_t)(h >> 11); /* fits a double exactly in JSON renderings */
 }
 
+/* all written by main (the xDS client runs there) */
+#define MC PL_STATS_MEMBER_MAIN_COUNTER
 static const struct pl_stats_member type_members[] = {
-    {"update_attempt", PL_STATS_MEMBER_COUNTER},  {"update_success", PL_STATS_MEMBER_COUNTER},
-    {"update_rejected", PL_STATS_MEMBER_COUNTER}, {"version", PL_STATS_MEMBER_GAUGE},
-    {"update_failure", PL_STATS_MEMBER_COUNTER},  {"init_fetch_timeout", PL_STATS_MEMBER_COUNTER},
+    {"update_attempt", MC},  {"update_success", MC},
+    {"update_rejected", MC}, {"version", PL_STATS_MEMBER_MAIN_GAUGE},
+    {"update_failure", MC},  {"init_fetch_timeout", MC},
 };
+#undef MC
 static const struct pl_stats_group_def type_group = {type_members, 6};
 
 /* <a><b>.update_attempt, ... (one group in the store: thousands of EDS clusters have them) */
