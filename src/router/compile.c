@@ -416,9 +416,10 @@ static bool route_is_plain(const struct rt_route_x *x, const struct pl_route_inf
            !x->strip_query && x->mut == &pl_router_no_mut;
 }
 
-/* Compiles a route into r: its hot part, and x only when the route needs more. */
-static void compile_route(struct pl_router_cctx *c, struct pl_route_vhost *vh, struct pl_route *r,
-                          const Envoy__Config__Route__V3__Route *cfg, const char *path)
+/* Compiles a route into r the general way: x is kept only when the route needs more. */
+static void compile_route_full(struct pl_router_cctx *c, struct pl_route_vhost *vh,
+                               struct pl_route *r, const Envoy__Config__Route__V3__Route *cfg,
+                               const char *path)
 {
     struct rt_route_x x = {.info.vhost_name = vh->name};
     compile_route_x(c, &x, cfg, path);
@@ -437,6 +438,52 @@ static void compile_route(struct pl_router_cctx *c, struct pl_route_vhost *vh, s
     *rx = x;
     r->x = rx;
     r->info = &rx->info;
+}
+
+/* Whether cfg is the common route that compiles to a pl_route alone without an error: no name,
+ * a prefix or path match and nothing else, a route action naming a cluster and nothing else that
+ * compile_route_x reads. Most routes of a large table are this. */
+static bool cfg_is_plain(const Envoy__Config__Route__V3__Route *cfg)
+{
+    const Envoy__Config__Route__V3__RouteMatch *m = cfg->match;
+    const Envoy__Config__Route__V3__RouteAction *a = cfg->route;
+    return !*cfg->name && m && cfg->action_case == R(ROUTE__ACTION_ROUTE) &&
+           (m->path_specifier_case == R(ROUTE_MATCH__PATH_SPECIFIER_PREFIX) ||
+            m->path_specifier_case == R(ROUTE_MATCH__PATH_SPECIFIER_PATH)) &&
+           !m->case_sensitive && !m->runtime_fraction && !m->tls_context &&
+           !m->n_dynamic_metadata && !m->grpc && !m->n_headers && !m->n_query_parameters &&
+           a->cluster_specifier_case == R(ROUTE_ACTION__CLUSTER_SPECIFIER_CLUSTER) && *a->cluster &&
+           a->cluster_not_found_response_code ==
+               R(ROUTE_ACTION__CLUSTER_NOT_FOUND_RESPONSE_CODE__SERVICE_UNAVAILABLE) &&
+           !*a->prefix_rewrite && !a->regex_rewrite && !a->path_rewrite_policy &&
+           a->host_rewrite_specifier_case == R(ROUTE_ACTION__HOST_REWRITE_SPECIFIER__NOT_SET) &&
+           !a->timeout && !a->idle_timeout && !a->n_hash_policy && !cfg->n_request_headers_to_add &&
+           !cfg->n_request_headers_to_remove && !cfg->n_response_headers_to_add &&
+           !cfg->n_response_headers_to_remove;
+}
+
+/* Compiles a route into r: its hot part, and x only when the route needs more. path is the
+ * route's field path without its index (base, then "[idx]"), spelled out only when needed. */
+static void compile_route(struct pl_router_cctx *c, struct pl_route_vhost *vh, struct pl_route *r,
+                          const Envoy__Config__Route__V3__Route *cfg, const char *base, size_t idx)
+{
+    if (cfg_is_plain(cfg)) { /* what compile_route_x and route_is_plain come to, directly */
+        const Envoy__Config__Route__V3__RouteMatch *m = cfg->match;
+        bool prefix = m->path_specifier_case == R(ROUTE_MATCH__PATH_SPECIFIER_PREFIX);
+        const char *s = prefix ? m->prefix : m->path;
+        size_t n = strlen(s), cn = strlen(cfg->route->cluster);
+        r->path = pl_router_pool_dup(c->t, s, n);
+        r->path_len = (uint32_t)n;
+        r->path_kind = prefix ? PATH_PREFIX : PATH_EXACT;
+        r->case_sensitive = true;
+        r->cluster = pl_router_pool_dup(c->t, cfg->route->cluster, cn);
+        r->cluster_len = (uint32_t)cn;
+        r->info = &vh->plain_info;
+        return;
+    }
+    char *path = sub(base, "routes[%zu]", idx);
+    compile_route_full(c, vh, r, cfg, path);
+    free(path);
 }
 
 const struct rt_mut pl_router_no_mut;
@@ -744,11 +791,8 @@ int pl_router_compile(const Envoy__Config__Route__V3__RouteConfiguration *cfg,
                               v->response_headers_to_remove, v->n_response_headers_to_remove, vp);
         vh->routes = v->n_routes ? pl_calloc(v->n_routes, sizeof(*vh->routes)) : NULL;
         vh->nroutes = v->n_routes;
-        for (size_t j = 0; j < v->n_routes; j++) {
-            char *rp = sub(vp, "routes[%zu]", j);
-            compile_route(&c, vh, &vh->routes[j], v->routes[j], rp);
-            free(rp);
-        }
+        for (size_t j = 0; j < v->n_routes; j++)
+            compile_route(&c, vh, &vh->routes[j], v->routes[j], vp, j);
         free(vp);
     }
     if (c.rc < 0) {

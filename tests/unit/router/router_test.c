@@ -423,3 +423,39 @@ Test(router_match, plain_and_full_routes)
     }
     pl_route_table_free(t);
 }
+
+/* A route of the common shape (a prefix or path match forwarding to a named cluster) compiles
+ * straight to its hot part; the same routes with case_sensitive spelled out take the general
+ * compile. Both must come to the same routes. */
+Test(router_match, plain_routes_compile_as_the_general_path_does)
+{
+    struct pl_route_table *a = rt_compile("virtual_hosts: [{name: v, domains: ['*'], routes: [\n"
+                                          "  {match: {prefix: /a/}, route: {cluster: ca}},\n"
+                                          "  {match: {path: /Exact}, route: {cluster: c-exact}},\n"
+                                          "  {match: {prefix: ''}, route: {cluster: any}}]}]\n");
+    struct pl_route_table *b =
+        rt_compile("virtual_hosts: [{name: v, domains: ['*'], routes: [\n"
+                   "  {match: {prefix: /a/, case_sensitive: true}, route: {cluster: ca}},\n"
+                   "  {match: {path: /Exact, case_sensitive: true}, route: {cluster: c-exact}},\n"
+                   "  {match: {prefix: '', case_sensitive: true}, route: {cluster: any}}]}]\n");
+    cr_assert_eq(a->nvhosts, 1);
+    cr_assert_eq(a->vhosts[0].nroutes, 3);
+    for (size_t i = 0; i < 3; i++) {
+        const struct pl_route *ra = &a->vhosts[0].routes[i], *rb = &b->vhosts[0].routes[i];
+        cr_assert_null(ra->x);
+        cr_assert_null(rb->x);
+        cr_assert_eq(ra->info, &a->vhosts[0].plain_info);
+        cr_assert_eq(rb->info, &b->vhosts[0].plain_info);
+        cr_assert_str_eq(ra->path, rb->path);
+        cr_assert_eq(ra->path_len, rb->path_len);
+        cr_assert_str_eq(ra->cluster, rb->cluster);
+        cr_assert_eq(ra->cluster_len, rb->cluster_len);
+        cr_assert_eq(ra->path_kind, rb->path_kind);
+        cr_assert_eq(ra->case_sensitive, rb->case_sensitive);
+        cr_assert_eq(ra->grpc, rb->grpc);
+    }
+    cr_assert_eq(a->vhosts[0].routes[0].path_kind, PATH_PREFIX);
+    cr_assert_eq(a->vhosts[0].routes[1].path_kind, PATH_EXACT);
+    pl_route_table_free(a);
+    pl_route_table_free(b);
+}
