@@ -119,6 +119,20 @@ struct pl_cla_plain;
 struct pl_cla_plain *pl_xds_cla_decode_plain(const uint8_t *data, size_t len,
                                              ProtobufCAllocator *a);
 
+/* ---- RouteConfiguration decoder (rds_decode.c) ---- */
+
+/* Decodes an encoded RouteConfiguration into memory from a (the decoded message equals
+ * protobuf-c's unpack of the same bytes) when it uses only the fields of the common shape that
+ * the support table implements (name; virtual hosts with a name, domains and routes; a route's
+ * prefix or path match and a route action naming a cluster): pl_xds_check_fields would
+ * find nothing in it. Returns NULL for anything else (other fields, a field or oneof set twice,
+ * odd encodings, strings with NUL or non-ASCII bytes, malformed bytes); the caller then decodes
+ * and checks it the generic way. The message lives as long as a's memory (parts of it share
+ * allocations: never protobuf_c_message_free_unpacked); what was allocated for a declined one
+ * stays there too. */
+Envoy__Config__Route__V3__RouteConfiguration *pl_xds_rc_decode(const uint8_t *data, size_t len,
+                                                               ProtobufCAllocator *a);
+
 /* ---- arenas (arena.c) ---- */
 
 /* Memory for decoded messages that live as long as one response: chunks mapped with mmap, so a

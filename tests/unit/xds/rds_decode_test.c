@@ -1,0 +1,290 @@
+/* The direct RouteConfiguration decoder (pl_xds_rc_decode) against the generic path
+ * (protobuf-c's unpack and the field walk): the same message when it decodes, NULL for anything
+ * else, and the same NACK text from the store's check either way. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/pbjson.h"
+#include "xds/client_internal.h"
+
+#include "../../common/pb_track.h"
+
+#define RC_T Envoy__Config__Route__V3__RouteConfiguration
+#define RC_D (&envoy__config__route__v3__route_configuration__descriptor)
+
+/* The wire encoding of a RouteConfiguration written in YAML (caller frees). */
+static uint8_t *encode(const char *text, size_t *len)
+{
+    ProtobufCMessage *m = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    if (pl_pbjson_load_text(text, strlen(text), "test", RC_D, NULL, &m, NULL, &err) < 0)
+        cr_assert_fail("decode: %s", pl_err_join(&err));
+    uint8_t *buf = track_pack(m, len);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return buf;
+}
+
+/* Decodes bytes both ways. When the direct decoder takes them, protobuf-c must too, both
+ * messages must encode to the same bytes, and the field walk must have nothing to say. Returns
+ * whether the direct decoder took them. */
+static bool compare(const uint8_t *data, size_t len)
+{
+    struct track t = {0};
+    ProtobufCAllocator a = {.alloc = track_alloc, .free = track_free, .allocator_data = &t};
+    RC_T *fast = pl_xds_rc_decode(data, len, &a);
+    ProtobufCMessage *gen = protobuf_c_message_unpack(RC_D, NULL, len, data);
+    if (fast) {
+        cr_assert(gen, "the direct decoder took bytes protobuf-c refuses");
+        size_t n1, n2;
+        uint8_t *b1 = track_pack(&fast->base, &n1), *b2 = track_pack(gen, &n2);
+        cr_assert(n1 == n2 && !memcmp(b1, b2, n1), "the two decodes differ");
+        free(b1);
+        free(b2);
+        struct pl_err err = PL_ERR_INIT;
+        size_t inert = 0;
+        cr_assert_eq(pl_xds_check_fields(gen, NULL, &inert, &err), 0);
+        cr_assert_eq(err.n, 0);
+        cr_assert_eq(inert, 0);
+    }
+    if (gen)
+        protobuf_c_message_free_unpacked(gen, NULL);
+    track_release(&t);
+    return fast != NULL;
+}
+
+static bool compare_yaml(const char *text)
+{
+    size_t len;
+    uint8_t *b = encode(text, &len);
+    bool r = compare(b, len);
+    free(b);
+    return r;
+}
+
+#define VH(name, routes) "- name: " name "\n  domains: ['*', a.example]\n  routes:\n" routes
+#define PREFIX(p, c)     "  - { match: { prefix: " p " }, route: { cluster: " c " } }\n"
+#define EXACT(p, c)      "  - { match: { path: " p " }, route: { cluster: " c " } }\n"
+
+static const char *const taken[] = {
+    "",
+    "name: r\n",
+    "name: r\nvirtual_hosts: []\n",
+    "name: r\nvirtual_hosts:\n- name: v\n",
+    "name: r\nvirtual_hosts:\n- name: v\n  domains: ['*']\n  routes: []\n",
+    "name: r\nvirtual_hosts:\n" VH("v", PREFIX("/a/", "c0") PREFIX("/b/", "c1") EXACT("/x", "c2")),
+    "name: r\nvirtual_hosts:\n" VH("v", PREFIX("/", "c")) VH("w", PREFIX("''", "c")),
+    /* valid decodes that validation or the compile then refuses */
+    "name: r\nvirtual_hosts:\n- domains: []\n  routes:\n" PREFIX("/", "''"),
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: {} }\n  - { route: {} }\n  - {}\n"),
+    "virtual_hosts:\n" VH("v", PREFIX("/", "c")) VH("w", PREFIX("/", "c")),
+    /* ASCII control characters are plain bytes to protobuf-c too */
+    "name: \"a\\tb\\u007fc\"\n",
+};
+
+static const char *const declined[] = {
+    /* inert fields: the walk counts them */
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { name: n, match: { prefix: / }, route: { cluster: c "
+                                        "} }\n"),
+    /* implemented fields of another shape */
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { prefix: /, case_sensitive: false }, "
+                                        "route: { cluster: c } }\n"),
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { safe_regex: { regex: '/.*' } }, route: { "
+                                        "cluster: c } }\n"),
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { prefix: / }, route: { cluster: c, "
+                                        "timeout: 1s } }\n"),
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { prefix: / }, route: { cluster_header: x "
+                                        "} }\n"),
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { prefix: / }, direct_response: { status: "
+                                        "200 } }\n"),
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { prefix: / }, route: { cluster: c }, "
+                                        "request_headers_to_remove: [x] }\n"),
+    "name: r\nignore_port_in_host_matching: true\n",
+    "name: r\nvirtual_hosts:\n- name: v\n  domains: ['*']\n  request_headers_to_remove: [x]\n",
+    /* not implemented: the walk names them */
+    "name: r\nvirtual_hosts:\n- name: v\n  domains: ['*']\n  require_tls: ALL\n",
+    "name: r\nvirtual_hosts:\n" VH("v", "  - { match: { prefix: / }, route: { cluster: c, "
+                                        "retry_policy: { num_retries: 2 } } }\n"),
+    "name: r\nvalidate_clusters: true\n",
+    /* strings with bytes beyond ASCII */
+    "name: \"caf\\u00e9\"\n",
+    "name: r\nvirtual_hosts:\n" VH("v", PREFIX("\"/caf\\u00e9\"", "c")),
+};
+
+Test(rds_decode, common_shapes_decode_as_protobuf_c_does)
+{
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+        cr_assert(compare_yaml(taken[i]), "not taken: %s", taken[i]);
+}
+
+Test(rds_decode, anything_else_is_left_to_the_generic_path)
+{
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+        cr_assert(!compare_yaml(declined[i]), "taken: %s", declined[i]);
+}
+
+/* Raw encodings a control plane could send that no YAML above spells. */
+Test(rds_decode, odd_encodings_are_declined)
+{
+    static const struct {
+        const char *what;
+        uint8_t b[16];
+        size_t n;
+    } v[] = {
+        {"name twice", {0x0a, 1, 'a', 0x0a, 1, 'b'}, 6},
+        {"name as a varint", {0x08, 1}, 2},
+        {"an unknown field", {0x0a, 1, 'a', 0xf8, 0x06, 1}, 6},
+        {"a NUL in a string", {0x0a, 2, 'a', 0}, 4},
+        {"a truncated string", {0x0a, 5, 'a'}, 3},
+        {"a truncated tag", {0x0a, 1, 'a', 0x80}, 4},
+        {"field number 0", {0x02, 0}, 2},
+        {"a fixed64 field", {0x0a, 1, 'a', 0x19, 1, 2, 3, 4, 5, 6, 7, 8}, 12},
+        {"a group", {0x0b, 0x0c}, 2},
+        {"a virtual host's name twice", {0x12, 6, 0x0a, 1, 'v', 0x0a, 1, 'w'}, 8},
+        {"a route's match twice", {0x12, 6, 0x1a, 4, 0x0a, 0, 0x0a, 0}, 8},
+        {"a route action twice", {0x12, 6, 0x1a, 4, 0x12, 0, 0x12, 0}, 8},
+        {"prefix and path", {0x12, 10, 0x1a, 8, 0x0a, 6, 0x0a, 1, '/', 0x12, 1, '/'}, 12},
+        {"prefix twice", {0x12, 10, 0x1a, 8, 0x0a, 6, 0x0a, 1, '/', 0x0a, 1, '/'}, 12},
+        {"cluster twice", {0x12, 10, 0x1a, 8, 0x12, 6, 0x0a, 1, 'c', 0x0a, 1, 'd'}, 12},
+        {"a route as a varint", {0x12, 2, 0x18, 1}, 4},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        cr_assert(!compare(v[i].b, v[i].n), "taken: %s", v[i].what);
+    /* an empty message and empty nested messages are ordinary */
+    cr_assert(compare((const uint8_t *)"", 0));
+    static const uint8_t nested[] = {0x12, 6, 0x1a, 4, 0x0a, 0, 0x12, 0};
+    cr_assert(compare(nested, sizeof(nested)));
+}
+
+/* Every mutation of valid encodings (byte changes, cuts) decodes the same both ways or is
+ * declined: a bounded, deterministic run of what tests/fuzz/rds_decode_fuzz.c does. */
+Test(rds_decode, mutations_decode_the_same_or_are_declined)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    size_t n_taken = 0;
+    for (size_t k = 0; k < sizeof(taken) / sizeof(taken[0]); k++) {
+        size_t len;
+        uint8_t *orig = encode(taken[k], &len);
+        uint8_t *b = malloc(len + 1);
+        for (int round = 0; round < 400 && len; round++) {
+            memcpy(b, orig, len);
+            size_t n = len;
+            for (int j = 0; j < 1 + round % 3 && n; j++) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t at = (size_t)(s >> 33) % n;
+                switch ((s >> 20) % 4) {
+                case 0:
+                    b[at] = (uint8_t)(s >> 8);
+                    break;
+                case 1:
+                    b[at] ^= (uint8_t)(1u << ((s >> 12) % 8));
+                    break;
+                case 2:
+                    n = at;
+                    break;
+                default:
+                    b[at] = (uint8_t)(b[at] + 1);
+                }
+            }
+            n_taken += compare(b, n);
+        }
+        free(orig);
+        free(b);
+    }
+    cr_assert(n_taken > 0);
+}
+
+/* ---- the store's check: the same NACK whichever decoder ran ------------------------------- */
+
+static struct pl_xds x;
+static pl_bootstrap_t *boot;
+
+static void setup(void)
+{
+    memset(&x, 0, sizeof(x));
+    const char *text = "static_resources: {}\n";
+    ProtobufCMessage *m = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_pbjson_load_text(text, strlen(text), "test",
+                                     &envoy__config__bootstrap__v3__bootstrap__descriptor, NULL, &m,
+                                     NULL, &err),
+                 0);
+    boot = (pl_bootstrap_t *)m;
+    x.boot = boot;
+    for (int t = 0; t < PL_XDS_NTYPES; t++) {
+        pl_xds_sub_init(&x.sub[t], t);
+        pl_xds_resmap_init(&x.acc[t]);
+    }
+}
+
+static void teardown(void)
+{
+    for (int t = 0; t < PL_XDS_NTYPES; t++)
+        pl_xds_sub_free(&x.sub[t]);
+    pl_xds_store_free(&x);
+    protobuf_c_message_free_unpacked(&boot->base, NULL);
+}
+
+/* The store's check of one route configuration: the joined errors ("" when valid). */
+static char *store_check(const char *text)
+{
+    Envoy__Service__Discovery__V3__DiscoveryResponse r =
+        ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
+    Google__Protobuf__Any a = GOOGLE__PROTOBUF__ANY__INIT, *ap = &a;
+    r.type_url = (char *)pl_xds_type_url(PL_XDS_RDS);
+    r.version_info = "1";
+    r.resources = &ap;
+    r.n_resources = 1;
+    a.type_url = r.type_url;
+    a.value.data = encode(text, &a.value.len);
+    struct pl_xds_update u;
+    struct pl_err err = PL_ERR_INIT;
+    pl_xds_store_check(&x, PL_XDS_RDS, &r, &u, NULL, &err);
+    char *msg = pl_err_join(&err);
+    pl_err_free(&err);
+    pl_xds_update_free(&u);
+    free(a.value.data);
+    return msg;
+}
+
+/* tmpl with its one "%s" replaced by ins, into out. */
+static void subst(char *out, size_t cap, const char *tmpl, const char *ins)
+{
+    const char *at = strstr(tmpl, "%s");
+    cr_assert(at && strlen(tmpl) + strlen(ins) < cap);
+    size_t k = (size_t)(at - tmpl);
+    memcpy(out, tmpl, k);
+    strcpy(out + k, ins);
+    strcat(out, at + 2);
+}
+
+TestSuite(rds_decode_store, .init = setup, .fini = teardown);
+
+/* Each configuration is checked as is (taken by the direct decoder) and with an inert route name
+ * added (which sends it down the generic path): the errors must be the same text. */
+Test(rds_decode_store, nack_text_is_the_same_on_both_paths)
+{
+    static const char *const v[] = {
+        "name: r\nvirtual_hosts:\n" VH("v", "  - { %smatch: { prefix: / }, route: { cluster: c } "
+                                            "}\n"),
+        "name: r\nvirtual_hosts:\n" VH("''", "  - { %smatch: { prefix: / }, route: { cluster: c "
+                                             "} }\n"),
+        "name: r\nvirtual_hosts:\n- name: v\n  routes:\n  - { %smatch: { prefix: / } }\n",
+        "name: r\nvirtual_hosts:\n- { name: v, domains: [''] }\n"
+        "- name: w\n  domains: ['*', '*']\n  routes:\n  - { %sroute: { cluster: '' } }\n"
+        "  - { match: {}, route: {} }\n",
+        "virtual_hosts:\n" VH("v", "  - { %smatch: { path: /x }, route: { cluster: c } }\n"),
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char direct[1024], generic[1024];
+        subst(direct, sizeof(direct), v[i], "");
+        subst(generic, sizeof(generic), v[i], "name: n, ");
+        cr_assert(compare_yaml(direct), "%s", direct);
+        cr_assert(!compare_yaml(generic), "%s", generic);
+        char *a = store_check(direct), *b = store_check(generic);
+        cr_assert_str_eq(a, b);
+        cr_assert_eq(*a == '\0', i == 0, "%s", a);
+        free(a);
+        free(b);
+    }
+}
