@@ -332,6 +332,36 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* Largest slice the TCP endpoint reads into, and so the most a connection keeps allocated
+ * between reads (gRPC's default is 4 MB). */
+#define READ_CHUNK_MAX (64 * 1024)
+
+/* gRPC 1.51 reads TCP through its "tcp_read_chunks" experiment, on by default: before each read it
+ * tops the read buffer up, in 64 KB slices, to the largest burst read so far, ignoring the read
+ * chunk size bounds, and keeps the slices a read leaves unused for the next one. After one large
+ * response (10,000 ClusterLoadAssignments: several MB) that much stays allocated for the life of
+ * the connection, while only small messages follow. The older read path, still in 1.51, reads
+ * into one slice of at most GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE bytes. gRPC reads GRPC_EXPERIMENTS
+ * once, when an experiment is first looked at, so this runs before grpc_init() (workers are up
+ * by then but do not read the environment); an operator's own setting of tcp_read_chunks wins. */
+static void use_bounded_tcp_reads(void)
+{
+    const char *cur = getenv("GRPC_EXPERIMENTS");
+    if (cur && strstr(cur, "tcp_read_chunks"))
+        return;
+    if (!cur || !*cur) {
+        setenv("GRPC_EXPERIMENTS", "-tcp_read_chunks", 1);
+        return;
+    }
+    char *v = pl_malloc(strlen(cur) + sizeof(",-tcp_read_chunks"));
+    strcpy(v, cur);
+    strcat(v, ",-tcp_read_chunks");
+    setenv("GRPC_EXPERIMENTS", v, 1);
+    free(v);
+}
+
+static pthread_once_t bounded_reads_once = PTHREAD_ONCE_INIT;
+
 struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts *o,
                                               struct pl_err *err)
 {
@@ -355,23 +385,26 @@ struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&t->cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_once(&bounded_reads_once, use_bounded_tcp_reads);
     grpc_init();
     t->cq = grpc_completion_queue_create_for_next(NULL);
     /* the channel's own reconnect backoff follows Envoy's xDS retry bounds, so a restarted
      * control plane is reached as soon as our stream backoff allows */
-    grpc_arg args[4] = {
+    grpc_arg args[5] = {
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE},
         {.type = GRPC_ARG_STRING, .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG},
     };
     args[0].value.integer = (int)t->o.backoff_base_ms;
     args[1].value.integer = (int)t->o.backoff_base_ms;
     args[2].value.integer = (int)t->o.backoff_max_ms;
-    grpc_channel_args ca_args = {.num_args = 3, .args = args};
+    args[3].value.integer = READ_CHUNK_MAX;
+    grpc_channel_args ca_args = {.num_args = 4, .args = args};
     if (o->tls && o->tls->tls && o->tls->sni) { /* the SNI the UpstreamTlsContext names */
-        args[3].value.string = (char *)o->tls->sni;
-        ca_args.num_args = 4;
+        args[4].value.string = (char *)o->tls->sni;
+        ca_args.num_args = 5;
     }
     grpc_channel_credentials *creds = pl_xds_channel_creds(o->tls, o->tls_check_host);
     t->channel = grpc_channel_create(t->target, creds, &ca_args);
