@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "server/main_server.h"
+#include "xds/xds.h"
 
 #define PL_VERSION "0.1.0"
 
@@ -84,6 +85,7 @@ static long parse_count(const char *flag, const char *s, long max)
 
 int main(int argc, char **argv)
 {
+    pl_xds_process_init(); /* the environment gRPC reads, before any thread */
     struct pl_main_opts o = {
         .drain_time_s = 600,
         .concurrency = (int)sysconf(_SC_NPROCESSORS_ONLN),

@@ -342,8 +342,9 @@ static void *thread_main(void *arg)
  * response (10,000 ClusterLoadAssignments: several MB) that much stays allocated for the life of
  * the connection, while only small messages follow. The older read path, still in 1.51, reads
  * into one slice of at most GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE bytes. gRPC reads GRPC_EXPERIMENTS
- * once, when an experiment is first looked at, so this runs before grpc_init() (workers are up
- * by then but do not read the environment); an operator's own setting of tcp_read_chunks wins. */
+ * once, when an experiment is first looked at, so this runs before grpc_init(): from main before
+ * any thread starts (pl_xds_process_init), else when the first transport starts; an operator's
+ * own setting of tcp_read_chunks wins. */
 static void use_bounded_tcp_reads(void)
 {
     const char *cur = getenv("GRPC_EXPERIMENTS");
@@ -361,6 +362,11 @@ static void use_bounded_tcp_reads(void)
 }
 
 static pthread_once_t bounded_reads_once = PTHREAD_ONCE_INIT;
+
+void pl_xds_process_init(void)
+{
+    pthread_once(&bounded_reads_once, use_bounded_tcp_reads);
+}
 
 struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts *o,
                                               struct pl_err *err)
@@ -385,7 +391,7 @@ struct pl_xds_transport *pl_xds_transport_new(const struct pl_xds_transport_opts
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&t->cond, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_once(&bounded_reads_once, use_bounded_tcp_reads);
+    pl_xds_process_init();
     grpc_init();
     t->cq = grpc_completion_queue_create_for_next(NULL);
     /* the channel's own reconnect backoff follows Envoy's xDS retry bounds, so a restarted

@@ -74,6 +74,11 @@ struct pl_xds_opts {
     const pl_bootstrap_t *bootstrap; /* with dynamic_resources; must outlive the client */
 };
 
+/* Sets the gRPC experiments the xDS transport relies on (GRPC_EXPERIMENTS: bounded TCP reads,
+ * see transport.c). Call it first in main, before any thread starts: it changes the
+ * environment. pl_xds_start does it too for programs that do not (only once). */
+void pl_xds_process_init(void);
+
 /* Compiles and applies the bootstrap's static resources, then starts the ADS stream. On
  * success *out is the client (pl_xds_free); a startup failure (a listener that cannot bind, no
  * usable ADS target) fills err. Main thread; pl_upstream_init must have run. */
