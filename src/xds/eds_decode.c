@@ -12,6 +12,7 @@
 #include "config/address.h"
 #include "config/compile_resources.h"
 #include "config/support.h"
+#include "xds/pb_read.h"
 #include "xds/xds_internal.h"
 
 #define CLA_T  Envoy__Config__Endpoint__V3__ClusterLoadAssignment
@@ -69,57 +70,11 @@ static void usable_init(void)
         usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
 }
 
-struct rd {
-    const uint8_t *p, *end;
-};
-
-/* A varint of at most max bytes (a longer one declines). */
-static inline bool varint(struct rd *r, int max, uint64_t *v)
-{
-    if (r->p < r->end && *r->p < 0x80) { /* tags, lengths and most values: one byte */
-        *v = *r->p++;
-        return true;
-    }
-    uint64_t x = 0;
-    for (int i = 0; i < max && r->p < r->end; i++) {
-        uint8_t b = *r->p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *v = x;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The next field: its number and wire type; false at the end or on an odd tag. */
-static inline bool tag(struct rd *r, uint32_t *num, uint32_t *wt)
-{
-    uint64_t t;
-    if (!varint(r, 5, &t) || t > UINT32_MAX || (t >> 3) == 0)
-        return false;
-    *num = (uint32_t)(t >> 3);
-    *wt = (uint32_t)(t & 7);
-    return true;
-}
-
-/* A length-delimited field's payload (after its tag). */
-static inline bool sub(struct rd *r, struct rd *out)
-{
-    uint64_t n;
-    if (!varint(r, 5, &n) || n > (uint64_t)(r->end - r->p))
-        return false;
-    out->p = r->p;
-    out->end = r->p + n;
-    r->p += n;
-    return true;
-}
-
 /* A uint32 (or an enum's non-negative value, or a bool's 0 or 1) as protobuf-c reads it. */
-static inline bool u32(struct rd *r, uint32_t wt, uint32_t *v)
+static inline bool u32(struct pl_pbr *r, uint32_t wt, uint32_t *v)
 {
     uint64_t x;
-    if (wt != 0 || !varint(r, 5, &x) || x > UINT32_MAX)
+    if (wt != 0 || !pl_pbr_varint(r, 5, &x) || x > UINT32_MAX)
         return false;
     *v = (uint32_t)x;
     return true;
@@ -128,38 +83,6 @@ static inline bool u32(struct rd *r, uint32_t wt, uint32_t *v)
 static void *alloc(ProtobufCAllocator *a, size_t n)
 {
     return a->alloc(a->allocator_data, n);
-}
-
-#define ONES  0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* A string of ASCII without NUL, copied (anything else: protobuf-c's own UTF-8 and NUL rules
- * decide). Eight bytes at a time: (w - ONES) | w has a high bit set exactly where a byte of w is
- * 0 or has its own high bit set (a borrow only ever starts at a zero byte). */
-static bool str(struct rd *r, uint32_t wt, ProtobufCAllocator *a, char **out)
-{
-    struct rd s;
-    if (wt != 2 || !sub(r, &s))
-        return false;
-    size_t n = (size_t)(s.end - s.p), i = 0;
-    char *c = alloc(a, n + 1);
-    if (!c)
-        return false;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s.p + i, 8);
-        if (((w - ONES) | w) & HIGHS)
-            return false;
-        memcpy(c + i, &w, 8);
-    }
-    for (; i < n; i++) {
-        if (s.p[i] == 0 || s.p[i] >= 0x80)
-            return false;
-        c[i] = (char)s.p[i];
-    }
-    c[n] = '\0';
-    *out = c;
-    return true;
 }
 
 /* A field seen twice declines (protobuf-c would keep the last, or merge messages). */
@@ -178,10 +101,10 @@ static const SA_T sa_init = ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__INIT;
 static const LLE_T lle_init = ENVOY__CONFIG__ENDPOINT__V3__LOCALITY_LB_ENDPOINTS__INIT;
 static const CLA_T cla_init = ENVOY__CONFIG__ENDPOINT__V3__CLUSTER_LOAD_ASSIGNMENT__INIT;
 
-static bool wrapper(struct rd *r, uint32_t wt, ProtobufCAllocator *a, U32_T **out)
+static bool wrapper(struct pl_pbr *r, uint32_t wt, ProtobufCAllocator *a, U32_T **out)
 {
-    struct rd s;
-    if (wt != 2 || !sub(r, &s))
+    struct pl_pbr s;
+    if (!pl_pbr_sub(r, wt, &s))
         return false;
     U32_T *w = alloc(a, sizeof(*w));
     if (!w)
@@ -190,7 +113,7 @@ static bool wrapper(struct rd *r, uint32_t wt, ProtobufCAllocator *a, U32_T **ou
     unsigned seen = 0;
     uint32_t num, t;
     while (s.p < s.end) {
-        if (!tag(&s, &num, &t) || num != 1)
+        if (!pl_pbr_tag(&s, &num, &t) || num != 1)
             return false;
         ONCE(1);
         if (!u32(&s, t, &w->value))
@@ -208,13 +131,13 @@ struct lbe_block {
     SA_T sa;
 };
 
-static bool socket_address(struct rd *r, ProtobufCAllocator *a, SA_T *sa)
+static bool socket_address(struct pl_pbr *r, ProtobufCAllocator *a, SA_T *sa)
 {
     *sa = sa_init;
     unsigned seen = 0;
     uint32_t num, wt, v;
     while (r->p < r->end) {
-        if (!tag(r, &num, &wt))
+        if (!pl_pbr_tag(r, &num, &wt))
             return false;
         switch (num) {
         case 1:
@@ -225,7 +148,7 @@ static bool socket_address(struct rd *r, ProtobufCAllocator *a, SA_T *sa)
             break;
         case 2:
             ONCE(2);
-            if (!usable[F_SA_ADDRESS] || !str(r, wt, a, &sa->address))
+            if (!usable[F_SA_ADDRESS] || !pl_pbr_str(r, wt, a, &sa->address))
                 return false;
             break;
         case 3:
@@ -248,30 +171,30 @@ static bool socket_address(struct rd *r, ProtobufCAllocator *a, SA_T *sa)
     return true;
 }
 
-static bool endpoint(struct rd *r, ProtobufCAllocator *a, struct lbe_block *b)
+static bool endpoint(struct pl_pbr *r, ProtobufCAllocator *a, struct lbe_block *b)
 {
     b->ep = ep_init;
     uint32_t num, wt;
     if (r->p == r->end)
         return true;
     /* address, once, holding socket_address, once */
-    struct rd s, s2;
-    if (!tag(r, &num, &wt) || num != 1 || wt != 2 || !usable[F_EP_ADDRESS] || !sub(r, &s) ||
-        r->p != r->end)
+    struct pl_pbr s, s2;
+    if (!pl_pbr_tag(r, &num, &wt) || num != 1 || wt != 2 || !usable[F_EP_ADDRESS] ||
+        !pl_pbr_sub(r, 2, &s) || r->p != r->end)
         return false;
     b->ad = addr_init;
     b->ep.address = &b->ad;
     if (s.p == s.end)
         return true;
-    if (!tag(&s, &num, &wt) || num != 1 || wt != 2 || !usable[F_ADDR_SOCKET] || !sub(&s, &s2) ||
-        s.p != s.end || !socket_address(&s2, a, &b->sa))
+    if (!pl_pbr_tag(&s, &num, &wt) || num != 1 || wt != 2 || !usable[F_ADDR_SOCKET] ||
+        !pl_pbr_sub(&s, 2, &s2) || s.p != s.end || !socket_address(&s2, a, &b->sa))
         return false;
     b->ad.address_case = ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS;
     b->ad.socket_address = &b->sa;
     return true;
 }
 
-static bool lb_endpoint(struct rd *r, ProtobufCAllocator *a, LBE_T **out)
+static bool lb_endpoint(struct pl_pbr *r, ProtobufCAllocator *a, LBE_T **out)
 {
     struct lbe_block *b = alloc(a, sizeof(*b));
     if (!b)
@@ -281,13 +204,13 @@ static bool lb_endpoint(struct rd *r, ProtobufCAllocator *a, LBE_T **out)
     unsigned seen = 0;
     uint32_t num, wt, v;
     while (r->p < r->end) {
-        struct rd s;
-        if (!tag(r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(r, &num, &wt))
             return false;
         switch (num) {
         case 1:
             ONCE(1);
-            if (!usable[F_LBE_ENDPOINT] || wt != 2 || !sub(r, &s) || !endpoint(&s, a, b))
+            if (!usable[F_LBE_ENDPOINT] || !pl_pbr_sub(r, wt, &s) || !endpoint(&s, a, b))
                 return false;
             le->endpoint = &b->ep;
             le->host_identifier_case =
@@ -312,38 +235,14 @@ static bool lb_endpoint(struct rd *r, ProtobufCAllocator *a, LBE_T **out)
     return true;
 }
 
-/* How many fields numbered num r holds (declines on a malformed encoding). */
-static bool count(struct rd r, uint32_t want, size_t *n)
-{
-    uint32_t num, wt;
-    uint64_t v;
-    *n = 0;
-    while (r.p < r.end) {
-        if (!tag(&r, &num, &wt))
-            return false;
-        if (wt == 0) {
-            if (!varint(&r, 10, &v))
-                return false;
-        } else if (wt == 2) {
-            struct rd s;
-            if (!sub(&r, &s))
-                return false;
-        } else {
-            return false; /* no fixed-width field is taken */
-        }
-        *n += num == want;
-    }
-    return true;
-}
-
-static bool locality(struct rd *r, ProtobufCAllocator *a, LLE_T **out)
+static bool locality(struct pl_pbr *r, ProtobufCAllocator *a, LLE_T **out)
 {
     LLE_T *l = alloc(a, sizeof(*l));
     if (!l)
         return false;
     *l = lle_init;
     size_t n;
-    if (!count(*r, 2, &n))
+    if (!pl_pbr_count(*r, 2, &n))
         return false;
     if (n) {
         l->lb_endpoints = alloc(a, n * sizeof(*l->lb_endpoints));
@@ -353,12 +252,12 @@ static bool locality(struct rd *r, ProtobufCAllocator *a, LLE_T **out)
     unsigned seen = 0;
     uint32_t num, wt;
     while (r->p < r->end) {
-        struct rd s;
-        if (!tag(r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(r, &num, &wt))
             return false;
         switch (num) {
         case 2:
-            if (!usable[F_LLE_LB_ENDPOINTS] || wt != 2 || !sub(r, &s) ||
+            if (!usable[F_LLE_LB_ENDPOINTS] || !pl_pbr_sub(r, wt, &s) ||
                 !lb_endpoint(&s, a, &l->lb_endpoints[l->n_lb_endpoints++]))
                 return false;
             break;
@@ -418,9 +317,9 @@ CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a,
 {
     *valid = false;
     pthread_once(&usable_once, usable_init);
-    struct rd r = {data, data + len};
+    struct pl_pbr r = {data, data + len};
     size_t n;
-    if (!count(r, 2, &n))
+    if (!pl_pbr_count(r, 2, &n))
         return NULL;
     CLA_T *la = alloc(a, sizeof(*la));
     if (!la)
@@ -434,19 +333,19 @@ CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a,
     unsigned seen = 0;
     uint32_t num, wt;
     while (r.p < r.end) {
-        struct rd s;
-        if (!tag(&r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(&r, &num, &wt))
             return NULL;
         switch (num) {
         case 1:
             if (seen & 2)
                 return NULL;
             seen |= 2;
-            if (!usable[F_CLA_NAME] || !str(&r, wt, a, &la->cluster_name))
+            if (!usable[F_CLA_NAME] || !pl_pbr_str(&r, wt, a, &la->cluster_name))
                 return NULL;
             break;
         case 2:
-            if (!usable[F_CLA_ENDPOINTS] || wt != 2 || !sub(&r, &s) ||
+            if (!usable[F_CLA_ENDPOINTS] || !pl_pbr_sub(&r, wt, &s) ||
                 !locality(&s, a, &la->endpoints[la->n_endpoints++]))
                 return NULL;
             break;
@@ -461,16 +360,16 @@ CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a,
 /* ---- the plain shape, straight into what compiles ------------------------------------------- */
 
 /* A UInt32Value wrapper's value (an empty wrapper is 0). */
-static bool wrapper_value(struct rd *r, uint32_t wt, uint32_t *out)
+static bool wrapper_value(struct pl_pbr *r, uint32_t wt, uint32_t *out)
 {
-    struct rd s;
-    if (wt != 2 || !sub(r, &s))
+    struct pl_pbr s;
+    if (!pl_pbr_sub(r, wt, &s))
         return false;
     unsigned seen = 0;
     uint32_t num, t;
     *out = 0;
     while (s.p < s.end) {
-        if (!tag(&s, &num, &t) || num != 1)
+        if (!pl_pbr_tag(&s, &num, &t) || num != 1)
             return false;
         ONCE(1);
         if (!u32(&s, t, out))
@@ -480,13 +379,13 @@ static bool wrapper_value(struct rd *r, uint32_t wt, uint32_t *out)
 }
 
 /* A socket address that is a TCP port and a dotted-quad IPv4 literal; false for anything else. */
-static bool plain_socket_address(struct rd *r, struct pl_cla_host *h)
+static bool plain_socket_address(struct pl_pbr *r, struct pl_cla_host *h)
 {
     unsigned seen = 0;
     uint32_t num, wt, v;
     while (r->p < r->end) {
-        struct rd s;
-        if (!tag(r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(r, &num, &wt))
             return false;
         switch (num) {
         case 1:
@@ -497,7 +396,7 @@ static bool plain_socket_address(struct rd *r, struct pl_cla_host *h)
             break;
         case 2: {
             ONCE(2);
-            if (!usable[F_SA_ADDRESS] || wt != 2 || !sub(r, &s))
+            if (!usable[F_SA_ADDRESS] || !pl_pbr_sub(r, wt, &s))
                 return false;
             size_t n = (size_t)(s.end - s.p);
             char buf[16];
@@ -534,28 +433,29 @@ static bool plain_socket_address(struct rd *r, struct pl_cla_host *h)
 }
 
 /* An endpoint: exactly an address holding exactly a socket address. */
-static bool plain_endpoint(struct rd *r, struct pl_cla_host *h)
+static bool plain_endpoint(struct pl_pbr *r, struct pl_cla_host *h)
 {
-    struct rd s, s2;
+    struct pl_pbr s, s2;
     uint32_t num, wt;
-    return tag(r, &num, &wt) && num == 1 && wt == 2 && usable[F_EP_ADDRESS] && sub(r, &s) &&
-           r->p == r->end && tag(&s, &num, &wt) && num == 1 && wt == 2 && usable[F_ADDR_SOCKET] &&
-           sub(&s, &s2) && s.p == s.end && plain_socket_address(&s2, h);
+    return pl_pbr_tag(r, &num, &wt) && num == 1 && wt == 2 && usable[F_EP_ADDRESS] &&
+           pl_pbr_sub(r, 2, &s) && r->p == r->end && pl_pbr_tag(&s, &num, &wt) && num == 1 &&
+           wt == 2 && usable[F_ADDR_SOCKET] && pl_pbr_sub(&s, 2, &s2) && s.p == s.end &&
+           plain_socket_address(&s2, h);
 }
 
-static bool plain_lb_endpoint(struct rd *r, struct pl_cla_host *h)
+static bool plain_lb_endpoint(struct pl_pbr *r, struct pl_cla_host *h)
 {
     *h = (struct pl_cla_host){.weight = 1};
     unsigned seen = 0;
     uint32_t num, wt, v;
     while (r->p < r->end) {
-        struct rd s;
-        if (!tag(r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(r, &num, &wt))
             return false;
         switch (num) {
         case 1:
             ONCE(1);
-            if (!usable[F_LBE_ENDPOINT] || wt != 2 || !sub(r, &s) || !plain_endpoint(&s, h))
+            if (!usable[F_LBE_ENDPOINT] || !pl_pbr_sub(r, wt, &s) || !plain_endpoint(&s, h))
                 return false;
             break;
         case 2:
@@ -576,18 +476,18 @@ static bool plain_lb_endpoint(struct rd *r, struct pl_cla_host *h)
     return seen & (1u << 1);
 }
 
-static bool plain_locality(struct rd *r, struct pl_cla_plain *p, size_t cap)
+static bool plain_locality(struct pl_pbr *r, struct pl_cla_plain *p, size_t cap)
 {
     size_t from = p->n;
     unsigned seen = 0;
     uint32_t num, wt, v, weight = 0;
     while (r->p < r->end) {
-        struct rd s;
-        if (!tag(r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(r, &num, &wt))
             return false;
         switch (num) {
         case 2:
-            if (!usable[F_LLE_LB_ENDPOINTS] || wt != 2 || !sub(r, &s) || p->n == cap ||
+            if (!usable[F_LLE_LB_ENDPOINTS] || !pl_pbr_sub(r, wt, &s) || p->n == cap ||
                 !plain_lb_endpoint(&s, &p->hosts[p->n++]))
                 return false;
             break;
@@ -614,21 +514,21 @@ struct pl_cla_plain *pl_xds_cla_decode_plain(const uint8_t *data, size_t len, Pr
 {
     pthread_once(&usable_once, usable_init);
     /* how many lb_endpoints in all, for one allocation */
-    struct rd r = {data, data + len};
+    struct pl_pbr r = {data, data + len};
     size_t cap = 0;
     uint32_t num, wt;
     uint64_t v;
     while (r.p < r.end) {
-        struct rd s;
+        struct pl_pbr s;
         size_t k;
-        if (!tag(&r, &num, &wt))
+        if (!pl_pbr_tag(&r, &num, &wt))
             return NULL;
-        if (wt == 0 && varint(&r, 10, &v))
+        if (wt == 0 && pl_pbr_varint(&r, 10, &v))
             continue;
-        if (wt != 2 || !sub(&r, &s))
+        if (!pl_pbr_sub(&r, wt, &s))
             return NULL;
         if (num == 2) {
-            if (!count(s, 2, &k))
+            if (!pl_pbr_count(s, 2, &k))
                 return NULL;
             cap += k;
         }
@@ -638,22 +538,22 @@ struct pl_cla_plain *pl_xds_cla_decode_plain(const uint8_t *data, size_t len, Pr
         return NULL;
     p->cluster_name = NULL;
     p->n = 0;
-    r = (struct rd){data, data + len};
+    r = (struct pl_pbr){data, data + len};
     unsigned seen = 0;
     while (r.p < r.end) {
-        struct rd s;
-        if (!tag(&r, &num, &wt))
+        struct pl_pbr s;
+        if (!pl_pbr_tag(&r, &num, &wt))
             return NULL;
         switch (num) {
         case 1:
             if (seen & 2)
                 return NULL;
             seen |= 2;
-            if (!usable[F_CLA_NAME] || !str(&r, wt, a, (char **)&p->cluster_name))
+            if (!usable[F_CLA_NAME] || !pl_pbr_str(&r, wt, a, (char **)&p->cluster_name))
                 return NULL;
             break;
         case 2:
-            if (!usable[F_CLA_ENDPOINTS] || wt != 2 || !sub(&r, &s) || !plain_locality(&s, p, cap))
+            if (!usable[F_CLA_ENDPOINTS] || !pl_pbr_sub(&r, wt, &s) || !plain_locality(&s, p, cap))
                 return NULL;
             break;
         default:
