@@ -44,7 +44,7 @@ struct up_mcluster {
     bool respect_ttl;
     struct up_ep *eps; /* DNS clusters only: the others' hosts come from their config */
     size_t n_eps;
-    bool seen;
+    uint64_t seen; /* the prepare that last saw it (g.gen) */
 };
 
 static struct {
@@ -57,6 +57,7 @@ static struct {
     pl_upstream_update_hook hook;
     void *hook_arg;
     uint64_t seed;
+    uint64_t gen;               /* prepares so far */
     _Atomic unsigned callbacks; /* call_rcu callbacks queued and not finished */
 } g;
 
@@ -428,8 +429,10 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
 {
     if (!g.inited)
         return pl_err_add(err, NULL, 0, 0, NULL, "upstream: pl_upstream_init was not called");
-    for (struct up_mcluster *c = g.clusters; c; c = c->next)
-        c->seen = false;
+    /* marks by generation, and walks the list for removals only when some cluster went: 10,000
+     * clusters are two walks of scattered nodes per update otherwise */
+    uint64_t gen = ++g.gen;
+    size_t n_seen = 0;
     for (size_t i = 0; i < s->n_clusters; i++) {
         struct pl_cluster_cfg *cfg = &s->clusters[i];
         struct up_mcluster *c = pl_nametab_get(&g.by_name, cfg->name);
@@ -449,16 +452,19 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
             publish_hs(c, current_hostset(c, cfg));
             mcluster_start_dns(c);
         }
-        c->seen = true;
+        if (c->seen != gen) {
+            c->seen = gen;
+            n_seen++;
+        }
         if (cfg->link && cfg->link_release)
             cfg->link_release(cfg->link);
         up_link_ref(c->link);
         cfg->link = c->link;
         cfg->link_release = up_link_unref;
     }
-    for (struct up_mcluster **pp = &g.clusters; *pp;) {
+    for (struct up_mcluster **pp = &g.clusters; n_seen < g.by_name.n && *pp;) {
         struct up_mcluster *c = *pp;
-        if (c->seen) {
+        if (c->seen == gen) {
             pp = &c->next;
             continue;
         }
