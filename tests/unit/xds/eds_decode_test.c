@@ -11,6 +11,8 @@
 #include "config/validate.h"
 #include "xds/client_internal.h"
 
+#include "store_fixture.h"
+
 #include "../../common/pb_track.h"
 
 #define CLA_T Envoy__Config__Endpoint__V3__ClusterLoadAssignment
@@ -351,69 +353,22 @@ Test(eds_decode, mutations_decode_the_same_or_are_declined)
 
 /* ---- the store's check: the same NACK whichever decoder ran ------------------------------- */
 
-static struct pl_xds x;
-static pl_bootstrap_t *boot;
-
 static void setup(void)
 {
-    memset(&x, 0, sizeof(x));
-    const char *text = "static_resources: {}\n";
-    ProtobufCMessage *m = NULL;
-    struct pl_err err = PL_ERR_INIT;
-    cr_assert_eq(pl_pbjson_load_text(text, strlen(text), "test",
-                                     &envoy__config__bootstrap__v3__bootstrap__descriptor, NULL, &m,
-                                     NULL, &err),
-                 0);
-    boot = (pl_bootstrap_t *)m;
-    x.boot = boot;
-    for (int t = 0; t < PL_XDS_NTYPES; t++) {
-        pl_xds_sub_init(&x.sub[t], t);
-        pl_xds_resmap_init(&x.acc[t]);
-    }
-}
-
-static void teardown(void)
-{
-    for (int t = 0; t < PL_XDS_NTYPES; t++)
-        pl_xds_sub_free(&x.sub[t]);
-    pl_xds_store_free(&x);
-    protobuf_c_message_free_unpacked(&boot->base, NULL);
+    fixture_setup("static_resources: {}\n");
 }
 
 /* The store's check of one assignment: the joined errors ("" when valid). */
 static char *store_check(const char *text)
 {
-    Envoy__Service__Discovery__V3__DiscoveryResponse r =
-        ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
-    Google__Protobuf__Any a = GOOGLE__PROTOBUF__ANY__INIT, *ap = &a;
-    r.type_url = (char *)pl_xds_type_url(PL_XDS_EDS);
-    r.version_info = "1";
-    r.resources = &ap;
-    r.n_resources = 1;
-    a.type_url = r.type_url;
-    a.value.data = encode(text, &a.value.len);
-    struct pl_xds_update u;
-    struct pl_err err = PL_ERR_INIT;
-    pl_xds_store_check(&x, PL_XDS_EDS, &r, &u, NULL, &err);
-    char *msg = pl_err_join(&err);
-    pl_err_free(&err);
-    pl_xds_update_free(&u);
-    free(a.value.data);
+    size_t len;
+    uint8_t *b = encode(text, &len);
+    char *msg = fixture_check(PL_XDS_EDS, b, len);
+    free(b);
     return msg;
 }
 
-/* tmpl with its one "%s" replaced by ins, into out. */
-static void subst(char *out, size_t cap, const char *tmpl, const char *ins)
-{
-    const char *at = strstr(tmpl, "%s");
-    cr_assert(at && strlen(tmpl) + strlen(ins) < cap);
-    size_t k = (size_t)(at - tmpl);
-    memcpy(out, tmpl, k);
-    strcpy(out + k, ins);
-    strcat(out, at + 2);
-}
-
-TestSuite(eds_decode_store, .init = setup, .fini = teardown);
+TestSuite(eds_decode_store, .init = setup, .fini = fixture_teardown);
 
 /* Each assignment is checked as is (taken by the direct decoder) and with an inert locality
  * added (which sends it down the generic path): the errors must be the same text. */
@@ -430,8 +385,8 @@ Test(eds_decode_store, nack_text_is_the_same_on_both_paths)
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         char direct[1024], generic[1024];
-        subst(direct, sizeof(direct), v[i], "");
-        subst(generic, sizeof(generic), v[i], "locality: { zone: z }\n  ");
+        fixture_subst(direct, sizeof(direct), v[i], "");
+        fixture_subst(generic, sizeof(generic), v[i], "locality: { zone: z }\n  ");
         cr_assert_eq(compare_yaml(direct), i == 0 ? TAKEN_VALID : TAKEN);
         cr_assert_eq(compare_yaml(generic), DECLINED);
         char *a = store_check(direct), *b = store_check(generic);

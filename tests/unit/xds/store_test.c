@@ -7,16 +7,9 @@
 #include "config/pbjson.h"
 #include "xds/client_internal.h"
 
-typedef Envoy__Service__Discovery__V3__DiscoveryResponse resp_t;
+#include "store_fixture.h"
 
-static ProtobufCMessage *yaml(const ProtobufCMessageDescriptor *d, const char *text)
-{
-    ProtobufCMessage *m = NULL;
-    struct pl_err err = PL_ERR_INIT;
-    if (pl_pbjson_load_text(text, strlen(text), "test", d, NULL, &m, NULL, &err) < 0)
-        cr_assert_fail("decode: %s", pl_err_join(&err));
-    return m;
-}
+typedef Envoy__Service__Discovery__V3__DiscoveryResponse resp_t;
 
 /* A response of type t holding the given resources (YAML), each packed into an Any. */
 static resp_t *response(enum pl_xds_type t, const char *const *res, size_t n)
@@ -28,7 +21,7 @@ static resp_t *response(enum pl_xds_type t, const char *const *res, size_t n)
     r->nonce = strdup("n");
     r->resources = calloc(n + 1, sizeof(*r->resources));
     for (size_t i = 0; i < n; i++) {
-        ProtobufCMessage *m = yaml(pl_xds_type_desc(t), res[i]);
+        ProtobufCMessage *m = fixture_yaml(pl_xds_type_desc(t), res[i]);
         Google__Protobuf__Any *a = calloc(1, sizeof(*a));
         google__protobuf__any__init(a);
         a->type_url = strdup(r->type_url);
@@ -41,35 +34,21 @@ static resp_t *response(enum pl_xds_type t, const char *const *res, size_t n)
     return r;
 }
 
-static struct pl_xds x;
-static pl_bootstrap_t *boot;
-
 static void setup(void)
 {
-    memset(&x, 0, sizeof(x));
-    boot = (pl_bootstrap_t *)yaml(
-        &envoy__config__bootstrap__v3__bootstrap__descriptor,
-        "static_resources:\n"
-        "  clusters:\n"
-        "  - name: static_c\n"
-        "    type: STATIC\n"
-        "    load_assignment: { cluster_name: static_c }\n"
-        "  - name: static_eds\n"
-        "    type: EDS\n"
-        "    eds_cluster_config: { eds_config: { ads: {} }, service_name: svc }\n");
-    x.boot = boot;
-    for (int t = 0; t < PL_XDS_NTYPES; t++) {
-        pl_xds_sub_init(&x.sub[t], t);
-        pl_xds_resmap_init(&x.acc[t]);
-    }
+    fixture_setup("static_resources:\n"
+                  "  clusters:\n"
+                  "  - name: static_c\n"
+                  "    type: STATIC\n"
+                  "    load_assignment: { cluster_name: static_c }\n"
+                  "  - name: static_eds\n"
+                  "    type: EDS\n"
+                  "    eds_cluster_config: { eds_config: { ads: {} }, service_name: svc }\n");
 }
 
 static void teardown(void)
 {
-    for (int t = 0; t < PL_XDS_NTYPES; t++)
-        pl_xds_sub_free(&x.sub[t]);
-    pl_xds_store_free(&x);
-    protobuf_c_message_free_unpacked(&boot->base, NULL);
+    fixture_teardown();
 }
 
 /* Makes the valid resources of u accepted (what pl_xds_store_update does, without a build). */
