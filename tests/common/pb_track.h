@@ -52,4 +52,39 @@ static inline uint8_t *track_pack(const ProtobufCMessage *m, size_t *len)
     return buf;
 }
 
+/* Runs fn on `rounds` mutations of orig (each one to three byte changes or a cut, from a
+ * deterministic generator at *seed); returns how many fn took (returned nonzero for). */
+static inline size_t pb_mutations(const uint8_t *orig, size_t len, int rounds, uint64_t *seed,
+                                  int (*fn)(const uint8_t *data, size_t len))
+{
+    size_t n_taken = 0;
+    uint8_t *b = malloc(len + 1);
+    if (!b)
+        abort();
+    for (int round = 0; round < rounds && len; round++) {
+        memcpy(b, orig, len);
+        size_t n = len;
+        for (int j = 0; j < 1 + round % 3 && n; j++) {
+            uint64_t s = *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t at = (size_t)(s >> 33) % n;
+            switch ((s >> 20) % 4) {
+            case 0:
+                b[at] = (uint8_t)(s >> 8);
+                break;
+            case 1:
+                b[at] ^= (uint8_t)(1u << ((s >> 12) % 8));
+                break;
+            case 2:
+                n = at;
+                break;
+            default:
+                b[at] = (uint8_t)(b[at] + 1);
+            }
+        }
+        n_taken += fn(b, n) != 0;
+    }
+    free(b);
+    return n_taken;
+}
+
 #endif
