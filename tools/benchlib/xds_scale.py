@@ -190,12 +190,14 @@ def start_proxy(P, d, xds_port, tag, api_type="GRPC", log_level="warning"):
 
 
 def _step(px, pred, what, timeout, write, step=0.002):
-    """Runs write(), then waits for pred(); returns wall ms and the proxy's CPU ms."""
-    cpu0 = procs.cpu_seconds(px.pid)
+    """Runs write(), then waits for pred(); returns wall ms, the proxy's CPU ms and its minor page
+    faults meanwhile."""
+    cpu0, flt0 = procs.cpu_seconds(px.pid), procs.minor_faults(px.pid)
     t0 = _since_rename(write)
     t1 = _until(pred, timeout, what, px, step)
-    cpu1 = procs.cpu_seconds(px.pid)
-    return {"wall_ms": round((t1 - t0) * 1000, 1), "proxy_cpu_ms": round((cpu1 - cpu0) * 1000)}
+    cpu1, flt1 = procs.cpu_seconds(px.pid), procs.minor_faults(px.pid)
+    return {"wall_ms": round((t1 - t0) * 1000, 1), "proxy_cpu_ms": round((cpu1 - cpu0) * 1000),
+            "proxy_minor_faults": flt1 - flt0}
 
 
 def _apply_ms(px, t):
@@ -280,7 +282,7 @@ def run_apply(P, d, pillion, up_port, n, n_eps=10, reps=3, api_type="GRPC", log=
 
 def _summ(runs):
     out = {"runs": runs}
-    for k in ("wall_ms", "proxy_cpu_ms"):
+    for k in ("wall_ms", "proxy_cpu_ms", "proxy_minor_faults"):
         v = [r[k] for r in runs if r.get(k) is not None]
         if v:
             out[k] = statistics.median(v)
