@@ -70,29 +70,6 @@ static void usable_init(void)
         usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
 }
 
-/* A uint32 (or an enum's non-negative value, or a bool's 0 or 1) as protobuf-c reads it. */
-static inline bool u32(struct pl_pbr *r, uint32_t wt, uint32_t *v)
-{
-    uint64_t x;
-    if (wt != 0 || !pl_pbr_varint(r, 5, &x) || x > UINT32_MAX)
-        return false;
-    *v = (uint32_t)x;
-    return true;
-}
-
-static void *alloc(ProtobufCAllocator *a, size_t n)
-{
-    return a->alloc(a->allocator_data, n);
-}
-
-/* A field seen twice declines (protobuf-c would keep the last, or merge messages). */
-#define ONCE(bit)                                                                                  \
-    do {                                                                                           \
-        if (seen & (1u << (bit)))                                                                  \
-            return false;                                                                          \
-        seen |= 1u << (bit);                                                                       \
-    } while (0)
-
 static const U32_T u32_init = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
 static const LBE_T lbe_init = ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__INIT;
 static const EP_T ep_init = ENVOY__CONFIG__ENDPOINT__V3__ENDPOINT__INIT;
@@ -106,7 +83,7 @@ static bool wrapper(struct pl_pbr *r, uint32_t wt, ProtobufCAllocator *a, U32_T 
     struct pl_pbr s;
     if (!pl_pbr_sub(r, wt, &s))
         return false;
-    U32_T *w = alloc(a, sizeof(*w));
+    U32_T *w = pl_pbr_alloc(a, sizeof(*w));
     if (!w)
         return false;
     *w = u32_init;
@@ -115,8 +92,8 @@ static bool wrapper(struct pl_pbr *r, uint32_t wt, ProtobufCAllocator *a, U32_T 
     while (s.p < s.end) {
         if (!pl_pbr_tag(&s, &num, &t) || num != 1)
             return false;
-        ONCE(1);
-        if (!u32(&s, t, &w->value))
+        PL_PBR_ONCE(1);
+        if (!pl_pbr_u32(&s, t, &w->value))
             return false;
     }
     *out = w;
@@ -141,26 +118,26 @@ static bool socket_address(struct pl_pbr *r, ProtobufCAllocator *a, SA_T *sa)
             return false;
         switch (num) {
         case 1:
-            ONCE(1);
-            if (!usable[F_SA_PROTOCOL] || !u32(r, wt, &v) || v > INT32_MAX)
+            PL_PBR_ONCE(1);
+            if (!usable[F_SA_PROTOCOL] || !pl_pbr_u32(r, wt, &v) || v > INT32_MAX)
                 return false;
             sa->protocol = (Envoy__Config__Core__V3__SocketAddress__Protocol)v;
             break;
         case 2:
-            ONCE(2);
+            PL_PBR_ONCE(2);
             if (!usable[F_SA_ADDRESS] || !pl_pbr_str(r, wt, a, &sa->address))
                 return false;
             break;
         case 3:
-            ONCE(3);
-            if (!usable[F_SA_PORT] || !u32(r, wt, &sa->port_value))
+            PL_PBR_ONCE(3);
+            if (!usable[F_SA_PORT] || !pl_pbr_u32(r, wt, &sa->port_value))
                 return false;
             sa->port_specifier_case =
                 ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE;
             break;
         case 6:
-            ONCE(6);
-            if (!usable[F_SA_IPV4_COMPAT] || !u32(r, wt, &v) || v > 1)
+            PL_PBR_ONCE(6);
+            if (!usable[F_SA_IPV4_COMPAT] || !pl_pbr_u32(r, wt, &v) || v > 1)
                 return false;
             sa->ipv4_compat = v;
             break;
@@ -196,7 +173,7 @@ static bool endpoint(struct pl_pbr *r, ProtobufCAllocator *a, struct lbe_block *
 
 static bool lb_endpoint(struct pl_pbr *r, ProtobufCAllocator *a, LBE_T **out)
 {
-    struct lbe_block *b = alloc(a, sizeof(*b));
+    struct lbe_block *b = pl_pbr_alloc(a, sizeof(*b));
     if (!b)
         return false;
     LBE_T *le = &b->le;
@@ -209,7 +186,7 @@ static bool lb_endpoint(struct pl_pbr *r, ProtobufCAllocator *a, LBE_T **out)
             return false;
         switch (num) {
         case 1:
-            ONCE(1);
+            PL_PBR_ONCE(1);
             if (!usable[F_LBE_ENDPOINT] || !pl_pbr_sub(r, wt, &s) || !endpoint(&s, a, b))
                 return false;
             le->endpoint = &b->ep;
@@ -217,13 +194,13 @@ static bool lb_endpoint(struct pl_pbr *r, ProtobufCAllocator *a, LBE_T **out)
                 ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT;
             break;
         case 2:
-            ONCE(2);
-            if (!usable[F_LBE_HEALTH] || !u32(r, wt, &v) || v > INT32_MAX)
+            PL_PBR_ONCE(2);
+            if (!usable[F_LBE_HEALTH] || !pl_pbr_u32(r, wt, &v) || v > INT32_MAX)
                 return false;
             le->health_status = (Envoy__Config__Core__V3__HealthStatus)v;
             break;
         case 4:
-            ONCE(4);
+            PL_PBR_ONCE(4);
             if (!usable[F_LBE_WEIGHT] || !wrapper(r, wt, a, &le->load_balancing_weight))
                 return false;
             break;
@@ -237,7 +214,7 @@ static bool lb_endpoint(struct pl_pbr *r, ProtobufCAllocator *a, LBE_T **out)
 
 static bool locality(struct pl_pbr *r, ProtobufCAllocator *a, LLE_T **out)
 {
-    LLE_T *l = alloc(a, sizeof(*l));
+    LLE_T *l = pl_pbr_alloc(a, sizeof(*l));
     if (!l)
         return false;
     *l = lle_init;
@@ -245,7 +222,7 @@ static bool locality(struct pl_pbr *r, ProtobufCAllocator *a, LLE_T **out)
     if (!pl_pbr_count(*r, 2, &n))
         return false;
     if (n) {
-        l->lb_endpoints = alloc(a, n * sizeof(*l->lb_endpoints));
+        l->lb_endpoints = pl_pbr_alloc(a, n * sizeof(*l->lb_endpoints));
         if (!l->lb_endpoints)
             return false;
     }
@@ -262,13 +239,13 @@ static bool locality(struct pl_pbr *r, ProtobufCAllocator *a, LLE_T **out)
                 return false;
             break;
         case 3:
-            ONCE(3);
+            PL_PBR_ONCE(3);
             if (!usable[F_LLE_WEIGHT] || !wrapper(r, wt, a, &l->load_balancing_weight))
                 return false;
             break;
         case 5:
-            ONCE(5);
-            if (!usable[F_LLE_PRIORITY] || !u32(r, wt, &l->priority))
+            PL_PBR_ONCE(5);
+            if (!usable[F_LLE_PRIORITY] || !pl_pbr_u32(r, wt, &l->priority))
                 return false;
             break;
         default:
@@ -321,12 +298,12 @@ CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a,
     size_t n;
     if (!pl_pbr_count(r, 2, &n))
         return NULL;
-    CLA_T *la = alloc(a, sizeof(*la));
+    CLA_T *la = pl_pbr_alloc(a, sizeof(*la));
     if (!la)
         return NULL;
     *la = cla_init;
     if (n) {
-        la->endpoints = alloc(a, n * sizeof(*la->endpoints));
+        la->endpoints = pl_pbr_alloc(a, n * sizeof(*la->endpoints));
         if (!la->endpoints)
             return NULL;
     }
@@ -371,8 +348,8 @@ static bool wrapper_value(struct pl_pbr *r, uint32_t wt, uint32_t *out)
     while (s.p < s.end) {
         if (!pl_pbr_tag(&s, &num, &t) || num != 1)
             return false;
-        ONCE(1);
-        if (!u32(&s, t, out))
+        PL_PBR_ONCE(1);
+        if (!pl_pbr_u32(&s, t, out))
             return false;
     }
     return true;
@@ -389,13 +366,13 @@ static bool plain_socket_address(struct pl_pbr *r, struct pl_cla_host *h)
             return false;
         switch (num) {
         case 1:
-            ONCE(1);
-            if (!usable[F_SA_PROTOCOL] || !u32(r, wt, &v) ||
+            PL_PBR_ONCE(1);
+            if (!usable[F_SA_PROTOCOL] || !pl_pbr_u32(r, wt, &v) ||
                 v != ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PROTOCOL__TCP)
                 return false;
             break;
         case 2: {
-            ONCE(2);
+            PL_PBR_ONCE(2);
             if (!usable[F_SA_ADDRESS] || !pl_pbr_sub(r, wt, &s))
                 return false;
             size_t n = (size_t)(s.end - s.p);
@@ -415,14 +392,14 @@ static bool plain_socket_address(struct pl_pbr *r, struct pl_cla_host *h)
             break;
         }
         case 3:
-            ONCE(3);
-            if (!usable[F_SA_PORT] || !u32(r, wt, &v) || v == 0 || v > 65535)
+            PL_PBR_ONCE(3);
+            if (!usable[F_SA_PORT] || !pl_pbr_u32(r, wt, &v) || v == 0 || v > 65535)
                 return false;
             h->port = (uint16_t)v;
             break;
         case 6:
-            ONCE(6);
-            if (!usable[F_SA_IPV4_COMPAT] || !u32(r, wt, &v) || v > 1)
+            PL_PBR_ONCE(6);
+            if (!usable[F_SA_IPV4_COMPAT] || !pl_pbr_u32(r, wt, &v) || v > 1)
                 return false;
             break;
         default:
@@ -454,18 +431,18 @@ static bool plain_lb_endpoint(struct pl_pbr *r, struct pl_cla_host *h)
             return false;
         switch (num) {
         case 1:
-            ONCE(1);
+            PL_PBR_ONCE(1);
             if (!usable[F_LBE_ENDPOINT] || !pl_pbr_sub(r, wt, &s) || !plain_endpoint(&s, h))
                 return false;
             break;
         case 2:
-            ONCE(2);
-            if (!usable[F_LBE_HEALTH] || !u32(r, wt, &v) || v > INT32_MAX)
+            PL_PBR_ONCE(2);
+            if (!usable[F_LBE_HEALTH] || !pl_pbr_u32(r, wt, &v) || v > INT32_MAX)
                 return false;
             h->health = v > 255 ? 255 : (uint8_t)v;
             break;
         case 4:
-            ONCE(4);
+            PL_PBR_ONCE(4);
             if (!usable[F_LBE_WEIGHT] || !wrapper_value(r, wt, &h->weight) || !h->weight)
                 return false;
             break;
@@ -492,13 +469,13 @@ static bool plain_locality(struct pl_pbr *r, struct pl_cla_plain *p, size_t cap)
                 return false;
             break;
         case 3:
-            ONCE(3);
+            PL_PBR_ONCE(3);
             if (!usable[F_LLE_WEIGHT] || !wrapper_value(r, wt, &weight) || !weight)
                 return false;
             break;
         case 5:
-            ONCE(5);
-            if (!usable[F_LLE_PRIORITY] || !u32(r, wt, &v) || v != 0)
+            PL_PBR_ONCE(5);
+            if (!usable[F_LLE_PRIORITY] || !pl_pbr_u32(r, wt, &v) || v != 0)
                 return false;
             break;
         default:
@@ -533,7 +510,7 @@ struct pl_cla_plain *pl_xds_cla_decode_plain(const uint8_t *data, size_t len, Pr
             cap += k;
         }
     }
-    struct pl_cla_plain *p = alloc(a, sizeof(*p) + cap * sizeof(p->hosts[0]));
+    struct pl_cla_plain *p = pl_pbr_alloc(a, sizeof(*p) + cap * sizeof(p->hosts[0]));
     if (!p)
         return NULL;
     p->cluster_name = NULL;

@@ -56,6 +56,31 @@ static inline bool pl_pbr_sub(struct pl_pbr *r, uint32_t wt, struct pl_pbr *out)
     return true;
 }
 
+/* A uint32 (or an enum's non-negative value, or a bool's 0 or 1) as protobuf-c reads it. */
+static inline bool pl_pbr_u32(struct pl_pbr *r, uint32_t wt, uint32_t *v)
+{
+    uint64_t x;
+    if (wt != 0 || !pl_pbr_varint(r, 5, &x) || x > UINT32_MAX)
+        return false;
+    *v = (uint32_t)x;
+    return true;
+}
+
+/* n bytes from a (the decoders' allocations all go to the caller's allocator). */
+static inline void *pl_pbr_alloc(ProtobufCAllocator *a, size_t n)
+{
+    return a->alloc(a->allocator_data, n);
+}
+
+/* In a field loop with a local `unsigned seen`: a field seen twice declines (protobuf-c would
+ * keep the last, or merge messages). */
+#define PL_PBR_ONCE(bit)                                                                           \
+    do {                                                                                           \
+        if (seen & (1u << (bit)))                                                                  \
+            return false;                                                                          \
+        seen |= 1u << (bit);                                                                       \
+    } while (0)
+
 /* How many fields numbered want r holds (false on a malformed encoding or a fixed-width field,
  * which no direct decoder takes). */
 static inline bool pl_pbr_count(struct pl_pbr r, uint32_t want, size_t *n)
@@ -92,7 +117,7 @@ static inline bool pl_pbr_str(struct pl_pbr *r, uint32_t wt, ProtobufCAllocator 
     if (!pl_pbr_sub(r, wt, &s))
         return false;
     size_t n = (size_t)(s.end - s.p), i = 0;
-    char *c = a->alloc(a->allocator_data, n + 1);
+    char *c = pl_pbr_alloc(a, n + 1);
     if (!c)
         return false;
     for (; i + 8 <= n; i += 8) {

@@ -60,19 +60,6 @@ static void usable_init(void)
         usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
 }
 
-static void *alloc(ProtobufCAllocator *a, size_t n)
-{
-    return a->alloc(a->allocator_data, n);
-}
-
-/* A field seen twice declines (protobuf-c would keep the last, or merge messages). */
-#define ONCE(bit)                                                                                  \
-    do {                                                                                           \
-        if (seen & (1u << (bit)))                                                                  \
-            return false;                                                                          \
-        seen |= 1u << (bit);                                                                       \
-    } while (0)
-
 static const rc_t rc_init = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
 static const vh_t vh_init = ENVOY__CONFIG__ROUTE__V3__VIRTUAL_HOST__INIT;
 static const route_t route_init = ENVOY__CONFIG__ROUTE__V3__ROUTE__INIT;
@@ -131,7 +118,7 @@ static bool action(struct pl_pbr *r, ProtobufCAllocator *a, action_t *ra)
 
 static bool route(struct pl_pbr *r, ProtobufCAllocator *a, route_t **out)
 {
-    struct route_block *b = alloc(a, sizeof(*b));
+    struct route_block *b = pl_pbr_alloc(a, sizeof(*b));
     if (!b)
         return false;
     route_t *rt = &b->r;
@@ -144,13 +131,13 @@ static bool route(struct pl_pbr *r, ProtobufCAllocator *a, route_t **out)
             return false;
         switch (num) {
         case 1:
-            ONCE(1);
+            PL_PBR_ONCE(1);
             if (!usable[F_ROUTE_MATCH] || !pl_pbr_sub(r, wt, &s) || !match(&s, a, &b->m))
                 return false;
             rt->match = &b->m;
             break;
         case 2:
-            ONCE(2);
+            PL_PBR_ONCE(2);
             if (!usable[F_ROUTE_ROUTE] || !pl_pbr_sub(r, wt, &s) || !action(&s, a, &b->a))
                 return false;
             rt->action_case = R(ROUTE__ACTION_ROUTE);
@@ -168,7 +155,7 @@ static bool route(struct pl_pbr *r, ProtobufCAllocator *a, route_t **out)
 static bool array(ProtobufCAllocator *a, size_t n, size_t size, void *out)
 {
     void *v = NULL;
-    if (n && !(v = alloc(a, n * size)))
+    if (n && !(v = pl_pbr_alloc(a, n * size)))
         return false;
     memcpy(out, &v, sizeof(v));
     return true;
@@ -176,7 +163,7 @@ static bool array(ProtobufCAllocator *a, size_t n, size_t size, void *out)
 
 static bool vhost(struct pl_pbr *r, ProtobufCAllocator *a, vh_t **out)
 {
-    vh_t *vh = alloc(a, sizeof(*vh));
+    vh_t *vh = pl_pbr_alloc(a, sizeof(*vh));
     if (!vh)
         return false;
     *vh = vh_init;
@@ -193,7 +180,7 @@ static bool vhost(struct pl_pbr *r, ProtobufCAllocator *a, vh_t **out)
             return false;
         switch (num) {
         case 1:
-            ONCE(1);
+            PL_PBR_ONCE(1);
             if (!usable[F_VH_NAME] || !pl_pbr_str(r, wt, a, &vh->name))
                 return false;
             break;
@@ -221,7 +208,7 @@ rc_t *pl_xds_rc_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a)
     size_t n;
     if (!pl_pbr_count(r, 2, &n))
         return NULL;
-    rc_t *rc = alloc(a, sizeof(*rc));
+    rc_t *rc = pl_pbr_alloc(a, sizeof(*rc));
     if (!rc)
         return NULL;
     *rc = rc_init;
