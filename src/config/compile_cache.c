@@ -219,7 +219,9 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
     struct pl_arena tmp = PL_ARENA_INIT;
     cl = (const void *)msg_of(cl ? &cl->base : NULL, dyn,
                               &envoy__config__cluster__v3__cluster__descriptor, &tmp);
-    const struct pl_cla_plain *plain = !eds && eds_res ? eds_res->plain : NULL;
+    /* a plain assignment compiles as it is where the entry shares its sources; a copy (not
+     * shared) keeps the message, decoded here */
+    const struct pl_cla_plain *plain = shared && !eds && eds_res ? eds_res->plain : NULL;
     if (!plain)
         eds = (const void *)msg_of(
             eds ? &eds->base : NULL, eds_res,
@@ -240,13 +242,7 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
         out->encoded = dyn->bytes;
         out->encoded_len = dyn->len;
     } else {
-        if (plain) /* not shared: the message it came from */
-            eds = (const void *)msg_of(
-                NULL, eds_res, &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
-                &tmp);
-        rc = eds || !eds_res ? pl_compile_cluster(cl, eds, ts, out, err)
-                             : pl_err_add(err, NULL, 0, 0, NULL, "cluster '%s': cannot decode it",
-                                          dyn ? dyn->name : "");
+        rc = pl_compile_cluster(cl, eds, ts, out, err);
     }
     pl_arena_free(&tmp);
     return rc;
