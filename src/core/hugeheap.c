@@ -12,7 +12,7 @@
 
 #include "core/log.h"
 
-#define HP             ((size_t)2 << 20)
+#define HP             PL_HUGEHEAP_PAGE
 #define MIN            (4 * HP) /* smaller windows gain too little to be worth a syscall */
 #define MAX            ((size_t)512 << 20) /* virtual memory reserved ahead, never more */
 #define TOP_PAD        (128u << 10)        /* glibc's default M_TOP_PAD */
@@ -32,6 +32,19 @@ static uint8_t *align_up(uint8_t *p)
 static uint8_t *align_down(uint8_t *p)
 {
     return (uint8_t *)((uintptr_t)p & ~(uintptr_t)(HP - 1));
+}
+
+void *pl_hugeheap_map(size_t size)
+{
+    uint8_t *p = mmap(NULL, size + HP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uint8_t *a = align_up(p);
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    munmap(a + size, (size_t)(p + HP - a));
+    madvise(a, size, MADV_HUGEPAGE);
+    return a;
 }
 
 /* Grows the heap's top to hold `want` more bytes: a block larger than any free one is taken

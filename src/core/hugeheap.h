@@ -17,6 +17,14 @@
 
 #include <stddef.h>
 
+/* The huge page size the window and pl_hugeheap_map work with. */
+#define PL_HUGEHEAP_PAGE ((size_t)2 << 20)
+
+/* Maps size bytes (a multiple of PL_HUGEHEAP_PAGE) at an address aligned to it, advised as
+ * huge pages (advice only: a kernel without THP maps 4 KiB pages). Free it with munmap(p,
+ * size). NULL when the mapping fails. Any thread. */
+void *pl_hugeheap_map(size_t size);
+
 /* Opens a window for about `expect` bytes of new allocations (main thread only; windows do not
  * nest). Below a few MiB it does nothing. */
 void pl_hugeheap_begin(size_t expect);

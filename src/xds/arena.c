@@ -1,8 +1,8 @@
 /* Memory for decoded xDS messages that live as long as one response (see xds_internal.h). */
-#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "core/hugeheap.h"
 #include "core/log.h"
 #include "xds/xds_internal.h"
 
@@ -16,29 +16,12 @@
  * each (most of the time such an update took), against 15 faults of 2 MiB. The memory is only
  * ever as large as what the response needs and is unmapped with it. */
 #define FIRST (256u << 10)
-#define HUGE  (2u << 20)
 
 struct pl_xds_chunk {
     struct pl_xds_chunk *next;
     size_t used, size; /* size: the whole mapping */
     max_align_t data[];
 };
-
-/* A mapping of size bytes (a multiple of HUGE) at a HUGE-aligned address, huge pages asked
- * for (where the kernel offers them only on request; elsewhere they come or not as it likes). */
-static void *map_huge(size_t size)
-{
-    uint8_t *p =
-        mmap(NULL, size + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
-    if (a > p)
-        munmap(p, (size_t)(a - p));
-    munmap(a + size, (size_t)(p + HUGE - a));
-    madvise(a, size, MADV_HUGEPAGE); /* advice only: a kernel without THP maps 4 KiB pages */
-    return a;
-}
 
 static void *arena_alloc(void *data, size_t size)
 {
@@ -53,8 +36,8 @@ static void *arena_alloc(void *data, size_t size)
             map = FIRST;
             c = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         } else {
-            map = (need + HUGE - 1) & ~(size_t)(HUGE - 1);
-            c = map_huge(map);
+            map = (need + PL_HUGEHEAP_PAGE - 1) & ~(size_t)(PL_HUGEHEAP_PAGE - 1);
+            c = pl_hugeheap_map(map);
         }
         if (!c || c == MAP_FAILED)
             pl_die("out of memory (xds arena, %zu bytes)", map);

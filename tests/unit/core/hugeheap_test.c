@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/hugeheap.h"
@@ -101,4 +102,18 @@ Test(hugeheap, small_windows_change_nothing)
     free(p);
     pl_hugeheap_end();
     pl_hugeheap_end(); /* closing twice is harmless */
+}
+
+Test(hugeheap, mappings_are_aligned_and_advised)
+{
+    size_t size = 2 * PL_HUGEHEAP_PAGE;
+    uint8_t *p = pl_hugeheap_map(size);
+    cr_assert(p);
+    cr_assert_eq((uintptr_t)p % PL_HUGEHEAP_PAGE, 0);
+    memset(p, 1, size); /* all of it is ours */
+    char flags[256];
+    size_t vsize = 0;
+    cr_assert(vma_of((uintptr_t)p, flags, sizeof(flags), &vsize));
+    cr_assert(has_flag(flags, "hg"), "advised: %s", flags);
+    cr_assert_eq(munmap(p, size), 0);
 }
