@@ -83,32 +83,28 @@ def tree(pid):
     return out
 
 
-def minor_faults(pid):
-    """Minor page faults of pid and its descendants so far (/proc/PID/stat field 10). On virtual
-    machines a first touch of a page can cost more than the work done in it."""
-    total = 0
+def _stat_fields(pid):
+    """The /proc/PID/stat fields after the command name (field 3 on) of pid and each of its
+    descendants still there."""
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 s = f.read()
         except OSError:
             continue
-        total += int(s[s.rindex(")") + 2:].split()[7])
-    return total
+        yield s[s.rindex(")") + 2:].split()
+
+
+def minor_faults(pid):
+    """Minor page faults of pid and its descendants so far (/proc/PID/stat field 10). On virtual
+    machines a first touch of a page can cost more than the work done in it."""
+    return sum(int(f[7]) for f in _stat_fields(pid))
 
 
 def cpu_seconds(pid):
     """utime+stime of pid and its descendants, in seconds (threads included, /proc/PID/stat)."""
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        fields = s[s.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLK_TCK
+    # utime, stime: fields 14 and 15
+    return sum(int(f[11]) + int(f[12]) for f in _stat_fields(pid)) / CLK_TCK
 
 
 def mem_kb(pid):
