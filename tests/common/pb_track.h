@@ -4,6 +4,7 @@
 #ifndef PL_TESTS_PB_TRACK_H
 #define PL_TESTS_PB_TRACK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,17 @@ static inline uint8_t *track_pack(const ProtobufCMessage *m, size_t *len)
         abort();
     protobuf_c_message_pack(m, buf);
     return buf;
+}
+
+/* Whether a and b have the same wire encoding (two decodes of one input compared). */
+static inline bool track_same(const ProtobufCMessage *a, const ProtobufCMessage *b)
+{
+    size_t n1, n2;
+    uint8_t *b1 = track_pack(a, &n1), *b2 = track_pack(b, &n2);
+    bool same = n1 == n2 && !memcmp(b1, b2, n1);
+    free(b1);
+    free(b2);
+    return same;
 }
 
 /* Runs fn on `rounds` mutations of orig (each one to three byte changes or a cut, from a
