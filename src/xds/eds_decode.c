@@ -221,11 +221,8 @@ static bool locality(struct pl_pbr *r, ProtobufCAllocator *a, LLE_T **out)
     size_t n;
     if (!pl_pbr_count(*r, 2, &n))
         return false;
-    if (n) {
-        l->lb_endpoints = pl_pbr_alloc(a, n * sizeof(*l->lb_endpoints));
-        if (!l->lb_endpoints)
-            return false;
-    }
+    if (!pl_pbr_array(a, n, sizeof(*l->lb_endpoints), &l->lb_endpoints))
+        return false;
     unsigned seen = 0;
     uint32_t num, wt;
     while (r->p < r->end) {
@@ -302,11 +299,8 @@ CLA_T *pl_xds_cla_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a,
     if (!la)
         return NULL;
     *la = cla_init;
-    if (n) {
-        la->endpoints = pl_pbr_alloc(a, n * sizeof(*la->endpoints));
-        if (!la->endpoints)
-            return NULL;
-    }
+    if (!pl_pbr_array(a, n, sizeof(*la->endpoints), &la->endpoints))
+        return NULL;
     unsigned seen = 0;
     uint32_t num, wt;
     while (r.p < r.end) {

@@ -72,6 +72,17 @@ static inline void *pl_pbr_alloc(ProtobufCAllocator *a, size_t n)
     return a->alloc(a->allocator_data, n);
 }
 
+/* Room for the n elements of a repeated field, stored at out (a pointer to the message's
+ * array pointer); none: NULL, as protobuf-c leaves it. */
+static inline bool pl_pbr_array(ProtobufCAllocator *a, size_t n, size_t size, void *out)
+{
+    void *v = NULL;
+    if (n && !(v = pl_pbr_alloc(a, n * size)))
+        return false;
+    memcpy(out, &v, sizeof(v));
+    return true;
+}
+
 /* In a field loop with a local `unsigned seen`: a field seen twice declines (protobuf-c would
  * keep the last, or merge messages). */
 #define PL_PBR_ONCE(bit)                                                                           \

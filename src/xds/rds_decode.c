@@ -151,16 +151,6 @@ static bool route(struct pl_pbr *r, ProtobufCAllocator *a, route_t **out)
     return true;
 }
 
-/* Room for the n elements of a repeated field (none: NULL, as protobuf-c leaves it). */
-static bool array(ProtobufCAllocator *a, size_t n, size_t size, void *out)
-{
-    void *v = NULL;
-    if (n && !(v = pl_pbr_alloc(a, n * size)))
-        return false;
-    memcpy(out, &v, sizeof(v));
-    return true;
-}
-
 static bool vhost(struct pl_pbr *r, ProtobufCAllocator *a, vh_t **out)
 {
     vh_t *vh = pl_pbr_alloc(a, sizeof(*vh));
@@ -169,8 +159,8 @@ static bool vhost(struct pl_pbr *r, ProtobufCAllocator *a, vh_t **out)
     *vh = vh_init;
     size_t nd, nr;
     if (!pl_pbr_count(*r, 2, &nd) || !pl_pbr_count(*r, 3, &nr) ||
-        !array(a, nd, sizeof(*vh->domains), &vh->domains) ||
-        !array(a, nr, sizeof(*vh->routes), &vh->routes))
+        !pl_pbr_array(a, nd, sizeof(*vh->domains), &vh->domains) ||
+        !pl_pbr_array(a, nr, sizeof(*vh->routes), &vh->routes))
         return false;
     unsigned seen = 0;
     uint32_t num, wt;
@@ -212,7 +202,7 @@ rc_t *pl_xds_rc_decode(const uint8_t *data, size_t len, ProtobufCAllocator *a)
     if (!rc)
         return NULL;
     *rc = rc_init;
-    if (!array(a, n, sizeof(*rc->virtual_hosts), &rc->virtual_hosts))
+    if (!pl_pbr_array(a, n, sizeof(*rc->virtual_hosts), &rc->virtual_hosts))
         return NULL;
     unsigned seen = 0;
     uint32_t num, wt;
