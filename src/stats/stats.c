@@ -216,8 +216,7 @@ static long find(struct pl_stats *s, const char *name, enum pl_stat_kind *kind)
 }
 
 /* Reserves n consecutive slots inside one block of kind main (members written by main only, or
- * the others),
- * growing every shard by a block when that kind's is full. Caller holds the lock. */
+ * the others), growing every shard by a block when that kind's is full. Caller holds the lock. */
 static uint32_t alloc_slots(struct pl_stats *s, uint32_t n, bool main)
 {
     if (n > PL_STATS_BLOCK_SLOTS)
