@@ -419,11 +419,16 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     size_t bytes = response_bytes(r);
     struct pl_err err = PL_ERR_INIT;
     struct pl_xds_update u;
+    /* checking and compiling what is new allocates some 10 times its encoding, and the records
+     * and hosts the check keeps are a good part of it: a large response opens the huge-page
+     * window before its check, and closes it right after when little of it is new (a SotW
+     * resend of the same set with one change) */
+    bool big = bytes >= TRIM_BYTES;
+    if (big)
+        pl_hugeheap_begin(bytes * 12);
     int rc = pl_xds_store_check(x, t, r, &u, versions, &err);
-    /* compiling what is new allocates some 10 times its encoding: a large amount comes in huge
-     * pages (a SotW resend of the same set with one change is not large) */
-    if (u.new_bytes >= TRIM_BYTES)
-        pl_hugeheap_begin(u.new_bytes * 12);
+    if (big && u.new_bytes < TRIM_BYTES)
+        pl_hugeheap_end();
     /* the snapshot built now shows this version (Envoy's config_dump: the last update that
      * changed anything); put back when nothing changed */
     char *prev_version = x->applied_version[t];
@@ -443,8 +448,8 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     note_failures(x, t, &u, r->version_info, merge, removed, n_removed);
     pl_xds_update_free(&u);
     pl_hugeheap_end();
-    if (changed > 0 && bytes >= TRIM_BYTES)
-        malloc_trim(0); /* a big update's temporaries: their pages go back to the system */
+    if (big)
+        malloc_trim(0); /* a big response's temporaries: their pages go back to the system */
     if (all_ok) {
         pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);
         pl_log_info("xds", "%s update accepted: version '%s', %zu resources (%.1f ms)",
