@@ -36,7 +36,8 @@ struct objvec {
 struct pl_compile_cache {
     uint64_t gen;
     struct pl_nametab cur[K_NKINDS], next[K_NKINDS];
-    struct objvec cur_all, next_all; /* one reference each */
+    struct objvec cur_all[K_NKINDS], next_all[K_NKINDS]; /* one reference each */
+    bool keep_clusters; /* this build reuses the last one's clusters: they stay cached */
 };
 
 static void cobj_free(struct pl_shared *sh)
@@ -104,8 +105,10 @@ void pl_compile_cache_free(struct pl_compile_cache *c)
 {
     if (!c)
         return;
-    vec_drop(&c->cur_all);
-    vec_drop(&c->next_all);
+    for (int k = 0; k < K_NKINDS; k++) {
+        vec_drop(&c->cur_all[k]);
+        vec_drop(&c->next_all[k]);
+    }
     tabs_clear(c->cur);
     tabs_clear(c->next);
     free(c);
@@ -113,22 +116,32 @@ void pl_compile_cache_free(struct pl_compile_cache *c)
 
 void pl_compile_cache_commit(struct pl_compile_cache *c)
 {
-    vec_drop(&c->cur_all);
-    c->cur_all = c->next_all;
-    memset(&c->next_all, 0, sizeof(c->next_all));
     for (int k = 0; k < K_NKINDS; k++) {
+        if (k == K_CLUSTER && c->keep_clusters)
+            continue; /* the build used none: cur stays as it is */
+        vec_drop(&c->cur_all[k]);
+        c->cur_all[k] = c->next_all[k];
+        memset(&c->next_all[k], 0, sizeof(c->next_all[k]));
         pl_nametab_clear(&c->cur[k]);
         c->cur[k] = c->next[k];
         pl_nametab_init(&c->next[k], c->cur[k].key);
     }
+    c->keep_clusters = false;
     c->gen++;
 }
 
 void pl_compile_cache_rollback(struct pl_compile_cache *c)
 {
-    vec_drop(&c->next_all);
+    for (int k = 0; k < K_NKINDS; k++)
+        vec_drop(&c->next_all[k]);
     tabs_clear(c->next);
+    c->keep_clusters = false;
     c->gen++;
+}
+
+void pl_compile_cache_keep_clusters(struct pl_compile_cache *c)
+{
+    c->keep_clusters = true;
 }
 
 /* Records that this build uses o (once). */
@@ -137,7 +150,7 @@ static void use(struct pl_compile_cache *c, struct cobj *o)
     if (o->gen == c->gen)
         return;
     o->gen = c->gen;
-    struct objvec *v = &c->next_all;
+    struct objvec *v = &c->next_all[o->kind];
     if (!c->next[o->kind].cap) /* about as many as last time: no growing on the way */
         pl_nametab_reserve(&c->next[o->kind], c->cur[o->kind].n + 8);
     if (v->n == v->cap) {

@@ -5,6 +5,9 @@
 
 #include "config/compile_resources.h"
 
+/* This build takes the clusters of the last one (compiled with c) as they are: c keeps them for
+ * the next build instead of letting go of what the build did not use. */
+void pl_compile_cache_keep_clusters(struct pl_compile_cache *c);
 /* Fills the snapshot entry out with the cluster cl (endpoints from eds when not NULL; dyn and
  * eds_res: what cl and eds came as over xDS, or NULL when static). With a cache, out shares a
  * compiled object that is reused while cl's and eds's sources stay the same; without, out owns a

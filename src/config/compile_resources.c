@@ -209,6 +209,39 @@ static struct pl_dyn_resource *copy_res(const struct pl_res *v, size_t n)
     return d;
 }
 
+/* The cluster side of s: static and CDS clusters compiled, the assignments and warming
+ * clusters kept, in a part later builds may share when compiled through a cache. */
+static int add_clusters(struct pl_snapshot *s, const struct pl_resource_set *rs,
+                        const struct timespec *now, struct pl_err *err)
+{
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr =
+        rs->bootstrap ? rs->bootstrap->static_resources : NULL;
+    size_t nsc = sr ? sr->n_clusters : 0;
+    int rc = 0;
+    s->clusters = pl_calloc(nsc + rs->n_clusters + 1, sizeof(*s->clusters));
+    struct pl_nametab clas;
+    pl_nametab_init(&clas, res_key);
+    pl_nametab_reserve(&clas, rs->n_clas);
+    for (size_t i = rs->n_clas; i-- > 0;) /* the first of a name wins */
+        pl_nametab_put(&clas, (void *)&rs->clas[i]);
+    for (size_t i = 0; i < nsc; i++)
+        if (add_cluster(s, rs, sr->clusters[i], NULL, &clas, now, err) < 0)
+            rc = PL_EINVAL;
+    for (size_t i = 0; i < rs->n_clusters; i++)
+        if (add_cluster(s, rs, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], &clas, now,
+                        err) < 0)
+            rc = PL_EINVAL;
+    pl_nametab_clear(&clas);
+    s->endpoints = copy_res(rs->clas, rs->n_clas);
+    s->n_endpoints = rs->n_clas;
+    s->warming_clusters = copy_res(rs->warming_clusters, rs->n_warming_clusters);
+    s->n_warming_clusters = rs->n_warming_clusters;
+    s->cds_version = rs->cds_version ? pl_strdup(rs->cds_version) : NULL;
+    if (rs->cache)
+        pl_snapshot_share_clusters(s);
+    return rc;
+}
+
 int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snapshot **out,
                                 struct pl_err *err)
 {
@@ -223,16 +256,10 @@ int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snap
         s->bootstrap = clone(&b->base);
         s->bootstrap_loaded = now;
     }
-    size_t nsl = sr ? sr->n_listeners : 0, nsc = sr ? sr->n_clusters : 0;
+    size_t nsl = sr ? sr->n_listeners : 0;
     s->listeners = pl_calloc(nsl + rs->n_listeners + 1, sizeof(*s->listeners));
-    s->clusters = pl_calloc(nsc + rs->n_clusters + 1, sizeof(*s->clusters));
     int rc = 0;
     struct res_index routes = index_of(rs->routes, rs->n_routes);
-    struct pl_nametab clas;
-    pl_nametab_init(&clas, res_key);
-    pl_nametab_reserve(&clas, rs->n_clas);
-    for (size_t i = rs->n_clas; i-- > 0;) /* the first of a name wins */
-        pl_nametab_put(&clas, (void *)&rs->clas[i]);
     if (add_route_tables(s, rs, &routes, err) < 0)
         rc = PL_EINVAL;
     for (size_t i = 0; i < nsl; i++)
@@ -242,25 +269,18 @@ int pl_config_compile_resources(const struct pl_resource_set *rs, struct pl_snap
         if (add_listener(s, rs, (const LISTENER_T *)rs->listeners[i].msg, &rs->listeners[i], &now,
                          err) < 0)
             rc = PL_EINVAL;
-    for (size_t i = 0; i < nsc; i++)
-        if (add_cluster(s, rs, sr->clusters[i], NULL, &clas, &now, err) < 0)
-            rc = PL_EINVAL;
-    for (size_t i = 0; i < rs->n_clusters; i++)
-        if (add_cluster(s, rs, (const CLUSTER_T *)rs->clusters[i].msg, &rs->clusters[i], &clas,
-                        &now, err) < 0)
-            rc = PL_EINVAL;
     free(routes.v);
-    pl_nametab_clear(&clas);
+    if (rs->cache && rs->same_clusters) {
+        pl_snapshot_use_clusters(s, rs->same_clusters);
+        pl_compile_cache_keep_clusters(rs->cache);
+    } else if (add_clusters(s, rs, &now, err) < 0) {
+        rc = PL_EINVAL;
+    }
     s->routes = copy_res(rs->routes, rs->n_routes);
     s->n_routes = rs->n_routes;
-    s->endpoints = copy_res(rs->clas, rs->n_clas);
-    s->n_endpoints = rs->n_clas;
     s->warming_listeners = copy_res(rs->warming_listeners, rs->n_warming_listeners);
     s->n_warming_listeners = rs->n_warming_listeners;
-    s->warming_clusters = copy_res(rs->warming_clusters, rs->n_warming_clusters);
-    s->n_warming_clusters = rs->n_warming_clusters;
     s->lds_version = rs->lds_version ? pl_strdup(rs->lds_version) : NULL;
-    s->cds_version = rs->cds_version ? pl_strdup(rs->cds_version) : NULL;
     if (rc < 0) {
         pl_snapshot_free(s);
         return rc;

@@ -71,6 +71,10 @@ struct pl_resource_set {
     const char *cds_version;
     struct pl_compile_cache *cache;     /* NULL: compile everything */
     struct pl_compile_failures *failed; /* NULL, or filled with what failed to compile */
+    /* with a cache: set, the snapshot takes this part (the cluster side of an earlier snapshot
+     * from the same cache, when nothing of it changed since) and clusters, clas,
+     * warming_clusters and cds_version are not read; NULL, they are compiled into a new part */
+    struct pl_cluster_part *same_clusters;
 };
 
 /* Compiles one listener into out (zeroed by the caller). The filter chains are compiled from

@@ -57,6 +57,60 @@ static void index_free(struct pl_snapshot_index *ix)
     free(ix);
 }
 
+/* The cluster side of s, or of a part: what pl_snapshot_free and the part's release free. */
+static void clusters_free(struct pl_cluster_cfg *clusters, size_t n_clusters,
+                          struct pl_dyn_resource *endpoints, size_t n_endpoints,
+                          struct pl_dyn_resource *warming, size_t n_warming, char *cds_version)
+{
+    for (size_t i = 0; i < n_clusters; i++)
+        pl_cluster_cfg_release(&clusters[i]);
+    free(clusters);
+    pl_dyn_resources_free(endpoints, n_endpoints);
+    pl_dyn_resources_free(warming, n_warming);
+    free(cds_version);
+}
+
+static void part_free(struct pl_shared *sh)
+{
+    struct pl_cluster_part *p = (struct pl_cluster_part *)sh;
+    clusters_free(p->clusters, p->n_clusters, p->endpoints, p->n_endpoints, p->warming_clusters,
+                  p->n_warming_clusters, p->cds_version);
+    if (p->index)
+        pl_nametab_clear(p->index);
+    free(p->index);
+    free(p);
+}
+
+void pl_snapshot_use_clusters(struct pl_snapshot *s, struct pl_cluster_part *p)
+{
+    pl_shared_ref(&p->sh);
+    s->cluster_part = p;
+    s->clusters = p->clusters;
+    s->n_clusters = p->n_clusters;
+    s->endpoints = p->endpoints;
+    s->n_endpoints = p->n_endpoints;
+    s->warming_clusters = p->warming_clusters;
+    s->n_warming_clusters = p->n_warming_clusters;
+    s->cds_version = p->cds_version;
+}
+
+void pl_snapshot_share_clusters(struct pl_snapshot *s)
+{
+    if (s->cluster_part)
+        return;
+    struct pl_cluster_part *p = pl_calloc(1, sizeof(*p));
+    atomic_init(&p->sh.refs, 0); /* the reference comes with pl_snapshot_use_clusters */
+    p->sh.free = part_free;
+    p->clusters = s->clusters;
+    p->n_clusters = s->n_clusters;
+    p->endpoints = s->endpoints;
+    p->n_endpoints = s->n_endpoints;
+    p->warming_clusters = s->warming_clusters;
+    p->n_warming_clusters = s->n_warming_clusters;
+    p->cds_version = s->cds_version;
+    pl_snapshot_use_clusters(s, p);
+}
+
 void pl_snapshot_free(struct pl_snapshot *s)
 {
     if (!s)
@@ -64,20 +118,19 @@ void pl_snapshot_free(struct pl_snapshot *s)
     for (size_t i = 0; i < s->n_listeners; i++)
         pl_listener_cfg_release(&s->listeners[i]);
     free(s->listeners);
-    for (size_t i = 0; i < s->n_clusters; i++)
-        pl_cluster_cfg_release(&s->clusters[i]);
-    free(s->clusters);
+    if (s->cluster_part)
+        pl_shared_unref(&s->cluster_part->sh);
+    else
+        clusters_free(s->clusters, s->n_clusters, s->endpoints, s->n_endpoints, s->warming_clusters,
+                      s->n_warming_clusters, s->cds_version);
     if (s->bootstrap)
         protobuf_c_message_free_unpacked(s->bootstrap, NULL);
     pl_dyn_resources_free(s->routes, s->n_routes);
     for (size_t i = 0; i < s->n_route_tables; i++)
         pl_route_table_cfg_release(&s->route_tables[i]);
     free(s->route_tables);
-    pl_dyn_resources_free(s->endpoints, s->n_endpoints);
     pl_dyn_resources_free(s->warming_listeners, s->n_warming_listeners);
-    pl_dyn_resources_free(s->warming_clusters, s->n_warming_clusters);
     free(s->lds_version);
-    free(s->cds_version);
     index_free(s->index);
     free(s);
 }
@@ -148,12 +201,20 @@ void pl_snapshot_index_build(struct pl_snapshot *s)
     pl_nametab_init(&ix->l, listener_key);
     pl_nametab_init(&ix->c, cluster_key);
     pl_nametab_reserve(&ix->l, s->n_listeners);
-    pl_nametab_reserve(&ix->c, s->n_clusters);
     /* the first of a name wins, as the linear scan finds it */
     for (size_t i = s->n_listeners; i-- > 0;)
         pl_nametab_put(&ix->l, &s->listeners[i]);
-    for (size_t i = s->n_clusters; i-- > 0;)
-        pl_nametab_put(&ix->c, &s->clusters[i]);
+    struct pl_cluster_part *p = s->cluster_part;
+    struct pl_nametab *c = p ? p->index : &ix->c;
+    if (!c) { /* a part's index is built once, by the first snapshot that indexes it */
+        c = p->index = pl_calloc(1, sizeof(*c));
+        pl_nametab_init(c, cluster_key);
+    }
+    if (!p || !c->n) {
+        pl_nametab_reserve(c, s->n_clusters);
+        for (size_t i = s->n_clusters; i-- > 0;)
+            pl_nametab_put(c, &s->clusters[i]);
+    }
     ix->n_listeners = s->n_listeners;
     ix->n_clusters = s->n_clusters;
     ix->listeners = s->listeners;
@@ -194,7 +255,7 @@ const struct pl_cluster_cfg *pl_snapshot_cluster(const struct pl_snapshot *s, co
 {
     const struct pl_snapshot_index *ix = index_of(s);
     if (ix)
-        return pl_nametab_get(&ix->c, name);
+        return pl_nametab_get(s->cluster_part ? s->cluster_part->index : &ix->c, name);
     for (size_t i = 0; i < s->n_clusters; i++)
         if (!strcmp(s->clusters[i].name, name))
             return &s->clusters[i];

@@ -429,6 +429,10 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
 {
     if (!g.inited)
         return pl_err_add(err, NULL, 0, 0, NULL, "upstream: pl_upstream_init was not called");
+    /* a cluster part (config/snapshot.h) is linked once: a later snapshot sharing it has the
+     * same clusters, already linked */
+    if (s->cluster_part && s->cluster_part->prepared)
+        return 0;
     /* marks by generation, and walks the list for removals only when some cluster went: 10,000
      * clusters are two walks of scattered nodes per update otherwise */
     uint64_t gen = ++g.gen;
@@ -473,6 +477,8 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
         pl_nametab_del(&g.by_name, c->name);
         mcluster_free(c);
     }
+    if (s->cluster_part)
+        s->cluster_part->prepared = true;
     return 0;
 }
 

@@ -218,15 +218,28 @@ static const char *applied(const struct pl_xds *x, enum pl_xds_type t)
     return x->applied_version[t];
 }
 
+void pl_xds_store_clusters_changed(struct pl_xds *x)
+{
+    if (x->clusters_built)
+        pl_shared_unref(&x->clusters_built->sh);
+    x->clusters_built = NULL;
+}
+
 int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, struct pl_err *err)
 {
     double now = ev_now(x->o.loop);
     struct side c = {0}, l = {0};
     x->n_warming = 0;
-    next_active(x, PL_XDS_CDS, &c, now);
+    /* the cluster side as it was (none warmed then, so none times out now), or built anew */
+    struct pl_cluster_part *same = x->clusters_built;
+    struct pl_res *se = NULL;
+    if (!same) {
+        next_active(x, PL_XDS_CDS, &c, now);
+        se = as_set(&x->acc[PL_XDS_EDS]);
+    }
     next_active(x, PL_XDS_LDS, &l, now);
     static_warming(x, now);
-    struct pl_res *sr = as_set(&x->acc[PL_XDS_RDS]), *se = as_set(&x->acc[PL_XDS_EDS]);
+    struct pl_res *sr = as_set(&x->acc[PL_XDS_RDS]);
     if (!x->cache)
         x->cache = pl_compile_cache_new();
     struct pl_resource_set rs = {
@@ -238,7 +251,7 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
         .routes = sr,
         .n_routes = x->acc[PL_XDS_RDS].tab.n,
         .clas = se,
-        .n_clas = x->acc[PL_XDS_EDS].tab.n,
+        .n_clas = se ? x->acc[PL_XDS_EDS].tab.n : 0,
         .warming_listeners = l.warming,
         .n_warming_listeners = l.n_warming,
         .warming_clusters = c.warming,
@@ -247,6 +260,7 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
         .cds_version = applied(x, PL_XDS_CDS),
         .cache = x->cache,
         .failed = failed,
+        .same_clusters = same,
     };
     struct pl_snapshot *s = NULL;
     int rc = pl_config_compile_resources(&rs, &s, err);
@@ -258,6 +272,10 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
         pl_compile_cache_commit(x->cache);
         side_commit(&c);
         side_commit(&l);
+        if (!same && c.n_warming == 0 && s->cluster_part) {
+            pl_shared_ref(&s->cluster_part->sh);
+            x->clusters_built = s->cluster_part;
+        }
         if (x->active_clusters.store) { /* static + dynamic, as Envoy counts them */
             pl_gauge_set(x->active_clusters, (int64_t)s->n_clusters);
             pl_gauge_set(x->warming_clusters, (int64_t)c.n_warming);
@@ -293,6 +311,7 @@ void pl_xds_store_free(struct pl_xds *x)
 {
     for (int t = 0; t < PL_XDS_NTYPES; t++)
         pl_xds_resmap_free(&x->acc[t]);
+    pl_xds_store_clusters_changed(x);
     pl_compile_cache_free(x->cache);
     x->cache = NULL;
 }

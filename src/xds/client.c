@@ -226,6 +226,7 @@ static void send_delta_diff(struct pl_xds *x, enum pl_xds_type t, char **old, si
 static void update_subscriptions(struct pl_xds *x)
 {
     static const enum pl_xds_type types[] = {PL_XDS_EDS, PL_XDS_RDS};
+    size_t pruned = 0;
     for (size_t k = 0; k < 2; k++) {
         enum pl_xds_type t = types[k];
         /* a change to some clusters or listeners rarely changes what they need: 10,000 EDS
@@ -244,7 +245,7 @@ static void update_subscriptions(struct pl_xds *x)
             free(names[i]);
         free(names);
         if (changed) {
-            pl_xds_store_prune(x, t);
+            pruned += pl_xds_store_prune(x, t);
             x->enabled[t] = true;
             if (x->delta)
                 send_delta_diff(x, t, old, n_old);
@@ -255,6 +256,14 @@ static void update_subscriptions(struct pl_xds *x)
             free(old[i]);
         free(old);
     }
+    /* what nothing needs any more leaves the snapshot too (/config_dump), as in Envoy */
+    struct pl_err err = PL_ERR_INIT;
+    if (pruned && pl_xds_store_rebuild(x, NULL, &err) < 0) {
+        char *msg = pl_err_join(&err);
+        pl_log_error("xds", "applying after unsubscribing failed: %s", msg);
+        free(msg);
+    }
+    pl_err_free(&err);
 }
 
 static void check_initialized(struct pl_xds *x)

@@ -132,6 +132,9 @@ struct pl_xds {
     unsigned n_warming;                  /* resources waiting at the last build (not timed out) */
     double static_deadline;         /* when the first waiting static resource gives up; 0: none */
     struct pl_compile_cache *cache; /* compiled clusters, listeners, route tables: reused */
+    /* the cluster side of the snapshot applied last (a reference) while no cluster was warming
+     * in it and no CDS or EDS change came since: a route or listener update reuses it whole */
+    struct pl_cluster_part *clusters_built;
 
     double start_time;
     double fetch_timeout_s[PL_XDS_NTYPES]; /* initial_fetch_timeout (0: wait forever) */
@@ -165,6 +168,8 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_upda
                         char *const *removed, size_t n_removed, struct pl_err *err);
 /* Builds the snapshot from the accepted resources (warming decides what serves) and applies it;
  * failed (may be NULL) gets the names of dynamic resources that failed to compile. */
+/* A CDS or EDS change: the next build compiles the cluster side again. */
+void pl_xds_store_clusters_changed(struct pl_xds *x);
 int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, struct pl_err *err);
 /* The RDS and EDS names the accepted (and static) listeners and clusters need, as a new array
  * of new strings (caller frees each and the array). */
@@ -185,8 +190,8 @@ void pl_xds_each_hcm(
 double pl_xds_rds_timeout(const Envoy__Config__Listener__V3__Listener *l);
 /* Whether cl takes its endpoints from EDS; *svc gets the assignment's name then. */
 bool pl_xds_cluster_eds_name(const Envoy__Config__Cluster__V3__Cluster *cl, const char **svc);
-/* Drops accepted RDS/EDS resources that are no longer subscribed. */
-void pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t);
+/* Drops accepted RDS/EDS resources that are no longer subscribed; returns how many. */
+size_t pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t);
 /* Earliest warming deadline of the last build (ev_now scale), 0 if none. */
 double pl_xds_store_next_deadline(const struct pl_xds *x);
 /* Frees the store's resources (accepted, active, compile cache). */

@@ -624,6 +624,8 @@ int pl_xds_store_update(struct pl_xds *x, enum pl_xds_type t, struct pl_xds_upda
     size_t changes = un.n;
     if (!changes) /* the same again (SotW resends everything): nothing to build */
         return 0;
+    if (t == PL_XDS_CDS || t == PL_XDS_EDS)
+        pl_xds_store_clusters_changed(x);
     struct pl_compile_failures f = {0};
     struct pl_err first = PL_ERR_INIT;
     int rc = pl_xds_store_rebuild(x, &f, &first);
@@ -784,8 +786,12 @@ static int keep_subscribed(void *item, void *arg)
     return 0;
 }
 
-void pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t)
+size_t pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t)
 {
     struct prune p = {.sub = &x->sub[t]};
+    size_t n = x->acc[t].tab.n;
     pl_nametab_filter(&x->acc[t].tab, keep_subscribed, &p);
+    if (x->acc[t].tab.n != n && (t == PL_XDS_CDS || t == PL_XDS_EDS))
+        pl_xds_store_clusters_changed(x);
+    return n - x->acc[t].tab.n;
 }

@@ -286,6 +286,56 @@ def test_initial_fetch_timeout_lets_the_proxy_go_live_without_a_control_plane(pi
     assert stat(px, "control_plane.connected_state") == 0
 
 
+def test_cluster_changes_around_route_updates_apply(setup):
+    """A route update reuses the cluster side of the snapshot before it whole; what changes that
+    side afterwards (an endpoint change, a cluster warming for its assignment, a removed cluster)
+    shows in traffic, stats and /config_dump all the same."""
+    c, px, ups, lport, res = setup(2)
+    add_other_cluster(c, res, ups)
+
+    def rds(cluster, version):
+        write(res / "routes.yaml", routes_yaml(cluster=cluster, tag=version))
+        c.node("sidecar-1", lambda n: n["types"]["rds"]["acked_version"] == version)
+
+    def eds_dump():
+        dump = px.admin_json("/config_dump")
+        ep = [x for x in dump["configs"] if x["@type"].endswith("EndpointsConfigDump")][0]
+        return sorted(e["endpoint_config"]["cluster_name"] for e in ep["dynamic_endpoint_configs"])
+    rds("other", "2")
+    served_by(lport, "u1")
+    # the endpoints of `other` move after the route update: traffic follows
+    write(res / "clusters.yaml",
+          clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[0].port)]))
+    served_by(lport, "u0")
+    rds("other", "3")
+    assert get(lport)[1]["upstream"] == "u0"
+    # a cluster without its assignment warms, through route updates, until it comes
+    warming = clusters_yaml([("demo_upstream", ups[0].port), ("other", ups[0].port)]) + (
+        '- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\n'
+        "  name: late\n  type: EDS\n  connect_timeout: 1s\n"
+        "  eds_cluster_config: { eds_config: { ads: {}, resource_api_version: V3 } }\n")
+    write(res / "clusters.yaml", warming)
+    until(lambda: stat(px, "cluster_manager.warming_clusters") == 1, 10, "late warming")
+    rds("demo_upstream", "4")
+    assert stat(px, "cluster_manager.warming_clusters") == 1
+    assert get(lport)[1]["upstream"] == "u0"
+    write(res / "clusters.yaml", clusters_yaml([("demo_upstream", ups[0].port),
+                                                ("other", ups[0].port), ("late", ups[1].port)]))
+    until(lambda: stat(px, "cluster_manager.warming_clusters") == 0, 10, "late warmed")
+    rds("late", "5")
+    served_by(lport, "u1")
+    assert stat(px, "cluster_manager.active_clusters") == 4  # with the static xds_cluster
+    # a removed cluster's assignment leaves /config_dump; route updates do not bring it back
+    write(res / "clusters.yaml", clusters_yaml([("late", ups[1].port)]))
+    until(lambda: eds_dump() == ["late"], 10, "assignments of removed clusters dropped")
+    rds("late", "6")
+    assert eds_dump() == ["late"]
+    _, _, text = px.admin("/clusters")
+    assert "other::" not in text and "late::added_via_api::true" in text
+    assert stat(px, "cluster_manager.active_clusters") == 2
+    assert get(lport)[1]["upstream"] == "u1"
+
+
 def test_config_dump_dynamic_sections(setup):
     c, px, ups, lport, res = setup()
     dump = px.admin_json("/config_dump")

@@ -218,6 +218,75 @@ Test(xds_compile, rds_names_and_route_tables)
     protobuf_c_message_free_unpacked(cla, NULL);
 }
 
+/* A build that takes the last one's cluster side shares it (clusters, assignments, index), and
+ * the compile cache keeps those clusters for the build after it. */
+Test(xds_compile, cluster_side_shared_by_a_route_update)
+{
+    ProtobufCMessage *cl = yaml(&envoy__config__cluster__v3__cluster__descriptor,
+                                "name: c\n"
+                                "type: EDS\n"
+                                "eds_cluster_config: { eds_config: { ads: {} } }\n");
+    ProtobufCMessage *cla = yaml(
+        &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
+        "cluster_name: c\n"
+        "endpoints:\n"
+        "- lb_endpoints:\n"
+        "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } }\n");
+    ProtobufCMessage *rc = yaml(&envoy__config__route__v3__route_configuration__descriptor,
+                                "name: r1\n"
+                                "virtual_hosts:\n"
+                                "- name: v\n"
+                                "  domains: ['*']\n"
+                                "  routes: [{ match: { prefix: / }, route: { cluster: c } }]\n");
+    struct pl_res cr = {.name = "c", .msg = cl, .version_info = "5"};
+    struct pl_res er = {.name = "c", .msg = cla, .version_info = "6"};
+    struct pl_res rr = {.name = "r1", .msg = rc, .version_info = "4"};
+    struct pl_compile_cache *cache = pl_compile_cache_new();
+    struct pl_resource_set rs = {.clusters = &cr,
+                                 .n_clusters = 1,
+                                 .clas = &er,
+                                 .n_clas = 1,
+                                 .cds_version = "5",
+                                 .cache = cache};
+    struct pl_snapshot *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    struct pl_err err = PL_ERR_INIT;
+    cr_assert_eq(pl_config_compile_resources(&rs, &s1, &err), 0);
+    pl_compile_cache_commit(cache);
+    cr_assert_not_null(s1->cluster_part);
+    cr_assert_eq(s1->n_clusters, 1);
+    cr_assert_eq(s1->n_endpoints, 1);
+
+    /* routes change: the clusters are s1's, not compiled again nor copied */
+    struct pl_resource_set routes = {
+        .routes = &rr, .n_routes = 1, .cache = cache, .same_clusters = s1->cluster_part};
+    cr_assert_eq(pl_config_compile_resources(&routes, &s2, &err), 0);
+    pl_compile_cache_commit(cache);
+    cr_assert_eq(s2->cluster_part, s1->cluster_part);
+    cr_assert_eq(s2->clusters, s1->clusters);
+    cr_assert_eq(s2->n_clusters, 1);
+    cr_assert_eq(s2->endpoints, s1->endpoints);
+    cr_assert_str_eq(s2->cds_version, "5");
+    cr_assert_not_null(pl_snapshot_route_table(s2, "r1"));
+    cr_assert_eq(pl_snapshot_cluster(s2, "c"), &s1->clusters[0]);
+    cr_assert_null(pl_snapshot_cluster(s2, "d"));
+    const struct pl_shared *compiled = s1->clusters[0].shared;
+    pl_snapshot_free(s1); /* s2 still holds the part */
+    cr_assert_eq(pl_snapshot_cluster(s2, "c")->n_hosts + pl_snapshot_cluster(s2, "c")->n_endpoints,
+                 1);
+
+    /* then a cluster side built again: the unchanged cluster comes from the cache */
+    cr_assert_eq(pl_config_compile_resources(&rs, &s3, &err), 0);
+    pl_compile_cache_commit(cache);
+    cr_assert_neq(s3->cluster_part, s2->cluster_part);
+    cr_assert_eq(s3->clusters[0].shared, compiled);
+    pl_snapshot_free(s2);
+    pl_snapshot_free(s3);
+    pl_compile_cache_free(cache);
+    protobuf_c_message_free_unpacked(cl, NULL);
+    protobuf_c_message_free_unpacked(cla, NULL);
+    protobuf_c_message_free_unpacked(rc, NULL);
+}
+
 /* Fields the walk skips (supported scalars and data messages) change nothing: unsupported and
  * inert fields deep in an assignment are still each found, with their paths. */
 Test(xds_walk, assignment_fields_deep_inside)
