@@ -336,8 +336,10 @@ int pl_bootstrap_compile(const pl_bootstrap_t *b, struct pl_snapshot **out, stru
         }
         s->clusters = pl_calloc(sr->n_clusters, sizeof(*s->clusters));
         for (size_t i = 0; i < sr->n_clusters; i++) {
-            if (pl_compile_cluster(sr->clusters[i], NULL, &now, &s->clusters[s->n_clusters++],
-                                   err) < 0)
+            /* counted even on failure: the snapshot frees what the compile filled in */
+            s->clusters[s->n_clusters] = pl_calloc(1, sizeof(**s->clusters));
+            if (pl_compile_cluster(sr->clusters[i], NULL, &now, s->clusters[s->n_clusters++], err) <
+                0)
                 rc = PL_EINVAL;
         }
     }

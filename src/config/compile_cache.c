@@ -46,6 +46,7 @@ static void cobj_free(struct pl_shared *sh)
     if (o->kind == K_CLUSTER) {
         if (o->borrowed)
             o->u.c.name = o->u.c.version_info = NULL;
+        o->u.c.shared = NULL; /* o itself */
         pl_cluster_cfg_release(&o->u.c);
     } else if (o->kind == K_LISTENER) {
         if (o->borrowed)
@@ -170,6 +171,8 @@ static struct cobj *lookup(struct pl_compile_cache *c, int kind, const char *nam
         o = pl_nametab_get(&c->cur[kind], name);
     if (!o || o->k1 != k1 || o->k2 != k2 || o->dynamic != dynamic)
         return NULL;
+    if (kind == K_CLUSTER && o->u.c.link && o->u.c.link_ops->retired(o->u.c.link))
+        return NULL; /* its name's runtime went (then came back): compiled again for the new */
     use(c, o);
     return o;
 }
@@ -265,16 +268,23 @@ int pl_cc_cluster(struct pl_compile_cache *c, const Envoy__Config__Cluster__V3__
                   const struct pl_res *dyn,
                   const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *eds,
                   const struct pl_res *eds_res, const struct timespec *now,
-                  struct pl_cluster_cfg *out, struct pl_err *err)
+                  struct pl_cluster_cfg **out, struct pl_err *err)
 {
     const struct timespec *ts = dyn ? &dyn->last_updated : now;
     bool own1 = dyn && dyn->owner && dyn->bytes, own2 = eds_res && eds_res->owner;
     bool shared = own1 && (!eds_res || own2);
+    *out = NULL;
     if (!c) {
-        int rc = cluster_fresh(cl, dyn, eds, eds_res, ts, false, out, err);
+        struct pl_cluster_cfg *f = pl_calloc(1, sizeof(*f));
+        int rc = cluster_fresh(cl, dyn, eds, eds_res, ts, false, f, err);
         if (dyn)
-            set_dyn(&out->version_info, &out->last_updated, &out->dynamic, dyn);
-        return rc;
+            set_dyn(&f->version_info, &f->last_updated, &f->dynamic, dyn);
+        if (rc < 0) {
+            pl_cluster_free(f);
+            return rc;
+        }
+        *out = f;
+        return 0;
     }
     const void *k1 = own1 ? (const void *)dyn->owner : cl;
     const void *k2 = eds_res ? (own2 ? (const void *)eds_res->owner : eds_res->msg) : eds;
@@ -299,17 +309,14 @@ int pl_cc_cluster(struct pl_compile_cache *c, const Envoy__Config__Cluster__V3__
         }
         if (rc < 0) {
             cobj_free(&o->sh);
-            memset(out, 0, sizeof(*out));
             return rc;
         }
+        o->u.c.shared = &o->sh;
         use(c, o);
         pl_shared_unref(&o->sh); /* the build's reference is the one left */
     }
-    *out = o->u.c;
     pl_shared_ref(&o->sh);
-    out->shared = &o->sh;
-    out->link = NULL;
-    out->link_release = NULL;
+    *out = &o->u.c;
     return 0;
 }
 

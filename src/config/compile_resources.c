@@ -151,7 +151,7 @@ static int add_cluster(struct pl_snapshot *s, const struct pl_resource_set *rs, 
     const char *svc = eds_name_of(cl, dyn);
     if (svc)
         r = pl_nametab_get(clas, svc);
-    struct pl_cluster_cfg *out = &s->clusters[s->n_clusters];
+    struct pl_cluster_cfg **out = &s->clusters[s->n_clusters];
     int rc = pl_cc_cluster(rs->cache, cl, dyn, svc && !r ? &empty : NULL, r, now, out, err);
     if (rc < 0) {
         if (dyn && rs->failed)

@@ -146,7 +146,7 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s, struct failu
         cluster_failure(d->dynamic_warming_clusters[d->n_dynamic_warming_clusters++], fs, w->name);
     }
     for (size_t i = 0; i < s->n_clusters; i++) {
-        const struct pl_cluster_cfg *c = &s->clusters[i];
+        const struct pl_cluster_cfg *c = s->clusters[i];
         if (c->dynamic) { /* from CDS */
             GROW(d->dynamic_active_clusters, d->n_dynamic_active_clusters);
             d->dynamic_active_clusters[d->n_dynamic_active_clusters] =

@@ -12,7 +12,7 @@
 struct pl_snapshot_index {
     size_t n_listeners, n_clusters; /* the array sizes it was built for */
     const struct pl_listener_cfg *listeners;
-    const struct pl_cluster_cfg *clusters;
+    struct pl_cluster_cfg *const *clusters;
     struct pl_nametab l, c;
 };
 
@@ -58,12 +58,12 @@ static void index_free(struct pl_snapshot_index *ix)
 }
 
 /* The cluster side of s, or of a part: what pl_snapshot_free and the part's release free. */
-static void clusters_free(struct pl_cluster_cfg *clusters, size_t n_clusters,
+static void clusters_free(struct pl_cluster_cfg **clusters, size_t n_clusters,
                           struct pl_dyn_resource *endpoints, size_t n_endpoints,
                           struct pl_dyn_resource *warming, size_t n_warming, char *cds_version)
 {
     for (size_t i = 0; i < n_clusters; i++)
-        pl_cluster_cfg_release(&clusters[i]);
+        pl_cluster_free(clusters[i]);
     free(clusters);
     pl_dyn_resources_free(endpoints, n_endpoints);
     pl_dyn_resources_free(warming, n_warming);
@@ -149,15 +149,23 @@ void pl_listener_cfg_release(struct pl_listener_cfg *l)
     pl_filter_chains_free(l->chains);
 }
 
-void pl_cluster_cfg_release(struct pl_cluster_cfg *c)
+void pl_cluster_free(struct pl_cluster_cfg *c)
 {
-    if (c->link && c->link_release)
-        c->link_release(c->link);
-    c->link = NULL;
+    if (!c)
+        return;
     if (c->shared) {
         pl_shared_unref(c->shared);
         return;
     }
+    pl_cluster_cfg_release(c);
+    free(c);
+}
+
+void pl_cluster_cfg_release(struct pl_cluster_cfg *c)
+{
+    if (c->link && c->link_ops)
+        c->link_ops->release(c->link);
+    c->link = NULL;
     free(c->name);
     free(c->version_info);
     for (size_t j = 0; j < c->n_endpoints; j++) {
@@ -213,7 +221,7 @@ void pl_snapshot_index_build(struct pl_snapshot *s)
     if (!p || !c->n) {
         pl_nametab_reserve(c, s->n_clusters);
         for (size_t i = s->n_clusters; i-- > 0;)
-            pl_nametab_put(c, &s->clusters[i]);
+            pl_nametab_put(c, s->clusters[i]);
     }
     ix->n_listeners = s->n_listeners;
     ix->n_clusters = s->n_clusters;
@@ -257,8 +265,8 @@ const struct pl_cluster_cfg *pl_snapshot_cluster(const struct pl_snapshot *s, co
     if (ix)
         return pl_nametab_get(s->cluster_part ? s->cluster_part->index : &ix->c, name);
     for (size_t i = 0; i < s->n_clusters; i++)
-        if (!strcmp(s->clusters[i].name, name))
-            return &s->clusters[i];
+        if (!strcmp(s->clusters[i]->name, name))
+            return s->clusters[i];
     return NULL;
 }
 

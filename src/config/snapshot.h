@@ -133,13 +133,21 @@ struct pl_cluster_cfg {
     const struct pl_transport_vtable *transport;
     void *transport_cfg; /* owned, freed with transport->free_cfg */
 
-    /* runtime link, set by pl_upstream_prepare on main before publish; the snapshot holds one
-     * reference, dropped through link_release when the snapshot is freed */
+    /* runtime link, set by pl_upstream_prepare on main before the cluster is first published
+     * (never changed after): the cluster holds one reference, dropped through link_ops */
     struct pl_cluster_link *link;
-    void (*link_release)(struct pl_cluster_link *link);
+    const struct pl_cluster_link_ops *link_ops;
 
-    struct pl_shared *shared; /* set: every pointer but link belongs to this owner (a compiled
-                                 cluster reused across snapshots); link stays per entry */
+    struct pl_shared *shared; /* set: the cluster is a compiled object of the compile cache,
+                                 shared by the snapshots that serve it (one reference each) */
+};
+
+/* What the owner of runtime links (src/upstream) does with one a cluster holds. */
+struct pl_cluster_link_ops {
+    void (*release)(struct pl_cluster_link *link);
+    /* the link's name left the upstream manager: a compiled cluster holding it is not reused
+     * (a new one gets the name's new link) */
+    bool (*retired)(const struct pl_cluster_link *link);
 };
 
 /* c's load-balancing and DNS options (the defaults for a cluster never compiled). */
@@ -177,7 +185,7 @@ struct pl_snapshot_index; /* private to config/snapshot.c */
  * them instead of copying and relinking each. Made by pl_snapshot_share_clusters. */
 struct pl_cluster_part {
     struct pl_shared sh;
-    struct pl_cluster_cfg *clusters;
+    struct pl_cluster_cfg **clusters;
     size_t n_clusters;
     struct pl_dyn_resource *endpoints;
     size_t n_endpoints;
@@ -192,7 +200,9 @@ struct pl_snapshot {
     uint64_t generation; /* increases by one per publish */
     struct pl_listener_cfg *listeners;
     size_t n_listeners;
-    struct pl_cluster_cfg *clusters;
+    /* the clusters, each its own object (with the compile cache, shared by the snapshots that
+     * serve it unchanged: 10,000 clusters are not copied per update) */
+    struct pl_cluster_cfg **clusters;
     size_t n_clusters;
     ProtobufCMessage *bootstrap; /* the bootstrap as loaded, owned; for /config_dump */
     struct timespec bootstrap_loaded;
@@ -228,8 +238,10 @@ struct pl_snapshot *pl_snapshot_new(void);
 void pl_snapshot_free(struct pl_snapshot *s);
 /* Frees what a listener entry owns, or drops its reference on l->shared (not l itself). */
 void pl_listener_cfg_release(struct pl_listener_cfg *l);
-/* Frees what a cluster entry owns (its link reference in any case), or drops c->shared. */
+/* Frees what a cluster owns, its link reference included (not c itself, nor c->shared). */
 void pl_cluster_cfg_release(struct pl_cluster_cfg *c);
+/* A snapshot's cluster: drops its reference on c->shared, or frees c and what it owns. */
+void pl_cluster_free(struct pl_cluster_cfg *c);
 /* Frees what a route table entry owns, or drops r->shared. */
 void pl_route_table_cfg_release(struct pl_route_table_cfg *r);
 /* Frees n dynamic resources and the array (NULL is fine). */

@@ -178,7 +178,7 @@ static void h_clusters(const struct pl_admin_request *req, struct pl_admin_respo
         pl_admin_resp_printf(r, "{\"cluster_statuses\": [");
     }
     for (size_t i = 0; s && i < s->n_clusters; i++) {
-        const struct pl_cluster_cfg *c = &s->clusters[i];
+        const struct pl_cluster_cfg *c = s->clusters[i];
         if (json) {
             pl_admin_resp_printf(r, "%s{\"name\": ", i ? ", " : "");
             json_str(r, c->name);

@@ -425,6 +425,14 @@ int pl_upstream_init(const struct pl_upstream_opts *o, struct pl_err *err)
     return 0;
 }
 
+static bool link_retired(const struct pl_cluster_link *l)
+{
+    return atomic_load_explicit(&l->retired, memory_order_relaxed);
+}
+
+static const struct pl_cluster_link_ops link_ops = {.release = up_link_unref,
+                                                    .retired = link_retired};
+
 int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
 {
     if (!g.inited)
@@ -438,7 +446,7 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
     uint64_t gen = ++g.gen;
     size_t n_seen = 0;
     for (size_t i = 0; i < s->n_clusters; i++) {
-        struct pl_cluster_cfg *cfg = &s->clusters[i];
+        struct pl_cluster_cfg *cfg = s->clusters[i];
         struct up_mcluster *c = pl_nametab_get(&g.by_name, cfg->name);
         if (!c) {
             c = pl_calloc(1, sizeof(*c));
@@ -460,11 +468,15 @@ int pl_upstream_prepare(struct pl_snapshot *s, struct pl_err *err)
             c->seen = gen;
             n_seen++;
         }
-        if (cfg->link && cfg->link_release)
-            cfg->link_release(cfg->link);
-        up_link_ref(c->link);
-        cfg->link = c->link;
-        cfg->link_release = up_link_unref;
+        /* a compiled cluster keeps the link it got first: one published already has its name's
+         * link (the compile cache does not reuse one whose link retired) */
+        if (cfg->link != c->link) {
+            if (cfg->link)
+                cfg->link_ops->release(cfg->link);
+            up_link_ref(c->link);
+            cfg->link = c->link;
+            cfg->link_ops = &link_ops;
+        }
     }
     for (struct up_mcluster **pp = &g.clusters; n_seen < g.by_name.n && *pp;) {
         struct up_mcluster *c = *pp;

@@ -7,9 +7,10 @@
  *   main thread   one `link` per configured cluster name (struct pl_cluster_link, opaque): the
  *                 cluster's stats handles, its DNS resolution state, and an RCU-published pointer
  *                 to its current host set. pl_upstream_prepare(s) (main, after compile, before
- *                 pl_publish) attaches each cluster of s to the link of its name (s->clusters[i].
- *                 link; the snapshot holds a reference, dropped by pl_snapshot_free), creates the
- *                 link for a new name, and publishes a new host set when the cluster's config hash
+ *                 pl_publish) attaches each cluster of s to the link of its name (s->clusters[i]->
+ *                 link, set once: a compiled cluster shared by later snapshots keeps it; the
+ *                 cluster holds a reference, dropped when it is freed), creates the link for a new
+ *                 name, and publishes a new host set when the cluster's config hash
  *                 changed. Links of names that s no longer has stop resolving.
  *   host set      immutable, reference counted: the hosts (address, weight, health, locality), the
  *                 LB parameters and the shared read-only LB tables (ring, Maglev table) built on

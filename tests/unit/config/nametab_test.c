@@ -71,22 +71,24 @@ Test(snapshot, index_finds_clusters_and_listeners_and_falls_back_when_stale)
 {
     struct pl_snapshot *s = pl_snapshot_new();
     s->clusters = calloc(3, sizeof(*s->clusters));
+    for (int i = 0; i < 3; i++)
+        s->clusters[i] = calloc(1, sizeof(**s->clusters));
     s->n_clusters = 2;
-    s->clusters[0].name = strdup("a");
-    s->clusters[1].name = strdup("b");
+    s->clusters[0]->name = strdup("a");
+    s->clusters[1]->name = strdup("b");
     s->listeners = calloc(1, sizeof(*s->listeners));
     s->n_listeners = 1;
     s->listeners[0].name = strdup("l");
-    cr_assert_eq(pl_snapshot_cluster(s, "b"), &s->clusters[1]); /* no index: a scan */
+    cr_assert_eq(pl_snapshot_cluster(s, "b"), s->clusters[1]); /* no index: a scan */
     pl_snapshot_index_build(s);
-    cr_assert_eq(pl_snapshot_cluster(s, "a"), &s->clusters[0]);
-    cr_assert_eq(pl_snapshot_cluster(s, "b"), &s->clusters[1]);
+    cr_assert_eq(pl_snapshot_cluster(s, "a"), s->clusters[0]);
+    cr_assert_eq(pl_snapshot_cluster(s, "b"), s->clusters[1]);
     cr_assert_null(pl_snapshot_cluster(s, "c"));
     cr_assert_eq(pl_snapshot_listener(s, "l"), &s->listeners[0]);
     cr_assert_null(pl_snapshot_listener(s, "a"));
     /* a cluster added after the index was built is still found */
-    s->clusters[2].name = strdup("c");
+    s->clusters[2]->name = strdup("c");
     s->n_clusters = 3;
-    cr_assert_eq(pl_snapshot_cluster(s, "c"), &s->clusters[2]);
+    cr_assert_eq(pl_snapshot_cluster(s, "c"), s->clusters[2]);
     pl_snapshot_free(s);
 }

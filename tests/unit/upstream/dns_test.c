@@ -361,7 +361,7 @@ Test(dns, strict_dns_updates_reach_worker, .init = setup_dns, .fini = teardown_d
                                       "{address: backend.test, port_value: 8080}}}\n"
                                       "        - endpoint: {address: {socket_address: "
                                       "{address: 127.0.0.5, port_value: 80}}}\n");
-    struct worker_arg w = {.cfg = &s->clusters[0], .mu = PTHREAD_MUTEX_INITIALIZER};
+    struct worker_arg w = {.cfg = s->clusters[0], .mu = PTHREAD_MUTEX_INITIALIZER};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, worker_main, &w), 0);
 
@@ -425,7 +425,7 @@ Test(dns, logical_dns_keeps_one_host, .init = setup_dns, .fini = teardown_dns)
                                       "        - endpoint: {address: {socket_address: "
                                       "{address: logical.test, port_value: 80}}}\n");
     cr_assert(run_until(host_count, "ld", 5));
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     struct pl_host_rt *h = pl_upstream_pick(c, NULL);
     cr_assert_not_null(h);
     cr_assert_str_eq(h->addr_str, "10.0.1.1:80");
@@ -462,7 +462,7 @@ Test(dns, config_change_keeps_resolved_hosts, .init = setup_dns, .fini = teardow
     snprintf(y, sizeof(y), fmt, "RANDOM");
     struct pl_snapshot *s2 = yaml_snap(y);
     /* right after the change, before any new answer: the resolved host is still there */
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s2->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s2->clusters[0]);
     struct pl_host_rt *h = pl_upstream_pick(c, NULL);
     cr_assert_not_null(h);
     cr_assert_str_eq(h->addr_str, "10.3.0.1:80");

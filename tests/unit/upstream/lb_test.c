@@ -99,7 +99,7 @@ static const unsigned w3[] = {1, 2, 5};
 static void check_policy(const char *policy, const char *extra, bool hashed, double tol)
 {
     struct pl_snapshot *s = snap_of(policy, extra, weighted3, 3);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     unsigned counts[10];
     count_picks(c, counts, hashed);
     assert_weighted(counts, w3, 3, tol);
@@ -133,7 +133,7 @@ Test(lb, round_robin_equal_rotates)
 {
     static const struct ep eps[] = {{1000, 0, NULL}, {1001, 0, NULL}, {1002, 0, NULL}};
     struct pl_snapshot *s = snap_of("ROUND_ROBIN", NULL, eps, 3);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     unsigned first = port_of(pl_upstream_pick(c, NULL));
     for (int i = 1; i < 30; i++)
         cr_assert_eq(port_of(pl_upstream_pick(c, NULL)), 1000 + (first - 1000 + i) % 3);
@@ -170,7 +170,7 @@ Test(lb, least_request_equal_uniform)
         {1000, 0, NULL}, {1001, 0, NULL}, {1002, 0, NULL}, {1003, 0, NULL}};
     static const unsigned w[] = {1, 1, 1, 1};
     struct pl_snapshot *s = snap_of("LEAST_REQUEST", NULL, eps, 4);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     unsigned counts[10];
     count_picks(c, counts, false);
     assert_weighted(counts, w, 4, 0.05);
@@ -181,7 +181,7 @@ Test(lb, least_request_equal_uniform)
 static double idle_share(const char *extra, const struct ep *eps)
 {
     struct pl_snapshot *s = snap_of("LEAST_REQUEST", extra, eps, 4);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     struct pl_host_rt *hosts[4] = {0};
     for (int i = 0; i < 200; i++) {
         struct pl_host_rt *h = pl_upstream_pick(c, NULL);
@@ -230,7 +230,7 @@ static void check_consistency(const char *policy)
     for (int i = 0; i < 10; i++)
         eps[i] = (struct ep){1000 + i, 0, NULL};
     struct pl_snapshot *s1 = snap_of(policy, NULL, eps, 10);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s1->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s1->clusters[0]);
     unsigned *before = calloc(N_KEYS, sizeof(unsigned)), *after = calloc(N_KEYS, sizeof(unsigned));
     map_keys(c, before, N_KEYS);
     for (int i = 0; i < N_KEYS; i++) /* deterministic */
@@ -245,7 +245,7 @@ static void check_consistency(const char *policy)
         if (i != 4)
             fewer[j++] = eps[i];
     struct pl_snapshot *s2 = snap_of(policy, NULL, fewer, 9);
-    cr_assert_eq(pl_upstream_cluster(&s2->clusters[0]), c, "same runtime object per name");
+    cr_assert_eq(pl_upstream_cluster(s2->clusters[0]), c, "same runtime object per name");
     map_keys(c, after, N_KEYS);
     size_t on_removed = 0, moved = 0;
     for (int i = 0; i < N_KEYS; i++) {
@@ -278,7 +278,7 @@ Test(lb, runtime_survives_unchanged_cluster)
 {
     static const struct ep eps[] = {{1000, 1, NULL}, {1001, 2, NULL}, {1002, 3, NULL}};
     struct pl_snapshot *s1 = snap_of("ROUND_ROBIN", NULL, eps, 3);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s1->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s1->clusters[0]);
     struct up_cluster *uc = (struct up_cluster *)c;
     struct pl_host_rt *h = pl_upstream_pick(c, NULL);
     h->pool_h1 = (void *)0x1; /* as the HTTP pools would */
@@ -290,9 +290,9 @@ Test(lb, runtime_survives_unchanged_cluster)
 
     /* the same cluster in a new snapshot: nothing is rebuilt */
     struct pl_snapshot *s2 = snap_of("ROUND_ROBIN", NULL, eps, 3);
-    cr_assert_eq(s1->clusters[0].hash, s2->clusters[0].hash);
+    cr_assert_eq(s1->clusters[0]->hash, s2->clusters[0]->hash);
     pl_snapshot_free(s1);
-    cr_assert_eq(pl_upstream_cluster(&s2->clusters[0]), c);
+    cr_assert_eq(pl_upstream_cluster(s2->clusters[0]), c);
     cr_assert_eq(uc->hs, hs, "host set unchanged");
     cr_assert_eq(uc->edf_now, edf_now, "EDF cursor kept");
     pl_upstream_pick(c, NULL);
@@ -302,7 +302,7 @@ Test(lb, runtime_survives_unchanged_cluster)
     static const struct ep more[] = {
         {1000, 1, NULL}, {1001, 2, NULL}, {1002, 3, NULL}, {1003, 1, NULL}};
     struct pl_snapshot *s3 = snap_of("LEAST_REQUEST", NULL, more, 4);
-    cr_assert_eq(pl_upstream_cluster(&s3->clusters[0]), c);
+    cr_assert_eq(pl_upstream_cluster(s3->clusters[0]), c);
     cr_assert_neq(uc->hs, hs);
     cr_assert_eq(uc->hs->n_hosts, 4);
     cr_assert_eq(uc->hs->lb.policy, 1 /* LEAST_REQUEST */);
@@ -336,7 +336,7 @@ Test(lb, removed_host_is_released_and_kept_while_referenced)
     pl_upstream_set_pool_release(on_release);
     static const struct ep two[] = {{1000, 0, NULL}, {1001, 0, NULL}};
     struct pl_snapshot *s1 = snap_of("ROUND_ROBIN", NULL, two, 2);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s1->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s1->clusters[0]);
     struct pl_host_rt *h = pl_upstream_pick(c, NULL);
     if (port_of(h) != 1001)
         h = pl_upstream_pick(c, NULL);
@@ -344,7 +344,7 @@ Test(lb, removed_host_is_released_and_kept_while_referenced)
     h->pool_h1 = (void *)0x2;
     pl_upstream_host_ref(h); /* a connection in use */
     struct pl_snapshot *s2 = snap_of("ROUND_ROBIN", NULL, two, 1);
-    pl_upstream_cluster(&s2->clusters[0]);
+    pl_upstream_cluster(s2->clusters[0]);
     cr_assert_eq(released, 1);
     cr_assert(h->removed);
     cr_assert_null(h->pool_h1);
@@ -361,7 +361,7 @@ Test(lb, panic_and_health)
     static const struct ep half[] = {
         {1000, 0, NULL}, {1001, 0, "UNHEALTHY"}, {1002, 0, NULL}, {1003, 0, "DRAINING"}};
     struct pl_snapshot *s = snap_of("RANDOM", NULL, half, 4);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     unsigned counts[10];
     count_picks(c, counts, false); /* 2 of 4 healthy: 70% >= 50%, no panic */
     cr_assert_eq(counts[1] + counts[3], 0);
@@ -373,7 +373,7 @@ Test(lb, panic_and_health)
     static const struct ep one[] = {
         {1000, 0, NULL}, {1001, 0, "UNHEALTHY"}, {1002, 0, "TIMEOUT"}, {1003, 0, "UNHEALTHY"}};
     s = snap_of("RANDOM", NULL, one, 4);
-    c = pl_upstream_cluster(&s->clusters[0]);
+    c = pl_upstream_cluster(s->clusters[0]);
     count_picks(c, counts, false); /* 35% healthy: panic, all hosts */
     for (int i = 0; i < 4; i++)
         cr_assert_gt(counts[i], N_PICKS / 5);
@@ -384,7 +384,7 @@ Test(lb, panic_and_health)
 Test(lb, empty_cluster_has_no_host)
 {
     struct pl_snapshot *s = snap_of("ROUND_ROBIN", NULL, NULL, 0);
-    cr_assert_null(pl_upstream_pick(pl_upstream_cluster(&s->clusters[0]), NULL));
+    cr_assert_null(pl_upstream_pick(pl_upstream_cluster(s->clusters[0]), NULL));
     pl_snapshot_free(s);
 }
 
@@ -395,7 +395,7 @@ Test(lb, original_dst)
                                       "  - name: od\n"
                                       "    type: ORIGINAL_DST\n"
                                       "    lb_policy: CLUSTER_PROVIDED\n");
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     cr_assert_null(pl_upstream_pick(c, NULL));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9999)};
     inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
@@ -414,7 +414,7 @@ Test(lb, stats_and_status_codes)
 {
     static const struct ep eps[] = {{1000, 0, NULL}};
     struct pl_snapshot *s = snap_of("ROUND_ROBIN", NULL, eps, 1);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     cr_assert_str_eq(c->name, "c");
     cr_assert_leq(sizeof(struct pl_cluster_stats), 96); /* slots, not 16-byte handles */
     pl_counter_inc(PL_CLUSTER_COUNTER(&c->stats, upstream_rq_total));
@@ -449,14 +449,14 @@ Test(lb, unprepared_snapshot_falls_back)
     char *y = cluster_yaml("raw", "ROUND_ROBIN", NULL, weighted3, 3);
     struct pl_snapshot *s = yaml_snap2(y, false, NULL);
     free(y);
-    cr_assert_null(s->clusters[0].link);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s->clusters[0]);
+    cr_assert_null(s->clusters[0]->link);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s->clusters[0]);
     unsigned counts[10];
     count_picks(c, counts, false);
     assert_weighted(counts, w3, 3, 0.001);
     pl_counter_inc(
         PL_CLUSTER_COUNTER(&c->stats, upstream_rq_total)); /* stats work (a private store) */
-    cr_assert_eq(pl_upstream_cluster(&s->clusters[0]), c);
+    cr_assert_eq(pl_upstream_cluster(s->clusters[0]), c);
     pl_snapshot_free(s);
 }
 
@@ -466,7 +466,7 @@ Test(lb, removed_cluster_is_collected)
     char *y = cluster_yaml("gone", "ROUND_ROBIN", NULL, eps, 1);
     struct pl_snapshot *s1 = yaml_snap(y);
     free(y);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s1->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s1->clusters[0]);
     pl_upstream_cluster_ref(c);
     struct pl_snapshot *s2 = snap_of("ROUND_ROBIN", NULL, eps, 1); /* only "c" */
     cr_assert_null(pl_upstream_main_stats("gone"));
@@ -549,7 +549,7 @@ Test(lb, compiled_options)
                   "        explicit_http_config:\n"
                   "          http2_protocol_options: {max_concurrent_streams: 7}\n"
                   "  - name: h1\n");
-    const struct pl_cluster_cfg *h2 = &s->clusters[0], *h1 = &s->clusters[1];
+    const struct pl_cluster_cfg *h2 = s->clusters[0], *h1 = s->clusters[1];
     cr_assert(h2->http2);
     cr_assert_eq(h2->h2_max_concurrent_streams, 7);
     cr_assert_eq(h2->h2_initial_stream_window_size, 268435456);
@@ -579,7 +579,7 @@ Test(lb, large_cluster_change_keeps_hosts)
     for (int i = 0; i < N; i++)
         eps[i] = (struct ep){2000 + i, 0, NULL};
     struct pl_snapshot *s1 = snap_of("ROUND_ROBIN", NULL, eps, N);
-    struct pl_cluster_rt *c = pl_upstream_cluster(&s1->clusters[0]);
+    struct pl_cluster_rt *c = pl_upstream_cluster(s1->clusters[0]);
     struct up_cluster *uc = (struct up_cluster *)c;
     struct pl_host_rt *before[N];
     for (int i = 0; i < N; i++) {
@@ -594,7 +594,7 @@ Test(lb, large_cluster_change_keeps_hosts)
             next[n++] = eps[i];
     next[n++] = (struct ep){3000, 0, NULL};
     struct pl_snapshot *s2 = snap_of("ROUND_ROBIN", NULL, next, n);
-    pl_upstream_cluster(&s2->clusters[0]);
+    pl_upstream_cluster(s2->clusters[0]);
     cr_assert_eq(uc->hs->n_hosts, n);
     for (size_t i = 0; i < n; i++) {
         struct pl_host_rt *h = &uc->hosts[i]->pub;
@@ -622,7 +622,7 @@ static void check_dedup(size_t n_distinct)
             eps[n++] = (struct ep){2000 + (unsigned)(i / 2), 0, NULL};
     }
     struct pl_snapshot *s = snap_of("ROUND_ROBIN", NULL, eps, n);
-    struct up_cluster *uc = (struct up_cluster *)pl_upstream_cluster(&s->clusters[0]);
+    struct up_cluster *uc = (struct up_cluster *)pl_upstream_cluster(s->clusters[0]);
     cr_assert_eq(uc->hs->n_hosts, n_distinct, "%zu distinct of %zu", n_distinct, n);
     for (size_t i = 0; i < n_distinct; i++)
         cr_assert_eq(port_of(&uc->hosts[i]->pub), 2000 + i);
@@ -652,8 +652,8 @@ Test(lb, static_ipv4_literals)
         snprintf(y, sizeof(y), fmt, good[i]);
         struct pl_snapshot *s = yaml_snap2(y, true, NULL);
         cr_assert_not_null(s, "%s refused", good[i]);
-        cr_assert_eq(s->clusters[0].n_endpoints, 1);
-        cr_assert_neq(s->clusters[0].endpoints[0].addrlen, 0, "%s", good[i]);
+        cr_assert_eq(s->clusters[0]->n_endpoints, 1);
+        cr_assert_neq(s->clusters[0]->endpoints[0].addrlen, 0, "%s", good[i]);
         pl_snapshot_free(s);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

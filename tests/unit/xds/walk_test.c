@@ -192,15 +192,15 @@ Test(xds_compile, rds_names_and_route_tables)
     protobuf_c_message_free_unpacked(&h->base, NULL);
     uint64_t hash = s->listeners[0].hash;
     cr_assert_eq(s->n_clusters, 1);
-    cr_assert_eq(s->clusters[0].n_endpoints, 2);
+    cr_assert_eq(s->clusters[0]->n_endpoints, 2);
     char ep[64];
-    pl_addr_format(&s->clusters[0].endpoints[1].addr.sa, s->clusters[0].endpoints[1].addrlen, ep,
+    pl_addr_format(&s->clusters[0]->endpoints[1].addr.sa, s->clusters[0]->endpoints[1].addrlen, ep,
                    sizeof(ep));
     cr_assert_str_eq(ep, "10.0.0.2:80");
     cr_assert_eq(s->n_routes, 1);
     cr_assert_str_eq(s->routes[0].version_info, "4");
     cr_assert_str_eq(s->lds_version, "3");
-    uint64_t chash = s->clusters[0].hash;
+    uint64_t chash = s->clusters[0]->hash;
     pl_snapshot_free(s);
 
     /* without its assignment the cluster has no endpoints and another hash; the listener's hash
@@ -208,8 +208,8 @@ Test(xds_compile, rds_names_and_route_tables)
     rs.n_clas = 0;
     rs.n_routes = 0;
     cr_assert_eq(pl_config_compile_resources(&rs, &s, &err), 0);
-    cr_assert_eq(s->clusters[0].n_endpoints, 0);
-    cr_assert_neq(s->clusters[0].hash, chash);
+    cr_assert_eq(s->clusters[0]->n_endpoints, 0);
+    cr_assert_neq(s->clusters[0]->hash, chash);
     cr_assert_eq(s->listeners[0].hash, hash);
     pl_snapshot_free(s);
     protobuf_c_message_free_unpacked(l, NULL);
@@ -267,9 +267,9 @@ Test(xds_compile, cluster_side_shared_by_a_route_update)
     cr_assert_eq(s2->endpoints, s1->endpoints);
     cr_assert_str_eq(s2->cds_version, "5");
     cr_assert_not_null(pl_snapshot_route_table(s2, "r1"));
-    cr_assert_eq(pl_snapshot_cluster(s2, "c"), &s1->clusters[0]);
+    cr_assert_eq(pl_snapshot_cluster(s2, "c"), s1->clusters[0]);
     cr_assert_null(pl_snapshot_cluster(s2, "d"));
-    const struct pl_shared *compiled = s1->clusters[0].shared;
+    const struct pl_shared *compiled = s1->clusters[0]->shared;
     pl_snapshot_free(s1); /* s2 still holds the part */
     cr_assert_eq(pl_snapshot_cluster(s2, "c")->n_hosts + pl_snapshot_cluster(s2, "c")->n_endpoints,
                  1);
@@ -278,7 +278,7 @@ Test(xds_compile, cluster_side_shared_by_a_route_update)
     cr_assert_eq(pl_config_compile_resources(&rs, &s3, &err), 0);
     pl_compile_cache_commit(cache);
     cr_assert_neq(s3->cluster_part, s2->cluster_part);
-    cr_assert_eq(s3->clusters[0].shared, compiled);
+    cr_assert_eq(s3->clusters[0]->shared, compiled);
     pl_snapshot_free(s2);
     pl_snapshot_free(s3);
     pl_compile_cache_free(cache);
