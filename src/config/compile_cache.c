@@ -8,6 +8,7 @@
 #include "core/arena.h"
 #include "core/err.h"
 #include "router/router.h"
+#include "xds/xds.h"
 
 enum { K_CLUSTER, K_LISTENER, K_ROUTES, K_NKINDS };
 
@@ -223,6 +224,11 @@ static const ProtobufCMessage *msg_of(const ProtobufCMessage *m, const struct pl
     if (!r->bytes)
         return NULL;
     ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = tmp};
+    if (d == &envoy__config__cluster__v3__cluster__descriptor) { /* the common shape, directly */
+        Envoy__Config__Cluster__V3__Cluster *cl = pl_xds_cluster_decode(r->bytes, r->len, &a);
+        if (cl)
+            return &cl->base;
+    }
     return protobuf_c_message_unpack(d, &a, r->len, r->bytes);
 }
 

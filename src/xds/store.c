@@ -239,9 +239,9 @@ static const char **known_clusters(struct pl_xds *x, size_t *n)
     return v;
 }
 
-/* fields_known: m came from pl_xds_cla_decode or pl_xds_rc_decode, which take only implemented
- * fields (the field walk would find nothing); valid_known: it also found the assignment plainly
- * valid. */
+/* fields_known: m came from pl_xds_cla_decode, pl_xds_rc_decode or pl_xds_cluster_decode, which
+ * take only implemented fields (the field walk would find nothing); valid_known: it also found
+ * the assignment plainly valid. */
 static int check_one(struct pl_xds *x, enum pl_xds_type t, const ProtobufCMessage *m,
                      bool fields_known, bool valid_known, struct pl_err *err)
 {
@@ -419,6 +419,9 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             }
         } else if (!same && t == PL_XDS_RDS) {
             m = (ProtobufCMessage *)pl_xds_rc_decode(a->value.data, a->value.len, &alloc);
+            fields_known = m != NULL;
+        } else if (!same && t == PL_XDS_CDS) {
+            m = (ProtobufCMessage *)pl_xds_cluster_decode(a->value.data, a->value.len, &alloc);
             fields_known = m != NULL;
         }
         if (!same && !m && !plain) {

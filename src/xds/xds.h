@@ -58,6 +58,8 @@
 #define PL_XDS_XDS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "config/bootstrap.h"
 #include "core/err.h"
@@ -96,5 +98,19 @@ struct pl_dump_failure;
 /* The resources whose last update was rejected, for /config_dump's error_state: *out (caller
  * frees the array; its strings are x's, valid until the next update). Returns their count. */
 size_t pl_xds_failures(const struct pl_xds *x, struct pl_dump_failure **out);
+
+/* Decodes an encoded Cluster into memory from a (the decoded message equals protobuf-c's unpack
+ * of the same bytes) when it uses only the fields of the common shape that the support table
+ * implements (name; type; eds_cluster_config with an ADS eds_config, its initial_fetch_timeout
+ * and resource_api_version, and service_name; connect_timeout; lb_policy;
+ * per_connection_buffer_limit_bytes; dns_lookup_family, dns_refresh_rate, respect_dns_ttl; a
+ * load_assignment pl_xds_cla_decode takes): the field walk would find nothing in it. Returns
+ * NULL for anything else (other fields, a field or oneof set twice, odd encodings, enum values
+ * the schema does not name, strings with NUL or non-ASCII bytes, malformed bytes); the caller
+ * then decodes and checks it the generic way. The message lives as long as a's memory (parts of
+ * it share allocations: never protobuf_c_message_free_unpacked); what was allocated for a
+ * declined one stays there too. For the store's check and the compile of a kept encoding. */
+Envoy__Config__Cluster__V3__Cluster *pl_xds_cluster_decode(const uint8_t *data, size_t len,
+                                                           ProtobufCAllocator *a);
 
 #endif
