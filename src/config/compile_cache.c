@@ -1,5 +1,6 @@
 /* The compile cache (compile_resources.h): compiled clusters and listeners shared by the
  * snapshots that serve them, found again by name and by the identity of their sources. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,7 +181,12 @@ static struct cobj *lookup(struct pl_compile_cache *c, int kind, const char *nam
 
 static struct cobj *cobj_new(int kind, const void *k1, const void *k2, bool dynamic)
 {
-    struct cobj *o = pl_calloc(1, sizeof(*o));
+    /* only the member of its kind: a cluster is 24 bytes smaller than a listener, and there
+     * may be 10,000 of them */
+    size_t u = kind == K_CLUSTER    ? sizeof(struct pl_cluster_cfg)
+               : kind == K_LISTENER ? sizeof(struct pl_listener_cfg)
+                                    : sizeof(struct pl_route_table_cfg);
+    struct cobj *o = pl_calloc(1, offsetof(struct cobj, u) + u);
     atomic_init(&o->sh.refs, 1);
     o->sh.free = cobj_free;
     o->kind = kind;
