@@ -72,7 +72,7 @@ static void build_ring(struct up_hostset *hs)
     char key[128], as[64];
     for (size_t i = 0; i < hs->n_avail; i++) {
         const struct up_host_info *h = &hs->hosts[hs->avail[i]];
-        up_host_addr_str(h, as, sizeof(as));
+        up_host_addr_str(hs, hs->avail[i], as, sizeof(as));
         target += scale * (h->weight / total);
         for (uint64_t k = 0; current < target && hs->n_ring < cap; k++, current++) {
             int len = snprintf(key, sizeof(key), "%s_%llu", as, (unsigned long long)k);
@@ -98,7 +98,7 @@ static void build_maglev(struct up_hostset *hs)
     for (size_t i = 0; i < hs->n_avail; i++) {
         const struct up_host_info *h = &hs->hosts[hs->avail[i]];
         char as[64];
-        size_t len = strlen(up_host_addr_str(h, as, sizeof(as)));
+        size_t len = strlen(up_host_addr_str(hs, hs->avail[i], as, sizeof(as)));
         e[i].offset = pl_upstream_xxhash64(as, len, 0) % m;
         e[i].skip = pl_upstream_xxhash64(as, len, 1) % (m - 1) + 1;
         e[i].weight = h->weight / total;
@@ -128,29 +128,32 @@ static void build_maglev(struct up_hostset *hs)
     free(e);
 }
 
-/* The same host: same address and the same identity (key or address string). */
-static bool same_host(const struct up_host_info *a, const char *akey, const struct up_host_info *b,
-                      const char *bkey)
+/* The same host, hosts i and j of hs: same address and the same identity (key or address
+ * string; a host not yet counted in n_hosts has its key in key). */
+static bool same_host(const struct up_hostset *hs, size_t i, const char *ikey, size_t j,
+                      const char *jkey)
 {
-    if (a->addrlen != b->addrlen)
+    socklen_t li, lj;
+    const struct sockaddr *a = up_host_sa(hs, i, &li), *b = up_host_sa(hs, j, &lj);
+    if (li != lj)
         return false;
-    if (a->addrlen == sizeof(struct sockaddr_in)) { /* two word compares, no memcmp call */
+    if (li == sizeof(struct sockaddr_in)) { /* two word compares, no memcmp call */
         uint64_t x[2], y[2];
-        memcpy(x, &a->addr, sizeof(x));
-        memcpy(y, &b->addr, sizeof(y));
+        memcpy(x, a, sizeof(x));
+        memcpy(y, b, sizeof(y));
         if (x[0] != y[0] || x[1] != y[1])
             return false;
-    } else if (memcmp(&a->addr, &b->addr, a->addrlen)) {
+    } else if (memcmp(a, b, li)) {
         return false;
     }
-    if (!akey && !bkey)
+    if (!ikey && !jkey)
         return true;
     char ka[64], kb[64];
-    if (!akey)
-        akey = up_host_addr_str(a, ka, sizeof(ka));
-    if (!bkey)
-        bkey = up_host_addr_str(b, kb, sizeof(kb));
-    return !strcmp(akey, bkey);
+    if (!ikey)
+        ikey = up_host_addr_str(hs, i, ka, sizeof(ka));
+    if (!jkey)
+        jkey = up_host_addr_str(hs, j, kb, sizeof(kb));
+    return !strcmp(ikey, jkey);
 }
 
 /* Hosts kept so far, by address: duplicates are found in O(1) (a cluster may have thousands). */
@@ -161,36 +164,38 @@ struct host_index {
 
 #define INDEX_FROM 16 /* fewer hosts: a linear scan is cheaper than the table */
 
-static size_t host_slot(const struct host_index *ix, const struct up_host_info *h)
+static size_t host_slot(const struct host_index *ix, const struct up_hostset *hs, size_t i)
 {
-    return (size_t)pl_upstream_xxhash64(&h->addr, h->addrlen, 0) & ix->mask;
+    socklen_t len;
+    const struct sockaddr *sa = up_host_sa(hs, i, &len);
+    return (size_t)pl_upstream_xxhash64(sa, len, 0) & ix->mask;
 }
 
-/* Returns true if h (whose key is key) is already among hs->hosts[0..n_hosts); else records it
- * (as index n_hosts) when ix is in use. */
-static bool seen_host(const struct up_hostset *hs, struct host_index *ix,
-                      const struct up_host_info *h, const char *key)
+/* Returns true if the host in slot hs->n_hosts (whose key is key) is already among
+ * hs->hosts[0..n_hosts); else records it when ix is in use. */
+static bool seen_host(const struct up_hostset *hs, struct host_index *ix, const char *key)
 {
+    size_t n = hs->n_hosts;
     if (!ix->slots) {
-        for (size_t j = 0; j < hs->n_hosts; j++)
-            if (same_host(&hs->hosts[j], hs->keys ? hs->keys[j] : NULL, h, key))
+        for (size_t j = 0; j < n; j++)
+            if (same_host(hs, j, hs->keys ? hs->keys[j] : NULL, n, key))
                 return true;
         return false;
     }
-    size_t i = host_slot(ix, h);
+    size_t i = host_slot(ix, hs, n);
     for (; ix->slots[i]; i = (i + 1) & ix->mask) {
         size_t j = ix->slots[i] - 1;
-        if (same_host(&hs->hosts[j], hs->keys ? hs->keys[j] : NULL, h, key))
+        if (same_host(hs, j, hs->keys ? hs->keys[j] : NULL, n, key))
             return true;
     }
-    ix->slots[i] = (uint32_t)hs->n_hosts + 1;
+    ix->slots[i] = (uint32_t)n + 1;
     return false;
 }
 
 struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_hash,
                                     const struct up_host_spec *hosts, size_t n)
 {
-    /* one allocation: the set, then its hosts (36 bytes each for IP addresses), then avail */
+    /* one allocation: the set, then its hosts (24 bytes each), then avail */
     size_t hosts_off = (sizeof(struct up_hostset) + alignof(struct up_host_info) - 1) &
                        ~(alignof(struct up_host_info) - 1);
     size_t avail_off = hosts_off + n * sizeof(struct up_host_info);
@@ -203,6 +208,9 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
     for (size_t i = 0; i < n && !hs->keys; i++)
         if (hosts[i].key)
             hs->keys = pl_calloc(n, sizeof(*hs->keys));
+    for (size_t i = 0; i < n && !hs->v6; i++)
+        if (hosts[i].addr->sa_family == AF_INET6)
+            hs->v6 = pl_calloc(n, sizeof(*hs->v6));
     struct host_index ix = {0};
     if (n > INDEX_FROM) {
         size_t cap = 64;
@@ -213,12 +221,17 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
     }
     for (size_t i = 0; i < n; i++) {
         struct up_host_info *h = &hs->hosts[hs->n_hosts];
-        if (hosts[i].addrlen > sizeof(h->addr))
+        const struct sockaddr *sa = hosts[i].addr;
+        if (sa->sa_family == AF_INET && hosts[i].addrlen == sizeof(h->in)) {
+            memcpy(&h->in, sa, sizeof(h->in));
+        } else if (sa->sa_family == AF_INET6 && hosts[i].addrlen == sizeof(*hs->v6)) {
+            memcpy(&hs->v6[hs->n_hosts], sa, sizeof(*hs->v6));
+            h->in.sin_family = AF_INET6;
+        } else {
             continue; /* not an IP address: cannot be an upstream host */
-        memcpy(&h->addr, hosts[i].addr, hosts[i].addrlen);
-        h->addrlen = (uint8_t)hosts[i].addrlen;
+        }
         /* the same address twice (two DNS names): keep the first */
-        if (seen_host(hs, &ix, h, hosts[i].key)) {
+        if (seen_host(hs, &ix, hosts[i].key)) {
             memset(h, 0, sizeof(*h));
             continue;
         }
@@ -259,6 +272,7 @@ void up_hostset_unref(struct up_hostset *hs)
     for (size_t i = 0; hs->keys && i < hs->n_hosts; i++)
         free(hs->keys[i]);
     free(hs->keys);
+    free(hs->v6);
     free(hs->ring);
     free(hs->maglev);
     free(hs);

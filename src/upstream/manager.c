@@ -532,7 +532,7 @@ size_t pl_upstream_main_hosts(const char *cluster, struct pl_upstream_host_info 
         return 0;
     const struct up_hostset *hs = atomic_load_explicit(&c->link->hosts, memory_order_relaxed);
     for (size_t i = 0; i < hs->n_hosts && i < cap; i++) {
-        up_host_addr_str(&hs->hosts[i], out[i].addr_str, sizeof(out[i].addr_str));
+        up_host_addr_str(hs, i, out[i].addr_str, sizeof(out[i].addr_str));
         out[i].weight = hs->hosts[i].weight;
         out[i].healthy = hs->hosts[i].healthy;
     }

@@ -18,12 +18,12 @@ struct up_lb_params {
     uint64_t maglev_size;
 };
 
-/* One host of a host set: immutable once published. Kept small: a cluster of 10,000 hosts, or
- * 10,000 clusters of 10, is this times the count. */
+/* One host of a host set: immutable once published. Kept small (24 bytes): a cluster of 10,000
+ * hosts, or 10,000 clusters of 10, is this times the count. An IPv6 address is in the set's v6
+ * array (read either through up_host_sa). */
 struct up_host_info {
-    union pl_ip_addr addr;
+    struct sockaddr_in in; /* AF_INET6: only sin_family is set */
     uint32_t weight;
-    uint8_t addrlen;
     bool healthy;
 };
 
@@ -43,6 +43,7 @@ struct up_hostset {
     struct up_host_info *hosts; /* in the same allocation as the set (so is avail) */
     char **keys; /* NULL, or [n_hosts]: a host's identity across updates when it is not its
                     address ("hostname:port" for LOGICAL_DNS), else NULL (owned) */
+    struct sockaddr_in6 *v6; /* NULL (no IPv6 host), or [n_hosts]: the IPv6 hosts' addresses */
     size_t n_hosts;
     size_t n_healthy;
     uint32_t *avail; /* indices of the hosts the LB uses (healthy ones, or all in panic) */
@@ -139,17 +140,30 @@ void up_hostset_ref(struct up_hostset *hs);
 void up_hostset_unref(struct up_hostset *hs);
 /* Formats "ip:port" / "[ip6]:port" into buf. */
 void up_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
-/* Formats a host's address into buf (at least 64 bytes). */
-static inline const char *up_host_addr_str(const struct up_host_info *h, char *buf, size_t cap)
+/* Host i's address (*len: its length). */
+static inline const struct sockaddr *up_host_sa(const struct up_hostset *hs, size_t i,
+                                                socklen_t *len)
 {
-    up_addr_format(&h->addr.sa, buf, cap);
+    if (hs->hosts[i].in.sin_family == AF_INET6) {
+        *len = sizeof(struct sockaddr_in6);
+        return (const struct sockaddr *)&hs->v6[i];
+    }
+    *len = sizeof(struct sockaddr_in);
+    return (const struct sockaddr *)&hs->hosts[i].in;
+}
+/* Formats host i's address into buf (at least 64 bytes). */
+static inline const char *up_host_addr_str(const struct up_hostset *hs, size_t i, char *buf,
+                                           size_t cap)
+{
+    socklen_t len;
+    up_addr_format(up_host_sa(hs, i, &len), buf, cap);
     return buf;
 }
 /* Copies the LB-relevant parameters of a compiled cluster. */
 /* Host i's identity across updates: its key, or its address string formatted into buf. */
 static inline const char *up_host_key(const struct up_hostset *hs, size_t i, char *buf, size_t cap)
 {
-    return hs->keys && hs->keys[i] ? hs->keys[i] : up_host_addr_str(&hs->hosts[i], buf, cap);
+    return hs->keys && hs->keys[i] ? hs->keys[i] : up_host_addr_str(hs, i, buf, cap);
 }
 void up_lb_params_from_cfg(const struct pl_cluster_cfg *cfg, struct up_lb_params *out);
 /* Builds the host set of a cluster from its config alone (IP endpoints; no DNS). */

@@ -185,13 +185,13 @@ void up_refresh(struct up_cluster *c)
     for (size_t i = 0; i < cur->n_hosts; i++) {
         const struct up_host_info *hi = &cur->hosts[i];
         char kb[64];
+        socklen_t len;
+        const struct sockaddr *sa = up_host_sa(cur, i, &len);
         struct up_host *h = take_host(prev, n_old, sorted, up_host_key(cur, i, kb, sizeof(kb)));
-        if (h) {
-            host_set_addr(h, (const struct sockaddr *)&hi->addr, hi->addrlen);
-        } else {
-            h = up_host_new(c->pub.name, (const struct sockaddr *)&hi->addr, hi->addrlen,
-                            cur->keys ? cur->keys[i] : NULL);
-        }
+        if (h)
+            host_set_addr(h, sa, len);
+        else
+            h = up_host_new(c->pub.name, sa, len, cur->keys ? cur->keys[i] : NULL);
         h->pub.weight = hi->weight;
         h->pub.healthy = hi->healthy;
         c->hosts[i] = h;

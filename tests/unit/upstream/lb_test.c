@@ -665,11 +665,12 @@ Test(lb, static_ipv4_literals)
     }
 }
 
-/* A host set is one allocation of 36-byte hosts; keys (LOGICAL_DNS identities) are kept aside,
- * only when some host has one, and take part in telling duplicates apart. */
+/* A host set is one allocation of 24-byte hosts; keys (LOGICAL_DNS identities) and IPv6
+ * addresses are kept aside, only when some host has one; keys take part in telling duplicates
+ * apart. */
 Test(lb, hostset_hosts_and_keys)
 {
-    cr_assert_eq(sizeof(struct up_host_info), 36);
+    cr_assert_eq(sizeof(struct up_host_info), 24);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(80)};
     struct sockaddr_in b = a;
     inet_pton(AF_INET, "10.0.0.1", &a.sin_addr);
@@ -704,7 +705,46 @@ Test(lb, hostset_hosts_and_keys)
     cr_assert_str_eq(up_host_key(hs, 0, buf, sizeof(buf)), "one.example:80");
     cr_assert_str_eq(up_host_key(hs, 1, buf, sizeof(buf)), "two.example:80");
     cr_assert_str_eq(up_host_key(hs, 2, buf, sizeof(buf)), "10.0.0.2:80");
+    cr_assert_null(hs->v6);
     up_hostset_unref(hs);
+
+    /* IPv6 next to IPv4, through both the scan and the address index (more than 16 hosts) */
+    for (size_t n = 6; n <= 40; n += 34) {
+        struct up_host_spec *mixed = calloc(n + 1, sizeof(*mixed));
+        struct sockaddr_in6 *v6 = calloc(n + 1, sizeof(*v6));
+        struct sockaddr_in *v4 = calloc(n + 1, sizeof(*v4));
+        for (size_t i = 0; i < n; i++) {
+            /* even: [fd00::<i/4>]:443 (each one twice); odd: 10.0.1.<i>:443 */
+            v6[i] = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = htons(443)};
+            v6[i].sin6_addr.s6_addr[0] = 0xfd;
+            v6[i].sin6_addr.s6_addr[15] = (uint8_t)(i / 4);
+            v4[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(443)};
+            v4[i].sin_addr.s_addr = htonl(0x0a000100 + (uint32_t)i);
+            mixed[i] = i % 2 ? (struct up_host_spec){(const struct sockaddr *)&v4[i], sizeof(v4[i]),
+                                                     NULL, 1, true}
+                             : (struct up_host_spec){(const struct sockaddr *)&v6[i], sizeof(v6[i]),
+                                                     NULL, (uint32_t)i + 1, true};
+        }
+        hs = up_hostset_build(&lb, 1, mixed, n);
+        cr_assert_eq(hs->n_hosts, n - n / 4, "%zu hosts", n); /* fd00::k comes twice */
+        cr_assert_not_null(hs->v6);
+        cr_assert_str_eq(up_host_key(hs, 0, buf, sizeof(buf)), "[fd00::]:443");
+        cr_assert_str_eq(up_host_key(hs, 1, buf, sizeof(buf)), "10.0.1.1:443");
+        cr_assert_str_eq(up_host_key(hs, 2, buf, sizeof(buf)), "10.0.1.3:443");
+        cr_assert_str_eq(up_host_key(hs, 3, buf, sizeof(buf)), "[fd00::1]:443");
+        cr_assert_eq(hs->hosts[3].weight, 5);
+        socklen_t len;
+        const struct sockaddr *sa = up_host_sa(hs, 3, &len);
+        cr_assert_eq(len, sizeof(struct sockaddr_in6));
+        cr_assert_eq(memcmp(sa, &v6[4], len), 0);
+        sa = up_host_sa(hs, 1, &len);
+        cr_assert_eq(len, sizeof(struct sockaddr_in));
+        cr_assert_eq(memcmp(sa, &v4[1], len), 0);
+        up_hostset_unref(hs);
+        free(mixed);
+        free(v6);
+        free(v4);
+    }
 }
 
 /* An EDS cluster whose assignment was plain keeps its endpoints as 16-byte hosts: its host set
