@@ -223,10 +223,12 @@ static int compile_cluster_transport(const Envoy__Config__Cluster__V3__Cluster *
  * against 56 for the general form (10,000 clusters of 10 endpoints: 1.6 MB against 5.6). */
 static void plain_endpoints(const struct pl_cla_plain *p, struct pl_cluster_cfg *out)
 {
+    out->n_hosts = (uint32_t)p->n;
+    if (out->hosts_decode) /* they stay in the assignment's encoding */
+        return;
     out->hosts = pl_malloc(p->n ? p->n * sizeof(*out->hosts) : 1);
     if (p->n)
         memcpy(out->hosts, p->hosts, p->n * sizeof(*out->hosts));
-    out->n_hosts = p->n;
 }
 
 /* Fills out from cl and its endpoints (plain, else eds, else cl's load_assignment); proto and

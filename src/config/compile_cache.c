@@ -247,9 +247,22 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
     struct pl_arena tmp = PL_ARENA_INIT;
     cl = (const void *)msg_of(cl ? &cl->base : NULL, dyn,
                               &envoy__config__cluster__v3__cluster__descriptor, &tmp);
-    /* a plain assignment compiles as it is where the entry shares its sources; a copy (not
-     * shared) keeps the message, decoded here */
-    const struct pl_cla_plain *plain = shared && !eds && eds_res ? eds_res->plain : NULL;
+    /* a plain assignment compiles as it is where the entry shares its sources (decoded again
+     * from its encoding when the update that brought it is over); a copy (not shared) keeps the
+     * message, decoded here */
+    const struct pl_cla_plain *plain = NULL;
+    bool keep_enc = shared && !eds && eds_res && eds_res->decode_plain && eds_res->bytes;
+    if (shared && !eds && eds_res) {
+        plain = eds_res->plain;
+        ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = &tmp};
+        if (!plain && keep_enc)
+            plain = eds_res->decode_plain(eds_res->bytes, eds_res->len, &a);
+    }
+    if (plain && keep_enc) { /* the hosts stay in the encoding the compiled cluster holds */
+        out->hosts_enc = eds_res->bytes;
+        out->hosts_enc_len = (uint32_t)eds_res->len;
+        out->hosts_decode = eds_res->decode_plain;
+    }
     if (!plain)
         eds = (const void *)msg_of(
             eds ? &eds->base : NULL, eds_res,

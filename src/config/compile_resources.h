@@ -12,15 +12,6 @@
 #include "core/err.h"
 #include "pl_proto_all.h"
 
-/* A ClusterLoadAssignment of the plain shape, decoded for compiling only: every endpoint an
- * IPv4 literal with a TCP port, weights of at least 1, priority 0, no locality, nothing else set.
- * Compiling it gives exactly what compiling the decoded message gives. */
-struct pl_cla_plain {
-    const char *cluster_name;
-    size_t n;
-    struct pl_cla_host hosts[];
-};
-
 /* One dynamic resource as held by the xDS client (borrowed: the set does not own it). */
 struct pl_res {
     const char *name;
@@ -38,6 +29,8 @@ struct pl_res {
                                          cluster, NULL when not EDS */
     const struct pl_cla_plain *plain; /* assignments: what compiles, when of the plain shape
                                          (msg is then NULL); else NULL */
+    pl_cla_plain_decode_fn decode_plain; /* assignments with owner: decodes bytes of the plain
+                                            shape (a compiled cluster keeps its hosts that way) */
 };
 
 /* Names of dynamic resources that failed to compile (names borrowed from the resource set;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/address.h"
+#include "core/arena.h"
 #include "core/err.h"
 #include "pl_proto_all.h"
 #include "upstream/upstream_internal.h"
@@ -278,15 +279,37 @@ void up_hostset_unref(struct up_hostset *hs)
     free(hs);
 }
 
-/* The host set of the plain endpoints of cfg (an EDS cluster). */
+static void *tmp_alloc(void *data, size_t size)
+{
+    return pl_arena_alloc(data, size ? size : 1);
+}
+
+static void tmp_nofree(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+/* The host set of the plain endpoints of cfg (an EDS cluster): its hosts, or decoded from the
+ * encoding it keeps them in. */
 static struct up_hostset *from_plain(const struct pl_cluster_cfg *cfg,
                                      const struct up_lb_params *lb)
 {
+    const struct pl_cla_host *hosts = cfg->hosts;
     size_t n = cfg->n_hosts;
+    struct pl_arena tmp = PL_ARENA_INIT;
+    if (!hosts) {
+        ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = &tmp};
+        const struct pl_cla_plain *p = cfg->hosts_decode(cfg->hosts_enc, cfg->hosts_enc_len, &a);
+        if (!p) /* it decoded when compiled: the encoding cannot have changed */
+            pl_die("cluster '%s': its kept assignment no longer decodes", cfg->name);
+        hosts = p->hosts;
+        n = p->n;
+    }
     struct up_host_spec *spec = pl_calloc(n + 1, sizeof(*spec));
     struct sockaddr_in *sin = pl_calloc(n + 1, sizeof(*sin));
     for (size_t i = 0; i < n; i++) {
-        const struct pl_cla_host *h = &cfg->hosts[i];
+        const struct pl_cla_host *h = &hosts[i];
         sin[i].sin_family = AF_INET;
         sin[i].sin_port = htons(h->port);
         sin[i].sin_addr.s_addr = h->addr;
@@ -300,6 +323,7 @@ static struct up_hostset *from_plain(const struct pl_cluster_cfg *cfg,
     struct up_hostset *hs = up_hostset_build(lb, cfg->hash, spec, n);
     free(sin);
     free(spec);
+    pl_arena_free(&tmp);
     return hs;
 }
 
@@ -307,7 +331,7 @@ struct up_hostset *up_hostset_from_cfg(const struct pl_cluster_cfg *cfg)
 {
     struct up_lb_params lb;
     up_lb_params_from_cfg(cfg, &lb);
-    if (cfg->hosts)
+    if (cfg->hosts || cfg->hosts_decode)
         return from_plain(cfg, &lb);
     struct up_host_spec *spec = pl_calloc(cfg->n_endpoints + 1, sizeof(*spec));
     size_t n = 0;

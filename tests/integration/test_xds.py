@@ -325,6 +325,15 @@ def test_cluster_changes_around_route_updates_apply(setup):
     rds("late", "5")
     served_by(lport, "u1")
     assert stat(px, "cluster_manager.active_clusters") == 4  # with the static xds_cluster
+    # the clusters change, their assignments do not: compiled again with the hosts they had
+    cds = c.node("sidecar-1", lambda n: n)["types"]["cds"]["acked_version"]
+    write(res / "clusters.yaml", clusters_yaml([("demo_upstream", ups[0].port),
+                                                ("other", ups[0].port), ("late", ups[1].port)],
+                                               extra="  lb_policy: RANDOM\n"))
+    c.node("sidecar-1", lambda n: n["types"]["cds"]["acked_version"] not in (None, cds))
+    assert {get(lport)[1]["upstream"] for _ in range(4)} == {"u1"}
+    _, _, text = px.admin("/clusters")
+    assert f"late::127.0.0.1:{ups[1].port}::health_flags::healthy" in text, text
     # a removed cluster's assignment leaves /config_dump; route updates do not bring it back
     write(res / "clusters.yaml", clusters_yaml([("late", ups[1].port)]))
     until(lambda: eds_dump() == ["late"], 10, "assignments of removed clusters dropped")

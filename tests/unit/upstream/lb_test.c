@@ -749,6 +749,24 @@ Test(lb, hostset_hosts_and_keys)
 
 /* An EDS cluster whose assignment was plain keeps its endpoints as 16-byte hosts: its host set
  * is the one its endpoints in the general form give. */
+/* A stand-in for the xDS client's decoder of plain assignments: the hosts of plain_src, when
+ * asked for the encoding plain_enc. */
+static const struct pl_cla_host *plain_src;
+static size_t plain_n;
+static const uint8_t plain_enc[] = {1, 2, 3};
+
+static struct pl_cla_plain *decode_plain(const uint8_t *data, size_t len, ProtobufCAllocator *a)
+{
+    if (data != plain_enc || len != sizeof(plain_enc))
+        return NULL;
+    struct pl_cla_plain *p =
+        a->alloc(a->allocator_data, sizeof(*p) + plain_n * sizeof(p->hosts[0]));
+    p->cluster_name = "c";
+    p->n = plain_n;
+    memcpy(p->hosts, plain_src, plain_n * sizeof(p->hosts[0]));
+    return p;
+}
+
 Test(lb, plain_hosts_build_the_same_host_set)
 {
     static const struct pl_cla_host hosts[] = {
@@ -776,7 +794,20 @@ Test(lb, plain_hosts_build_the_same_host_set)
     general.n_endpoints = n;
     plain.hosts = (struct pl_cla_host *)hosts;
     plain.n_hosts = n;
+    /* hosts kept in their assignment's encoding, decoded when the set is built */
+    struct pl_cluster_cfg kept = {.name = "c", .type = 3, .hash = 7};
+    kept.hosts_enc = plain_enc;
+    kept.hosts_enc_len = sizeof(plain_enc);
+    kept.hosts_decode = decode_plain;
+    kept.n_hosts = (uint32_t)n;
+    plain_src = hosts;
+    plain_n = n;
+    struct up_hostset *c = up_hostset_from_cfg(&kept);
     struct up_hostset *a = up_hostset_from_cfg(&general), *b = up_hostset_from_cfg(&plain);
+    cr_assert_eq(c->n_hosts, a->n_hosts);
+    cr_assert(!memcmp(a->hosts, c->hosts, a->n_hosts * sizeof(*a->hosts)));
+    cr_assert(!memcmp(a->avail, c->avail, a->n_avail * sizeof(*a->avail)));
+    up_hostset_unref(c);
     cr_assert_eq(a->n_hosts, 4);
     cr_assert_eq(b->n_hosts, a->n_hosts);
     cr_assert_eq(b->n_healthy, a->n_healthy);
