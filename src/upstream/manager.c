@@ -33,18 +33,25 @@ struct up_ep {
     size_t n_addrs;
 };
 
+/* What a DNS cluster needs on main besides its config: its host sets come from answers. */
+struct up_mdns {
+    struct up_lb_params lb;
+    uint64_t refresh_ms;
+    int family;
+    bool respect_ttl;
+    struct up_ep *eps;
+    size_t n_eps;
+};
+
+/* A configured cluster name on main (10,000 of them: kept to what every type needs). */
 struct up_mcluster {
     struct up_mcluster *next;
     const char *name; /* link->name */
     uint64_t cfg_hash;
     struct pl_cluster_link *link; /* main's reference */
-    struct up_lb_params lb;
-    uint64_t refresh_ms;
-    int family;
-    bool respect_ttl;
-    struct up_ep *eps; /* DNS clusters only: the others' hosts come from their config */
-    size_t n_eps;
-    uint64_t seen; /* the prepare that last saw it (g.gen) */
+    uint64_t seen;                /* the prepare that last saw it (g.gen) */
+    int type;                     /* Cluster.DiscoveryType */
+    struct up_mdns *dns;          /* STRICT_DNS / LOGICAL_DNS only, else NULL */
 };
 
 static struct {
@@ -188,14 +195,15 @@ static bool is_dns(int type)
 /* The host set of a DNS cluster: its IP endpoints and the last answers for its names. */
 static struct up_hostset *dns_hostset(struct up_mcluster *c)
 {
+    struct up_mdns *d = c->dns;
     size_t cap = 1;
-    for (size_t i = 0; i < c->n_eps; i++)
-        cap += c->eps[i].addrlen ? 1 : c->eps[i].n_addrs;
+    for (size_t i = 0; i < d->n_eps; i++)
+        cap += d->eps[i].addrlen ? 1 : d->eps[i].n_addrs;
     struct up_host_spec *spec = pl_calloc(cap, sizeof(*spec));
     char **keys = pl_calloc(cap, sizeof(*keys));
     size_t n = 0;
-    for (size_t i = 0; i < c->n_eps; i++) {
-        struct up_ep *e = &c->eps[i];
+    for (size_t i = 0; i < d->n_eps; i++) {
+        struct up_ep *e = &d->eps[i];
         struct up_host_spec base = {.weight = e->weight, .healthy = e->healthy};
         if (e->addrlen) {
             spec[n] = base;
@@ -204,18 +212,18 @@ static struct up_hostset *dns_hostset(struct up_mcluster *c)
             continue;
         }
         size_t take =
-            c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && e->n_addrs ? 1 : e->n_addrs;
+            c->type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && e->n_addrs ? 1 : e->n_addrs;
         for (size_t j = 0; j < take; j++) {
             spec[n] = base;
             spec[n].addr = (const struct sockaddr *)&e->addrs[j];
             spec[n].addrlen = e->addrs[j].ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                                : sizeof(struct sockaddr_in6);
-            if (c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS)) /* one logical host */
+            if (c->type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS)) /* one logical host */
                 spec[n].key = keys[n] = pl_asprintf("%s:%u", e->hostname, e->port);
             n++;
         }
     }
-    struct up_hostset *hs = up_hostset_build(&c->lb, c->cfg_hash, spec, n);
+    struct up_hostset *hs = up_hostset_build(&d->lb, c->cfg_hash, spec, n);
     for (size_t i = 0; i < n; i++)
         free(keys[i]);
     free(keys);
@@ -226,10 +234,13 @@ static struct up_hostset *dns_hostset(struct up_mcluster *c)
 /* The host set of c now: from DNS answers, or from cfg (every other type). */
 static struct up_hostset *current_hostset(struct up_mcluster *c, const struct pl_cluster_cfg *cfg)
 {
-    if (is_dns(c->lb.type))
+    if (c->dns)
         return dns_hostset(c);
-    if (c->lb.type == CLUSTER(DISCOVERY_TYPE__ORIGINAL_DST) || !cfg)
-        return up_hostset_build(&c->lb, c->cfg_hash, NULL, 0);
+    if (c->type == CLUSTER(DISCOVERY_TYPE__ORIGINAL_DST)) { /* hosts come with connections */
+        struct up_lb_params lb;
+        up_lb_params_from_cfg(cfg, &lb);
+        return up_hostset_build(&lb, c->cfg_hash, NULL, 0);
+    }
     return up_hostset_from_cfg(cfg);
 }
 
@@ -284,7 +295,7 @@ static void dns_cb(void *arg, int status, const struct sockaddr_storage *addrs, 
     struct up_ep *e = arg;
     struct up_mcluster *c = e->c;
     e->q = NULL;
-    double next = (double)c->refresh_ms / 1000.0;
+    double next = (double)c->dns->refresh_ms / 1000.0;
     if (status == PL_EIO) { /* keep the hosts we have; try again at the refresh rate */
         pl_log_warn("upstream", "cluster '%s': DNS resolution of '%s' failed", c->name,
                     e->hostname);
@@ -300,15 +311,15 @@ static void dns_cb(void *arg, int status, const struct sockaddr_storage *addrs, 
         }
         /* STRICT_DNS: order does not matter, so sort to avoid rebuilding for a reordering;
          * LOGICAL_DNS uses the first address as answered */
-        if (c->lb.type == CLUSTER(DISCOVERY_TYPE__STRICT_DNS))
+        if (c->type == CLUSTER(DISCOVERY_TYPE__STRICT_DNS))
             qsort(v, n, sizeof(*v), cmp_ss);
         bool same = n == e->n_addrs && (!n || !memcmp(v, e->addrs, n * sizeof(*v)));
-        if (c->lb.type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && n && e->n_addrs)
+        if (c->type == CLUSTER(DISCOVERY_TYPE__LOGICAL_DNS) && n && e->n_addrs)
             same = !memcmp(v, e->addrs, sizeof(*v)); /* only the first one is used */
         free(e->addrs);
         e->addrs = v;
         e->n_addrs = n;
-        if (c->respect_ttl && ttl_s > 0 && status == 0)
+        if (c->dns->respect_ttl && ttl_s > 0 && status == 0)
             next = ttl_s;
         pl_log_debug("upstream", "cluster '%s': '%s' resolved to %zu addresses (ttl %u)", c->name,
                      e->hostname, n, ttl_s);
@@ -323,7 +334,7 @@ static void resolve(struct up_ep *e)
 {
     ev_timer_stop(g.loop, &e->refresh);
     if (!e->q)
-        e->q = up_resolve(g.res, e->hostname, e->c->family, dns_cb, e);
+        e->q = up_resolve(g.res, e->hostname, e->c->dns->family, dns_cb, e);
 }
 
 static void ep_stop(struct up_ep *e)
@@ -350,20 +361,30 @@ static void eps_free(struct up_ep *eps, size_t n)
 /* Takes the config of cfg; DNS answers of endpoints that stay (same name and port) carry over. */
 static void mcluster_set(struct up_mcluster *c, const struct pl_cluster_cfg *cfg)
 {
-    struct up_ep *old = c->eps;
-    size_t n_old = c->n_eps;
+    struct up_mdns *d = c->dns;
+    struct up_ep *old = d ? d->eps : NULL;
+    size_t n_old = d ? d->n_eps : 0;
     c->cfg_hash = cfg->hash;
-    up_lb_params_from_cfg(cfg, &c->lb);
+    c->type = cfg->type;
+    if (!is_dns(c->type)) { /* its hosts come from its config */
+        eps_free(old, n_old);
+        free(d);
+        c->dns = NULL;
+        return;
+    }
+    if (!d)
+        d = c->dns = pl_calloc(1, sizeof(*d));
+    up_lb_params_from_cfg(cfg, &d->lb);
     const struct pl_cluster_lb_cfg *o = pl_cluster_lb(cfg);
-    c->refresh_ms = o->dns_refresh_ms ? o->dns_refresh_ms : 5000;
-    c->family = o->dns_lookup_family;
-    c->respect_ttl = o->respect_dns_ttl;
-    size_t n = is_dns(c->lb.type) ? cfg->n_endpoints : 0; /* only DNS needs them afterwards */
-    c->eps = n ? pl_calloc(n, sizeof(*c->eps)) : NULL;
-    c->n_eps = n;
+    d->refresh_ms = o->dns_refresh_ms ? o->dns_refresh_ms : 5000;
+    d->family = o->dns_lookup_family;
+    d->respect_ttl = o->respect_dns_ttl;
+    size_t n = cfg->n_endpoints;
+    d->eps = n ? pl_calloc(n, sizeof(*d->eps)) : NULL;
+    d->n_eps = n;
     for (size_t i = 0; i < n; i++) {
         const struct pl_endpoint_cfg *ec = &cfg->endpoints[i];
-        struct up_ep *e = &c->eps[i];
+        struct up_ep *e = &d->eps[i];
         e->c = c;
         memcpy(&e->addr, &ec->addr, ec->addrlen);
         e->addrlen = ec->addrlen;
@@ -387,16 +408,16 @@ static void mcluster_set(struct up_mcluster *c, const struct pl_cluster_cfg *cfg
 
 static void mcluster_start_dns(struct up_mcluster *c)
 {
-    if (!is_dns(c->lb.type))
-        return;
-    for (size_t i = 0; i < c->n_eps; i++)
-        if (c->eps[i].hostname)
-            resolve(&c->eps[i]);
+    for (size_t i = 0; c->dns && i < c->dns->n_eps; i++)
+        if (c->dns->eps[i].hostname)
+            resolve(&c->dns->eps[i]);
 }
 
 static void mcluster_free(struct up_mcluster *c)
 {
-    eps_free(c->eps, c->n_eps);
+    if (c->dns)
+        eps_free(c->dns->eps, c->dns->n_eps);
+    free(c->dns);
     atomic_store_explicit(&c->link->retired, true, memory_order_relaxed);
     up_link_unref(c->link); /* c->name is the link's */
     free(c);
