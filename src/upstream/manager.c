@@ -130,9 +130,10 @@ static void set_membership(struct pl_cluster_link *l, const struct up_hostset *h
 
 struct pl_cluster_link *up_link_new(const char *name, struct pl_stats *store, struct up_hostset *hs)
 {
-    struct pl_cluster_link *l = pl_calloc(1, sizeof(*l));
+    size_t n = strlen(name) + 1; /* the name in the same allocation */
+    struct pl_cluster_link *l = pl_calloc(1, sizeof(*l) + n);
     atomic_init(&l->refs, 1);
-    l->name = pl_strdup(name);
+    l->name = memcpy(l + 1, name, n);
     stats_init(&l->stats, store, name);
     atomic_init(&l->hosts, hs);
     set_membership(l, hs);
@@ -150,7 +151,6 @@ void up_link_unref(struct pl_cluster_link *l)
         return;
     /* nobody can load l->hosts any more: the published reference goes without a grace period */
     up_hostset_unref(atomic_load_explicit(&l->hosts, memory_order_relaxed));
-    free(l->name);
     free(l);
 }
 
