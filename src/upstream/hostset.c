@@ -59,9 +59,9 @@ static void build_ring(struct up_hostset *hs)
 {
     double total = 0, min_norm = 1.0;
     for (size_t i = 0; i < hs->n_avail; i++)
-        total += hs->hosts[hs->avail[i]].weight;
+        total += hs->hosts[up_avail(hs, i)].weight;
     for (size_t i = 0; i < hs->n_avail; i++) {
-        double n = hs->hosts[hs->avail[i]].weight / total;
+        double n = hs->hosts[up_avail(hs, i)].weight / total;
         if (n < min_norm)
             min_norm = n;
     }
@@ -72,13 +72,13 @@ static void build_ring(struct up_hostset *hs)
     double current = 0, target = 0;
     char key[128], as[64];
     for (size_t i = 0; i < hs->n_avail; i++) {
-        const struct up_host_info *h = &hs->hosts[hs->avail[i]];
-        up_host_addr_str(hs, hs->avail[i], as, sizeof(as));
+        const struct up_host_info *h = &hs->hosts[up_avail(hs, i)];
+        up_host_addr_str(hs, up_avail(hs, i), as, sizeof(as));
         target += scale * (h->weight / total);
         for (uint64_t k = 0; current < target && hs->n_ring < cap; k++, current++) {
             int len = snprintf(key, sizeof(key), "%s_%llu", as, (unsigned long long)k);
             hs->ring[hs->n_ring++] =
-                (struct up_ring_entry){ring_hash(hs, key, (size_t)len), hs->avail[i]};
+                (struct up_ring_entry){ring_hash(hs, key, (size_t)len), up_avail(hs, i)};
         }
     }
     qsort(hs->ring, hs->n_ring, sizeof(*hs->ring), cmp_ring);
@@ -95,11 +95,11 @@ static void build_maglev(struct up_hostset *hs)
     } *e = pl_calloc(hs->n_avail, sizeof(*e));
     double total = 0, max_norm = 0;
     for (size_t i = 0; i < hs->n_avail; i++)
-        total += hs->hosts[hs->avail[i]].weight;
+        total += hs->hosts[up_avail(hs, i)].weight;
     for (size_t i = 0; i < hs->n_avail; i++) {
-        const struct up_host_info *h = &hs->hosts[hs->avail[i]];
+        const struct up_host_info *h = &hs->hosts[up_avail(hs, i)];
         char as[64];
-        size_t len = strlen(up_host_addr_str(hs, hs->avail[i], as, sizeof(as)));
+        size_t len = strlen(up_host_addr_str(hs, up_avail(hs, i), as, sizeof(as)));
         e[i].offset = pl_upstream_xxhash64(as, len, 0) % m;
         e[i].skip = pl_upstream_xxhash64(as, len, 1) % (m - 1) + 1;
         e[i].weight = h->weight / total;
@@ -121,7 +121,7 @@ static void build_maglev(struct up_hostset *hs)
                 e[i].next++;
                 c = (e[i].offset + e[i].skip * e[i].next) % m;
             }
-            hs->maglev[c] = hs->avail[i];
+            hs->maglev[c] = up_avail(hs, i);
             e[i].next++;
             filled++;
         }
@@ -196,16 +196,14 @@ static bool seen_host(const struct up_hostset *hs, struct host_index *ix, const 
 struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_hash,
                                     const struct up_host_spec *hosts, size_t n)
 {
-    /* one allocation: the set, then its hosts (24 bytes each), then avail */
+    /* one allocation: the set, then its hosts (24 bytes each) */
     size_t hosts_off = (sizeof(struct up_hostset) + alignof(struct up_host_info) - 1) &
                        ~(alignof(struct up_host_info) - 1);
-    size_t avail_off = hosts_off + n * sizeof(struct up_host_info);
-    struct up_hostset *hs = pl_calloc(1, avail_off + (n ? n : 1) * sizeof(uint32_t));
+    struct up_hostset *hs = pl_calloc(1, hosts_off + (n ? n : 1) * sizeof(struct up_host_info));
     atomic_init(&hs->refs, 1);
     hs->cfg_hash = cfg_hash;
     hs->lb = *lb;
     hs->hosts = (struct up_host_info *)((char *)hs + hosts_off);
-    hs->avail = (uint32_t *)((char *)hs + avail_off);
     for (size_t i = 0; i < n && !hs->keys; i++)
         if (hosts[i].key)
             hs->keys = pl_calloc(n, sizeof(*hs->keys));
@@ -247,12 +245,17 @@ struct up_hostset *up_hostset_build(const struct up_lb_params *lb, uint64_t cfg_
     /* Envoy: healthy% = min(100, 140 * healthy / total) (overprovisioning factor 1.4); below the
      * 50% healthy_panic_threshold the LB ignores health */
     hs->panic = hs->n_hosts && hs->n_healthy * 140 / hs->n_hosts < 50;
-    for (size_t i = 0; i < hs->n_hosts; i++)
-        if (hs->panic || hs->hosts[i].healthy)
-            hs->avail[hs->n_avail++] = (uint32_t)i;
+    if (hs->panic || hs->n_healthy == hs->n_hosts) { /* all of them, in order: no array */
+        hs->n_avail = hs->n_hosts;
+    } else {
+        hs->avail = pl_malloc(hs->n_healthy * sizeof(*hs->avail) + 1);
+        for (size_t i = 0; i < hs->n_hosts; i++)
+            if (hs->hosts[i].healthy)
+                hs->avail[hs->n_avail++] = (uint32_t)i;
+    }
     hs->equal_weights = true;
     for (size_t i = 1; i < hs->n_avail; i++)
-        if (hs->hosts[hs->avail[i]].weight != hs->hosts[hs->avail[0]].weight)
+        if (hs->hosts[up_avail(hs, i)].weight != hs->hosts[up_avail(hs, 0)].weight)
             hs->equal_weights = false;
     if (hs->n_avail && lb->policy == CLUSTER(CLUSTER__LB_POLICY__RING_HASH))
         build_ring(hs);
@@ -274,6 +277,7 @@ void up_hostset_unref(struct up_hostset *hs)
         free(hs->keys[i]);
     free(hs->keys);
     free(hs->v6);
+    free(hs->avail);
     free(hs->ring);
     free(hs->maglev);
     free(hs);

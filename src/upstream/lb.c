@@ -21,7 +21,7 @@ static bool edf_less(const struct up_edf *a, const struct up_edf *b)
 
 static double host_weight(const struct up_cluster *c, uint32_t pos)
 {
-    const struct pl_host_rt *h = &c->hosts[c->hs->avail[pos]]->pub;
+    const struct pl_host_rt *h = &c->hosts[up_avail(c->hs, pos)]->pub;
     double w = h->weight;
     if (c->hs->lb.policy == CLUSTER(LB_POLICY__LEAST_REQUEST)) {
         double a = (double)h->active_rq + 1.0;
@@ -70,7 +70,7 @@ static uint32_t edf_next(struct up_cluster *c)
     struct up_edf e = edf_pop(c);
     c->edf_now = e.deadline;
     edf_push(c, e.pos);
-    return c->hs->avail[e.pos];
+    return up_avail(c->hs, e.pos);
 }
 
 void up_lb_free(struct up_cluster *c)
@@ -106,7 +106,7 @@ void up_lb_reset(struct up_cluster *c)
         c->cum = pl_malloc(n * sizeof(*c->cum));
         uint64_t sum = 0;
         for (size_t i = 0; i < n; i++)
-            c->cum[i] = sum += hs->hosts[hs->avail[i]].weight;
+            c->cum[i] = sum += hs->hosts[up_avail(hs, i)].weight;
     }
 }
 
@@ -116,9 +116,9 @@ void up_lb_reset(struct up_cluster *c)
 static uint32_t p2c(struct up_cluster *c)
 {
     const struct up_hostset *hs = c->hs;
-    uint32_t best = hs->avail[up_rand() % hs->n_avail];
+    uint32_t best = up_avail(hs, up_rand() % hs->n_avail);
     for (uint32_t k = 1; k < hs->lb.choice_count; k++) {
-        uint32_t i = hs->avail[up_rand() % hs->n_avail];
+        uint32_t i = up_avail(hs, up_rand() % hs->n_avail);
         if (c->hosts[i]->pub.active_rq < c->hosts[best]->pub.active_rq)
             best = i;
     }
@@ -137,7 +137,7 @@ static uint32_t weighted_random(struct up_cluster *c)
         else
             lo = mid + 1;
     }
-    return hs->avail[lo];
+    return up_avail(hs, lo);
 }
 
 /* Ketama lookup: the first ring entry at or after h, wrapping around. */
@@ -224,7 +224,7 @@ struct pl_host_rt *pl_upstream_pick(struct pl_cluster_rt *pc, const struct pl_lb
         idx = hs->equal_weights ? p2c(c) : edf_next(c);
         break;
     case CLUSTER(LB_POLICY__RANDOM):
-        idx = hs->equal_weights ? hs->avail[up_rand() % n] : weighted_random(c);
+        idx = hs->equal_weights ? up_avail(hs, up_rand() % n) : weighted_random(c);
         break;
     case CLUSTER(LB_POLICY__RING_HASH):
         idx = ring_lookup(hs, random_hash ? up_rand() : h);
@@ -233,7 +233,7 @@ struct pl_host_rt *pl_upstream_pick(struct pl_cluster_rt *pc, const struct pl_lb
         idx = hs->maglev[(random_hash ? up_rand() : h) % hs->maglev_size];
         break;
     default: /* ROUND_ROBIN */
-        idx = hs->equal_weights ? hs->avail[c->rr++ % n] : edf_next(c);
+        idx = hs->equal_weights ? up_avail(hs, c->rr++ % n) : edf_next(c);
         break;
     }
     return &c->hosts[idx]->pub;

@@ -40,19 +40,26 @@ struct up_hostset {
     struct rcu_head rcu;
     uint64_t cfg_hash;
     struct up_lb_params lb;
-    struct up_host_info *hosts; /* in the same allocation as the set (so is avail) */
+    struct up_host_info *hosts; /* in the same allocation as the set */
     char **keys; /* NULL, or [n_hosts]: a host's identity across updates when it is not its
                     address ("hostname:port" for LOGICAL_DNS), else NULL (owned) */
     struct sockaddr_in6 *v6; /* NULL (no IPv6 host), or [n_hosts]: the IPv6 hosts' addresses */
     size_t n_hosts;
     size_t n_healthy;
-    uint32_t *avail; /* indices of the hosts the LB uses (healthy ones, or all in panic) */
+    uint32_t *avail; /* indices of the hosts the LB uses (healthy ones, or all in panic); NULL
+                        when that is all of them (read through up_avail) */
     size_t n_avail;
     struct up_ring_entry *ring; /* RING_HASH, sorted by hash */
     size_t n_ring;
     uint32_t *maglev; /* MAGLEV: host index per table slot */
     uint64_t maglev_size;
 };
+
+/* The host index of the k-th host the LB may use. */
+static inline uint32_t up_avail(const struct up_hostset *hs, size_t k)
+{
+    return hs->avail ? hs->avail[k] : (uint32_t)k;
+}
 
 /* The runtime identity of a cluster name: shared by main, snapshots and workers. */
 struct pl_cluster_link {

@@ -157,11 +157,11 @@ static bool same_lb_input(const struct up_hostset *a, const struct up_hostset *b
     if (!a || a->cfg_hash != b->cfg_hash || a->n_avail != b->n_avail)
         return false;
     for (size_t i = 0; i < a->n_avail; i++) {
-        const struct up_host_info *x = &a->hosts[a->avail[i]], *y = &b->hosts[b->avail[i]];
+        const struct up_host_info *x = &a->hosts[up_avail(a, i)], *y = &b->hosts[up_avail(b, i)];
         char kx[64], ky[64];
-        if (a->avail[i] != b->avail[i] || x->weight != y->weight ||
-            strcmp(up_host_key(a, a->avail[i], kx, sizeof(kx)),
-                   up_host_key(b, b->avail[i], ky, sizeof(ky))))
+        if (up_avail(a, i) != up_avail(b, i) || x->weight != y->weight ||
+            strcmp(up_host_key(a, up_avail(a, i), kx, sizeof(kx)),
+                   up_host_key(b, up_avail(b, i), ky, sizeof(ky))))
             return false;
     }
     return true;

@@ -665,9 +665,9 @@ Test(lb, static_ipv4_literals)
     }
 }
 
-/* A host set is one allocation of 24-byte hosts; keys (LOGICAL_DNS identities) and IPv6
- * addresses are kept aside, only when some host has one; keys take part in telling duplicates
- * apart. */
+/* A host set is one allocation of 24-byte hosts; keys (LOGICAL_DNS identities), IPv6
+ * addresses and the list of hosts the LB may use are kept aside, only when needed (the list: when
+ * some host is left out); keys take part in telling duplicates apart. */
 Test(lb, hostset_hosts_and_keys)
 {
     cr_assert_eq(sizeof(struct up_host_info), 24);
@@ -688,7 +688,9 @@ Test(lb, hostset_hosts_and_keys)
     cr_assert_eq(hs->hosts[1].weight, 1);
     cr_assert_eq(hs->n_healthy, 1);
     cr_assert_eq((char *)hs->hosts, (char *)hs + ((sizeof(*hs) + 3) & ~(size_t)3));
-    cr_assert_eq((char *)hs->avail, (char *)(hs->hosts + 3));
+    cr_assert_eq(hs->n_avail, 1); /* the healthy one: a list */
+    cr_assert_not_null(hs->avail);
+    cr_assert_eq(up_avail(hs, 0), 0);
     char buf[64];
     cr_assert_str_eq(up_host_key(hs, 1, buf, sizeof(buf)), "10.0.0.2:80");
     up_hostset_unref(hs);
@@ -728,6 +730,9 @@ Test(lb, hostset_hosts_and_keys)
         hs = up_hostset_build(&lb, 1, mixed, n);
         cr_assert_eq(hs->n_hosts, n - n / 4, "%zu hosts", n); /* fd00::k comes twice */
         cr_assert_not_null(hs->v6);
+        cr_assert_null(hs->avail); /* all healthy: no list */
+        cr_assert_eq(hs->n_avail, hs->n_hosts);
+        cr_assert_eq(up_avail(hs, 2), 2);
         cr_assert_str_eq(up_host_key(hs, 0, buf, sizeof(buf)), "[fd00::]:443");
         cr_assert_str_eq(up_host_key(hs, 1, buf, sizeof(buf)), "10.0.1.1:443");
         cr_assert_str_eq(up_host_key(hs, 2, buf, sizeof(buf)), "10.0.1.3:443");
