@@ -234,3 +234,9 @@ const char *pl_support_extension_list(enum pl_ext_point p)
 {
     return ext_lists[p];
 }
+
+void pl_support_usable(const struct pl_support_ref *fields, size_t n, bool *usable)
+{
+    for (size_t i = 0; i < n; i++)
+        usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
+}

@@ -3,6 +3,7 @@
 #define PL_CONFIG_SUPPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* How a field set in a resource is treated. */
 enum pl_support {
@@ -13,6 +14,13 @@ enum pl_support {
 
 /* Returns how field `field` (proto name) of message `message` (full name) is treated. */
 enum pl_support pl_support_field(const char *message, const char *field);
+
+/* A field by message (full name) and field (proto name). */
+struct pl_support_ref {
+    const char *msg, *field;
+};
+/* Sets usable[i] for each of the n fields: whether it is implemented (PL_SUPPORT_YES). */
+void pl_support_usable(const struct pl_support_ref *fields, size_t n, bool *usable);
 
 /* Extension points where an Any names an implementation (Envoy's typed_config). */
 enum pl_ext_point {

@@ -47,9 +47,7 @@ enum {
     F_N
 };
 
-static const struct {
-    const char *msg, *field;
-} fields[F_N] = {
+static const struct pl_support_ref fields[F_N] = {
     [F_CL_NAME] = {"envoy.config.cluster.v3.Cluster", "name"},
     [F_CL_TYPE] = {"envoy.config.cluster.v3.Cluster", "type"},
     [F_CL_EDS] = {"envoy.config.cluster.v3.Cluster", "eds_cluster_config"},
@@ -72,8 +70,7 @@ static pthread_once_t usable_once = PTHREAD_ONCE_INIT;
 
 static void usable_init(void)
 {
-    for (int i = 0; i < F_N; i++)
-        usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
+    pl_support_usable(fields, F_N, usable);
 }
 
 static const CL_T cl_init = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;

@@ -42,9 +42,7 @@ enum {
     F_N
 };
 
-static const struct {
-    const char *msg, *field;
-} fields[F_N] = {
+static const struct pl_support_ref fields[F_N] = {
     [F_CLA_NAME] = {"envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name"},
     [F_CLA_ENDPOINTS] = {"envoy.config.endpoint.v3.ClusterLoadAssignment", "endpoints"},
     [F_LLE_LB_ENDPOINTS] = {"envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints"},
@@ -66,8 +64,7 @@ static pthread_once_t usable_once = PTHREAD_ONCE_INIT;
 
 static void usable_init(void)
 {
-    for (int i = 0; i < F_N; i++)
-        usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
+    pl_support_usable(fields, F_N, usable);
 }
 
 static const U32_T u32_init = GOOGLE__PROTOBUF__UINT32_VALUE__INIT;

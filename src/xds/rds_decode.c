@@ -36,9 +36,7 @@ enum {
     F_N
 };
 
-static const struct {
-    const char *msg, *field;
-} fields[F_N] = {
+static const struct pl_support_ref fields[F_N] = {
     [F_RC_NAME] = {"envoy.config.route.v3.RouteConfiguration", "name"},
     [F_RC_VHOSTS] = {"envoy.config.route.v3.RouteConfiguration", "virtual_hosts"},
     [F_VH_NAME] = {"envoy.config.route.v3.VirtualHost", "name"},
@@ -56,8 +54,7 @@ static pthread_once_t usable_once = PTHREAD_ONCE_INIT;
 
 static void usable_init(void)
 {
-    for (int i = 0; i < F_N; i++)
-        usable[i] = pl_support_field(fields[i].msg, fields[i].field) == PL_SUPPORT_YES;
+    pl_support_usable(fields, F_N, usable);
 }
 
 static const rc_t rc_init = ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;

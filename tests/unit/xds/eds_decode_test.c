@@ -11,23 +11,15 @@
 #include "config/validate.h"
 #include "xds/client_internal.h"
 
+#include "decode_fixture.h"
 #include "store_fixture.h"
-
-#include "../../common/pb_track.h"
 
 #define CLA_T Envoy__Config__Endpoint__V3__ClusterLoadAssignment
 #define CLA_D (&envoy__config__endpoint__v3__cluster_load_assignment__descriptor)
 
-/* The wire encoding of a ClusterLoadAssignment written in YAML (caller frees). */
 static uint8_t *encode(const char *text, size_t *len)
 {
-    ProtobufCMessage *m = NULL;
-    struct pl_err err = PL_ERR_INIT;
-    if (pl_pbjson_load_text(text, strlen(text), "test", CLA_D, NULL, &m, NULL, &err) < 0)
-        cr_assert_fail("decode: %s", pl_err_join(&err));
-    uint8_t *buf = track_pack(m, len);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return buf;
+    return fixture_encode(CLA_D, text, len);
 }
 
 /* The validation store.c runs on an assignment (validate_cla): its endpoints as a STATIC

@@ -131,6 +131,26 @@ Test(xds_walk, unsupported_cluster_field_and_unknown_field_numbers)
     protobuf_c_message_free_unpacked(v, NULL);
 }
 
+/* Route configuration r1: everything to cluster c. */
+static ProtobufCMessage *route_config_r1(void)
+{
+    return yaml(&envoy__config__route__v3__route_configuration__descriptor,
+                "name: r1\n"
+                "virtual_hosts:\n"
+                "- name: v\n"
+                "  domains: ['*']\n"
+                "  routes: [{ match: { prefix: / }, route: { cluster: c } }]\n");
+}
+
+/* EDS cluster c over ADS. */
+static ProtobufCMessage *eds_cluster_c(void)
+{
+    return yaml(&envoy__config__cluster__v3__cluster__descriptor,
+                "name: c\n"
+                "type: EDS\n"
+                "eds_cluster_config: { eds_config: { ads: {} } }\n");
+}
+
 Test(xds_compile, rds_names_and_route_tables)
 {
     ProtobufCMessage *l = listener("");
@@ -140,16 +160,8 @@ Test(xds_compile, rds_names_and_route_tables)
     cr_assert_str_eq(names[0], "r1");
     free(names[0]);
     free(names);
-    ProtobufCMessage *rc = yaml(&envoy__config__route__v3__route_configuration__descriptor,
-                                "name: r1\n"
-                                "virtual_hosts:\n"
-                                "- name: v\n"
-                                "  domains: ['*']\n"
-                                "  routes: [{ match: { prefix: / }, route: { cluster: c } }]\n");
-    ProtobufCMessage *cl = yaml(&envoy__config__cluster__v3__cluster__descriptor,
-                                "name: c\n"
-                                "type: EDS\n"
-                                "eds_cluster_config: { eds_config: { ads: {} } }\n");
+    ProtobufCMessage *rc = route_config_r1();
+    ProtobufCMessage *cl = eds_cluster_c();
     ProtobufCMessage *cla = yaml(
         &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
         "cluster_name: c\n"
@@ -222,22 +234,14 @@ Test(xds_compile, rds_names_and_route_tables)
  * the compile cache keeps those clusters for the build after it. */
 Test(xds_compile, cluster_side_shared_by_a_route_update)
 {
-    ProtobufCMessage *cl = yaml(&envoy__config__cluster__v3__cluster__descriptor,
-                                "name: c\n"
-                                "type: EDS\n"
-                                "eds_cluster_config: { eds_config: { ads: {} } }\n");
+    ProtobufCMessage *cl = eds_cluster_c();
     ProtobufCMessage *cla = yaml(
         &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
         "cluster_name: c\n"
         "endpoints:\n"
         "- lb_endpoints:\n"
         "  - endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } }\n");
-    ProtobufCMessage *rc = yaml(&envoy__config__route__v3__route_configuration__descriptor,
-                                "name: r1\n"
-                                "virtual_hosts:\n"
-                                "- name: v\n"
-                                "  domains: ['*']\n"
-                                "  routes: [{ match: { prefix: / }, route: { cluster: c } }]\n");
+    ProtobufCMessage *rc = route_config_r1();
     struct pl_res cr = {.name = "c", .msg = cl, .version_info = "5"};
     struct pl_res er = {.name = "c", .msg = cla, .version_info = "6"};
     struct pl_res rr = {.name = "r1", .msg = rc, .version_info = "4"};
