@@ -107,7 +107,6 @@ static void build_maglev(struct up_hostset *hs)
             max_norm = e[i].weight;
     }
     hs->maglev = pl_malloc(m * sizeof(uint32_t));
-    hs->maglev_size = m;
     for (uint64_t i = 0; i < m; i++)
         hs->maglev[i] = MAGLEV_EMPTY;
     uint64_t filled = 0;

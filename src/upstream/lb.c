@@ -230,7 +230,7 @@ struct pl_host_rt *pl_upstream_pick(struct pl_cluster_rt *pc, const struct pl_lb
         idx = ring_lookup(hs, random_hash ? up_rand() : h);
         break;
     case CLUSTER(LB_POLICY__MAGLEV):
-        idx = hs->maglev[(random_hash ? up_rand() : h) % hs->maglev_size];
+        idx = hs->maglev[(random_hash ? up_rand() : h) % hs->lb.maglev_size];
         break;
     default: /* ROUND_ROBIN */
         idx = hs->equal_weights ? up_avail(hs, c->rr++ % n) : edf_next(c);

@@ -246,7 +246,7 @@ static struct up_hostset *current_hostset(struct up_mcluster *c, const struct pl
 
 static void announce(struct up_mcluster *c, const struct up_hostset *hs)
 {
-    pl_log_debug("upstream", "cluster '%s': %zu hosts (%zu healthy)", c->name, hs->n_hosts,
+    pl_log_debug("upstream", "cluster '%s': %u hosts (%u healthy)", c->name, hs->n_hosts,
                  hs->n_healthy);
     if (g.hook)
         g.hook(c->name, hs->n_hosts, g.hook_arg);

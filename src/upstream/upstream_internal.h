@@ -44,15 +44,14 @@ struct up_hostset {
     char **keys; /* NULL, or [n_hosts]: a host's identity across updates when it is not its
                     address ("hostname:port" for LOGICAL_DNS), else NULL (owned) */
     struct sockaddr_in6 *v6; /* NULL (no IPv6 host), or [n_hosts]: the IPv6 hosts' addresses */
-    size_t n_hosts;
-    size_t n_healthy;
+    uint32_t n_hosts;
+    uint32_t n_healthy;
+    uint32_t n_avail;
+    uint32_t n_ring;
     uint32_t *avail; /* indices of the hosts the LB uses (healthy ones, or all in panic); NULL
                         when that is all of them (read through up_avail) */
-    size_t n_avail;
     struct up_ring_entry *ring; /* RING_HASH, sorted by hash */
-    size_t n_ring;
-    uint32_t *maglev; /* MAGLEV: host index per table slot */
-    uint64_t maglev_size;
+    uint32_t *maglev;           /* MAGLEV: host index per table slot (lb.maglev_size of them) */
 };
 
 /* The host index of the k-th host the LB may use. */
