@@ -62,6 +62,11 @@ void pl_h2_begin_block(struct h2_codec *c, struct h2_stream *s, const nghttp2_fr
     }
 }
 
+static bool is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
 static void set_pseudo(struct pl_http_head *h, const char *n, size_t nlen, const char *v,
                        uint32_t vlen)
 {
@@ -75,8 +80,10 @@ static void set_pseudo(struct pl_http_head *h, const char *n, size_t nlen, const
         h->path = v, h->path_len = vlen;
     else if (eq(n, nlen, LIT(":protocol")))
         h->protocol = v, h->protocol_len = vlen;
-    else if (eq(n, nlen, LIT(":status")) && vlen == 3)
-        h->status = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+    else if (eq(n, nlen, LIT(":status")))
+        h->status = vlen == 3 && is_digit(v[0]) && is_digit(v[1]) && is_digit(v[2])
+                        ? (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0')
+                        : -1; /* malformed: the response is refused (pl_h2_end_block) */
 }
 
 void pl_h2_add_header(struct h2_codec *c, struct h2_stream *s, const char *name, size_t nlen,
@@ -191,6 +198,15 @@ void pl_h2_end_block(struct h2_codec *c, struct h2_stream *s, bool end_stream)
             h->authority = host->value, h->authority_len = host->value_len;
             pl_headers_remove(&h->headers, LIT("host"));
         }
+    }
+    /* a response's :status is three digits, 100 to 999 (RFC 9110 15): anything else, or none,
+     * makes it malformed (RFC 9113 8.1.1), whatever nghttp2 let through */
+    if (!c->server && (h->status < 100 || h->status > 999)) {
+        c->stats.rx_messaging_error++;
+        s->proto_err = true;
+        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, (int32_t)s->base.id,
+                                  NGHTTP2_PROTOCOL_ERROR);
+        return;
     }
     bool informational = !c->server && h->status >= 100 && h->status < 200;
     if (c->server) {
