@@ -536,21 +536,6 @@ static void undo_commit(struct undo *u)
     free(u->v);
 }
 
-struct absent {
-    struct pl_xds_update *u;
-    char **v;
-    size_t n;
-};
-
-static int collect_absent(void *item, void *arg)
-{
-    struct absent *a = arg;
-    const char *name = ((struct pl_xds_res *)item)->rec->name;
-    if (!pl_nametab_get(&a->u->names, name))
-        a->v[a->n++] = pl_strdup(name);
-    return 1;
-}
-
 /* Logs the changes u makes to the accepted set of its type. */
 static void apply(struct pl_xds *x, struct undo *un, struct pl_xds_update *u, bool merge,
                   char *const *removed, size_t n_removed)
@@ -563,13 +548,22 @@ static void apply(struct pl_xds *x, struct undo *un, struct pl_xds_update *u, bo
         set_entry(x, un, u->recs[i]->name, pl_xds_rec_ref(u->recs[i]));
     }
     if (!merge) { /* SotW LDS/CDS: the response is the whole set */
-        struct absent a = {.u = u, .v = pl_calloc(m->tab.n + 1, sizeof(char *))};
-        pl_nametab_filter(&m->tab, collect_absent, &a);
-        for (size_t i = 0; i < a.n; i++) {
-            set_entry(x, un, a.v[i], NULL);
-            free(a.v[i]);
+        /* collected first: set_entry changes the table (a walk over it, not a rebuild) */
+        char **absent = NULL;
+        size_t n_absent = 0;
+        for (size_t i = 0; i < m->tab.cap; i++) {
+            const struct pl_xds_res *e = pl_xds_resmap_at(m, i);
+            if (!e || pl_nametab_get(&u->names, e->rec->name))
+                continue;
+            if (!absent)
+                absent = pl_malloc(m->tab.n * sizeof(*absent));
+            absent[n_absent++] = pl_strdup(e->rec->name);
         }
-        free(a.v);
+        for (size_t i = 0; i < n_absent; i++) {
+            set_entry(x, un, absent[i], NULL);
+            free(absent[i]);
+        }
+        free(absent);
     }
     for (size_t i = 0; i < n_removed; i++) /* a name both sent and removed: sent wins */
         if (pl_xds_resmap_get(m, removed[i]) && !pl_nametab_get(&u->names, removed[i]))
@@ -792,8 +786,13 @@ static int keep_subscribed(void *item, void *arg)
 size_t pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t)
 {
     struct prune p = {.sub = &x->sub[t]};
-    size_t n = x->acc[t].tab.n;
-    pl_nametab_filter(&x->acc[t].tab, keep_subscribed, &p);
+    size_t n = x->acc[t].tab.n, going = 0;
+    for (size_t i = 0; i < x->acc[t].tab.cap && !going; i++) { /* mostly nothing: no rebuild */
+        const struct pl_xds_res *e = pl_xds_resmap_at(&x->acc[t], i);
+        going = e && !pl_xds_sub_has(p.sub, e->rec->name);
+    }
+    if (going)
+        pl_nametab_filter(&x->acc[t].tab, keep_subscribed, &p);
     if (x->acc[t].tab.n != n && (t == PL_XDS_CDS || t == PL_XDS_EDS))
         pl_xds_store_clusters_changed(x);
     return n - x->acc[t].tab.n;
