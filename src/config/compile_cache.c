@@ -206,20 +206,8 @@ static void set_dyn(char **version, struct timespec *updated, bool *dynamic,
     *dynamic = true;
 }
 
-/* Messages decoded from a kept encoding only for one compile (nothing compiled points into
- * them) live in an arena: one bump per field instead of a malloc, and no per-field free. */
-static void *tmp_alloc(void *data, size_t size)
-{
-    return pl_arena_alloc(data, size ? size : 1);
-}
-
-static void tmp_nofree(void *data, void *p)
-{
-    (void)data;
-    (void)p;
-}
-
-/* m, or m decoded from r's encoding into the arena tmp; NULL when neither. */
+/* m, or m decoded from r's encoding into the arena tmp; NULL when neither (decoded only for one
+ * compile: nothing compiled points into it, so one bump per field and no per-field free). */
 static const ProtobufCMessage *msg_of(const ProtobufCMessage *m, const struct pl_res *r,
                                       const ProtobufCMessageDescriptor *d, struct pl_arena *tmp)
 {
@@ -229,7 +217,7 @@ static const ProtobufCMessage *msg_of(const ProtobufCMessage *m, const struct pl
         return r->msg;
     if (!r->bytes)
         return NULL;
-    ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = tmp};
+    ProtobufCAllocator a = pl_arena_pb_allocator(tmp);
     if (d == &envoy__config__cluster__v3__cluster__descriptor) { /* the common shape, directly */
         Envoy__Config__Cluster__V3__Cluster *cl = pl_xds_cluster_decode(r->bytes, r->len, &a);
         if (cl)
@@ -250,13 +238,12 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
     /* a plain assignment compiles as it is where the entry shares its sources (decoded again
      * from its encoding when the update that brought it is over); a copy (not shared) keeps the
      * message, decoded here */
-    const struct pl_cla_plain *plain = NULL;
-    bool keep_enc = shared && !eds && eds_res && eds_res->decode_plain && eds_res->bytes;
-    if (shared && !eds && eds_res) {
-        plain = eds_res->plain;
-        ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = &tmp};
-        if (!plain && keep_enc)
-            plain = eds_res->decode_plain(eds_res->bytes, eds_res->len, &a);
+    bool from_res = shared && !eds && eds_res;
+    const struct pl_cla_plain *plain = from_res ? eds_res->plain : NULL;
+    bool keep_enc = from_res && eds_res->decode_plain && eds_res->bytes;
+    if (!plain && keep_enc) {
+        ProtobufCAllocator a = pl_arena_pb_allocator(&tmp);
+        plain = eds_res->decode_plain(eds_res->bytes, eds_res->len, &a);
     }
     if (plain && keep_enc) { /* the hosts stay in the encoding the compiled cluster holds */
         out->hosts_enc = eds_res->bytes;

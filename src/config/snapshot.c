@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config/nametab.h"
+#include "core/arena.h"
 #include "core/err.h"
 #include "net/conn.h"
 #include "net/filter.h"
@@ -15,6 +16,23 @@ struct pl_snapshot_index {
     struct pl_cluster_cfg *const *clusters;
     struct pl_nametab l, c;
 };
+
+static void *arena_pb_alloc(void *data, size_t size)
+{
+    return pl_arena_alloc(data, size ? size : 1);
+}
+
+static void arena_pb_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+ProtobufCAllocator pl_arena_pb_allocator(struct pl_arena *a)
+{
+    return (ProtobufCAllocator){
+        .alloc = arena_pb_alloc, .free = arena_pb_free, .allocator_data = a};
+}
 
 void pl_shared_ref(struct pl_shared *sh)
 {

@@ -89,6 +89,12 @@ struct pl_cla_plain {
 typedef struct pl_cla_plain *(*pl_cla_plain_decode_fn)(const uint8_t *data, size_t len,
                                                        ProtobufCAllocator *a);
 
+struct pl_arena;
+/* A protobuf-c allocator over the arena a (core/arena.h; it frees nothing: the arena is freed in
+ * one go), for what is decoded only for a moment: a kept encoding decoded to compile it, or a
+ * plain assignment's hosts decoded to build a host set. */
+ProtobufCAllocator pl_arena_pb_allocator(struct pl_arena *a);
+
 /* Load-balancing and DNS options of a cluster, Envoy's defaults filled in. Most clusters set
  * none of them and share pl_cluster_lb_defaults (10,000 clusters held two copies each). */
 struct pl_cluster_lb_cfg {

@@ -282,17 +282,6 @@ void up_hostset_unref(struct up_hostset *hs)
     free(hs);
 }
 
-static void *tmp_alloc(void *data, size_t size)
-{
-    return pl_arena_alloc(data, size ? size : 1);
-}
-
-static void tmp_nofree(void *data, void *p)
-{
-    (void)data;
-    (void)p;
-}
-
 /* The host set of the plain endpoints of cfg (an EDS cluster): its hosts, or decoded from the
  * encoding it keeps them in. */
 static struct up_hostset *from_plain(const struct pl_cluster_cfg *cfg,
@@ -302,7 +291,7 @@ static struct up_hostset *from_plain(const struct pl_cluster_cfg *cfg,
     size_t n = cfg->n_hosts;
     struct pl_arena tmp = PL_ARENA_INIT;
     if (!hosts) {
-        ProtobufCAllocator a = {.alloc = tmp_alloc, .free = tmp_nofree, .allocator_data = &tmp};
+        ProtobufCAllocator a = pl_arena_pb_allocator(&tmp);
         const struct pl_cla_plain *p = cfg->hosts_decode(cfg->hosts_enc, cfg->hosts_enc_len, &a);
         if (!p) /* it decoded when compiled: the encoding cannot have changed */
             pl_die("cluster '%s': its kept assignment no longer decodes", cfg->name);
