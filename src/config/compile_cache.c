@@ -235,13 +235,12 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
     struct pl_arena tmp = PL_ARENA_INIT;
     cl = (const void *)msg_of(cl ? &cl->base : NULL, dyn,
                               &envoy__config__cluster__v3__cluster__descriptor, &tmp);
-    /* a plain assignment compiles as it is where the entry shares its sources (decoded again
-     * from its encoding when the update that brought it is over); a copy (not shared) keeps the
-     * message, decoded here */
+    /* a plain assignment compiles from its encoding where the entry shares its sources; a copy
+     * (not shared) keeps the message, decoded here */
     bool from_res = shared && !eds && eds_res;
-    const struct pl_cla_plain *plain = from_res ? eds_res->plain : NULL;
+    const struct pl_cla_plain *plain = NULL;
     bool keep_enc = from_res && eds_res->decode_plain && eds_res->bytes;
-    if (!plain && keep_enc) {
+    if (keep_enc) {
         ProtobufCAllocator a = pl_arena_pb_allocator(&tmp);
         plain = eds_res->decode_plain(eds_res->bytes, eds_res->len, &a);
     }

@@ -25,10 +25,8 @@ struct pl_res {
     const uint8_t *bytes;    /* with owner: the encoding; msg may then be NULL (decoded when it
                                 must be compiled) */
     size_t len;
-    const char *eds_name;             /* clusters with msg NULL: the ClusterLoadAssignment of an EDS
-                                         cluster, NULL when not EDS */
-    const struct pl_cla_plain *plain; /* assignments: what compiles, when of the plain shape
-                                         (msg is then NULL); else NULL */
+    const char *eds_name; /* clusters with msg NULL: the ClusterLoadAssignment of an EDS
+                             cluster, NULL when not EDS */
     pl_cla_plain_decode_fn decode_plain; /* assignments with owner: decodes bytes of the plain
                                             shape (a compiled cluster keeps its hosts that way) */
 };

@@ -11,9 +11,6 @@
 #include "config/publish.h"
 
 #include <ev.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -22,6 +19,7 @@
 #include <urcu-qsbr.h>
 
 #include "core/err.h"
+#include "core/hugeheap.h"
 #include "core/log.h"
 #include "core/tsan.h"
 
@@ -126,14 +124,13 @@ static void trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)w;
     (void)revents;
     ev_ref(loop); /* the one-shot timer stopped: undo the unref of its start */
-#ifdef __GLIBC__
     ev_now_update(loop);
     ev_tstamp t0 = ev_now(loop);
-    malloc_trim(0);
+    if (!pl_hugeheap_trim()) /* held: it runs when the configuration is complete */
+        return;
     ev_now_update(loop);
     g.trim_cost = ev_now(loop) - t0;
     pl_log_debug("config", "malloc_trim after freeing snapshots: %.1f ms", g.trim_cost * 1e3);
-#endif
     g.last_trim = ev_now(loop);
     g.stats.trims++;
 }

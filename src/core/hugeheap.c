@@ -13,7 +13,7 @@
 #include "core/log.h"
 
 #define HP             PL_HUGEHEAP_PAGE
-#define MIN            (4 * HP) /* smaller windows gain too little to be worth a syscall */
+#define MIN            (3 * HP) /* smaller windows gain too little to be worth a syscall */
 #define MAX            ((size_t)512 << 20) /* virtual memory reserved ahead, never more */
 #define TOP_PAD        (128u << 10)        /* glibc's default M_TOP_PAD */
 #define STEP           (64u << 10)
@@ -123,4 +123,28 @@ void pl_hugeheap_end(void)
     if (g.hi)
         madvise(g.lo, (size_t)(g.hi - g.lo), MADV_NOHUGEPAGE);
     g.lo = g.hi = NULL;
+}
+
+static struct {
+    bool held, due;
+} trims;
+
+bool pl_hugeheap_trim(void)
+{
+    if (trims.held) {
+        trims.due = true;
+        return false;
+    }
+    trims.due = false;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    return true;
+}
+
+void pl_hugeheap_hold_trims(bool hold)
+{
+    trims.held = hold;
+    if (!hold && trims.due)
+        pl_hugeheap_trim();
 }

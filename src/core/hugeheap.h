@@ -11,10 +11,14 @@
  * from the heap, so that the compile's large arrays land in the window.
  *
  * Only the main arena (the thread that started the process) is concerned; workers' heaps are
- * never advised. Where THP is off or the heap is not grown by sbrk, nothing changes. */
+ * never advised. Where THP is off or the heap is not grown by sbrk, nothing changes.
+ *
+ * The main thread's trims (malloc_trim after a large apply, and after old snapshots are freed)
+ * go through pl_hugeheap_trim, which a configuration half applied holds back. */
 #ifndef PL_CORE_HUGEHEAP_H
 #define PL_CORE_HUGEHEAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The huge page size the window and pl_hugeheap_map work with. */
@@ -30,5 +34,14 @@ void *pl_hugeheap_map(size_t size);
 void pl_hugeheap_begin(size_t expect);
 /* Closes the window opened last, if any. */
 void pl_hugeheap_end(void);
+
+/* Gives the main heap's free pages back to the system (malloc_trim(0)); true when it ran. While
+ * trims are held it only notes that one is due, and runs when the hold ends. Main thread only. */
+bool pl_hugeheap_trim(void);
+/* Holds trims (hold true) or ends the hold. A configuration half applied holds them (clusters
+ * wait for their assignments): the response that completes it is on its way and reuses the
+ * memory a trim would give back, and every page given back is faulted in again (on a virtual
+ * machine a page fault costs tens of times a write to a page already there). */
+void pl_hugeheap_hold_trims(bool hold);
 
 #endif

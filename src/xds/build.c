@@ -109,7 +109,6 @@ static struct pl_res as_res(const struct pl_xds_rec *r)
                            .bytes = r->bytes,
                            .len = r->len,
                            .eds_name = r->eds_name,
-                           .plain = r->plain,
                            .decode_plain = r->type == PL_XDS_EDS ? pl_xds_cla_decode_plain : NULL};
 }
 

@@ -12,8 +12,17 @@
 
 #define PL_XDS_USER_AGENT_VERSION "0.1.0"
 
-/* Responses that change something and carry at least this much are followed by malloc_trim. */
-#define TRIM_BYTES (256u << 10)
+/* What checking and compiling n resources of enc bytes allocates, roughly: some 10 times the
+ * encoding, and half a KiB for what each compiles to (an EDS cluster's encoding is tens of
+ * bytes; its compiled form, host set, link and stats are hundreds). */
+static size_t apply_bytes(size_t enc, size_t n)
+{
+    return enc * 12 + n * 512;
+}
+
+/* A response whose apply_bytes reach this opens the huge-page window and is followed by
+ * malloc_trim. */
+#define BIG_APPLY ((size_t)2 << 20)
 
 /* Envoy's version gauge is a hash of version_info; a plain number is shown as itself. */
 static int64_t version_value(const char *v)
@@ -322,6 +331,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         free(msg);
     }
     pl_err_free(&err);
+    pl_hugeheap_hold_trims(x->n_warming > 0);
     check_initialized(x);
     arm_timer(x);
 }
@@ -428,15 +438,15 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     size_t bytes = response_bytes(r);
     struct pl_err err = PL_ERR_INIT;
     struct pl_xds_update u;
-    /* checking and compiling what is new allocates some 10 times its encoding, and the records
-     * and hosts the check keeps are a good part of it: a large response opens the huge-page
-     * window before its check, and closes it right after when little of it is new (a SotW
-     * resend of the same set with one change) */
-    bool big = bytes >= TRIM_BYTES;
+    /* the records the check keeps are a good part of what an apply allocates: a large response
+     * opens the huge-page window before its check, and closes it right after when little of it
+     * is new (a SotW resend of the same set with one change) */
+    size_t expect = apply_bytes(bytes, r->n_resources);
+    bool big = expect >= BIG_APPLY;
     if (big)
-        pl_hugeheap_begin(bytes * 12);
+        pl_hugeheap_begin(expect);
     int rc = pl_xds_store_check(x, t, r, &u, versions, &err);
-    if (big && u.new_bytes < TRIM_BYTES)
+    if (big && apply_bytes(u.new_bytes, u.n_new) < BIG_APPLY)
         pl_hugeheap_end();
     /* the snapshot built now shows this version (Envoy's config_dump: the last update that
      * changed anything); put back when nothing changed */
@@ -457,8 +467,12 @@ static void handle(struct pl_xds *x, enum pl_xds_type t,
     note_failures(x, t, &u, r->version_info, merge, removed, n_removed);
     pl_xds_update_free(&u);
     pl_hugeheap_end();
+    if (x->n_warming > 0)
+        pl_hugeheap_hold_trims(true);
     if (big)
-        malloc_trim(0); /* a big response's temporaries: their pages go back to the system */
+        pl_hugeheap_trim(); /* a big response's temporaries (once nothing warms) */
+    if (x->n_warming == 0)
+        pl_hugeheap_hold_trims(false);
     if (all_ok) {
         pl_xds_sub_accept(&x->sub[t], r->version_info, r->nonce);
         pl_log_info("xds", "%s update accepted: version '%s', %zu resources (%.1f ms)",
@@ -811,6 +825,7 @@ void pl_xds_free(struct pl_xds *x)
         free(x->applied_version[t]);
     }
     pl_xds_store_free(x);
+    pl_hugeheap_hold_trims(false); /* nothing is on its way any more */
     if (x->node)
         envoy__config__core__v3__node__free_unpacked(x->node, NULL);
     free(x->target);

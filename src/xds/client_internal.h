@@ -18,9 +18,12 @@
 /* A resource as accepted: immutable once made and reference counted (sh), shared by the store,
  * the lists of what serves and every snapshot built from it (their `shared` owner), so an
  * unchanged resource is never decoded, copied or compiled again. It is kept in its encoding
- * (what /config_dump shows); only listeners stay decoded (the server reads them). The decoded
- * message of the other types lives from the check to the end of the response's handling, so
- * that the compile right after does not decode again (pl_xds_rec_trim). */
+ * (what /config_dump shows); only listeners stay decoded (the server reads them). A route
+ * configuration's decoded message lives from the check to the end of the response's handling,
+ * so that the compile right after does not decode it again (pl_xds_rec_trim). Clusters and
+ * assignments are checked one at a time in memory used again for each, and compiled from their
+ * encoding: 10,000 of them kept decoded were megabytes touched for the first time, which cost
+ * more than decoding each twice. */
 struct pl_xds_rec {
     struct pl_shared sh;
     enum pl_xds_type type;
@@ -28,11 +31,9 @@ struct pl_xds_rec {
     char *version;
     uint8_t *bytes; /* the encoding as received */
     size_t len;
-    ProtobufCMessage *msg;            /* decoded: LDS always, others until trimmed (then NULL) */
-    const struct pl_cla_plain *plain; /* EDS of the plain shape: decoded for compiling, instead
-                                         of msg (in the update's arena, trimmed with it) */
-    bool msg_in_arena; /* msg lives in the update's arena (freed with it, after trim) */
-    uint64_t hash;     /* XXH64 of bytes */
+    ProtobufCMessage *msg; /* decoded: LDS always, RDS until trimmed (then NULL), else NULL */
+    bool msg_in_arena;     /* msg lives in the update's arena (freed with it, after trim) */
+    uint64_t hash;         /* XXH64 of bytes */
     struct timespec updated;
     char *eds_name;      /* CDS: the ClusterLoadAssignment an EDS cluster waits for, else NULL */
     double warm_timeout; /* CDS (EDS) / LDS (RDS): initial_fetch_timeout in s (0: forever) */
@@ -86,8 +87,8 @@ struct pl_xds_update {
         char *why;
     } * fails;
     size_t n_fails;
-    bool unusable;    /* a resource without a name or of another type: nothing of it applies */
-    size_t new_bytes; /* encoded size of the recs that are new (not held unchanged) */
+    bool unusable; /* a resource without a name or of another type: nothing of it applies */
+    size_t n_new, new_bytes; /* how many recs are new (not held unchanged), their encoded size */
     struct pl_xds_chunk
         *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
 };

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config/validate.h"
+#include "core/arena.h"
 #include "core/log.h"
 #include "upstream/upstream.h"
 #include "xds/client_internal.h"
@@ -34,7 +35,6 @@ void pl_xds_rec_trim(struct pl_xds_rec *r)
         r->msg = NULL;
         r->msg_in_arena = false;
     }
-    r->plain = NULL; /* in the update's arena */
 }
 
 static double source_timeout(const Envoy__Config__Core__V3__ConfigSource *cs)
@@ -357,8 +357,13 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
     pl_nametab_reserve(&u->names, r->n_resources);
     u->recs = pl_calloc(r->n_resources + 1, sizeof(*u->recs));
     ProtobufCAllocator alloc = pl_xds_arena_allocator(&u->arena);
+    /* clusters and assignments are decoded into memory used again for each (a check keeps
+     * none of them decoded: what is new compiles from its encoding) */
+    struct pl_arena one = PL_ARENA_INIT;
+    ProtobufCAllocator one_alloc = pl_arena_pb_allocator(&one);
     char where[320];
     for (size_t i = 0; i < r->n_resources; i++) {
+        pl_arena_free(&one);
         const Google__Protobuf__Any *a = r->resources[i];
         const char *version = versions ? versions[i] : r->version_info;
         if (!strcmp(a->type_url, RESOURCE_URL)) {
@@ -408,12 +413,12 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         const struct pl_cla_plain *plain = NULL;
         bool fields_known = false, valid_known = false;
         if (!same && t == PL_XDS_EDS) { /* the common shapes, decoded directly */
-            plain = pl_xds_cla_decode_plain(a->value.data, a->value.len, &alloc);
+            plain = pl_xds_cla_decode_plain(a->value.data, a->value.len, &one_alloc);
             if (plain) {
                 name = plain->cluster_name;
                 fields_known = valid_known = true;
             } else {
-                m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &alloc,
+                m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &one_alloc,
                                                           &valid_known);
                 fields_known = m != NULL;
             }
@@ -421,11 +426,15 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             m = (ProtobufCMessage *)pl_xds_rc_decode(a->value.data, a->value.len, &alloc);
             fields_known = m != NULL;
         } else if (!same && t == PL_XDS_CDS) {
-            m = (ProtobufCMessage *)pl_xds_cluster_decode(a->value.data, a->value.len, &alloc);
+            m = (ProtobufCMessage *)pl_xds_cluster_decode(a->value.data, a->value.len, &one_alloc);
             fields_known = m != NULL;
         }
         if (!same && !m && !plain) {
-            m = protobuf_c_message_unpack(pl_xds_type_desc(t), t == PL_XDS_LDS ? NULL : &alloc,
+            bool once = t == PL_XDS_CDS || t == PL_XDS_EDS;
+            m = protobuf_c_message_unpack(pl_xds_type_desc(t),
+                                          t == PL_XDS_LDS ? NULL
+                                          : once          ? &one_alloc
+                                                          : &alloc,
                                           a->value.len, a->value.data);
             if (!m) {
                 snprintf(where, sizeof(where), "resources[%zu]", i);
@@ -468,12 +477,17 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         }
         pl_err_free(&sub);
         struct pl_xds_rec *rec = rec_new(t, name, m, &a->value, version, hash, &now);
-        rec->msg_in_arena = t != PL_XDS_LDS;
-        rec->plain = plain;
+        if (t == PL_XDS_RDS) {
+            rec->msg_in_arena = true;
+        } else if (t != PL_XDS_LDS) {
+            rec->msg = NULL; /* in `one`, used again for the next resource */
+        }
         u->recs[u->n++] = rec;
+        u->n_new++;
         u->new_bytes += a->value.len;
         pl_nametab_put(&u->names, rec->name);
     }
+    pl_arena_free(&one);
     return rc < 0 ? PL_EINVAL : 0;
 }
 

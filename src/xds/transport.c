@@ -80,6 +80,8 @@ static struct pl_xds_event *event_new(enum pl_xds_event_kind k, uint64_t stream)
 static void event_free(struct pl_xds_event *ev)
 {
     pl_xds_arena_release(&ev->arena); /* resp, delta */
+    if (ev->received)
+        grpc_byte_buffer_destroy(ev->received);
     free(ev->msg);
     free(ev);
 }
@@ -256,7 +258,10 @@ static bool run_stream(struct pl_xds_transport *t)
             if (ev.success && t->recv_bb) {
                 got_message = true;
                 struct pl_xds_event *e = decode(t->recv_bb, t->o.delta, stream);
-                grpc_byte_buffer_destroy(t->recv_bb);
+                if (e)
+                    e->received = t->recv_bb;
+                else
+                    grpc_byte_buffer_destroy(t->recv_bb);
                 t->recv_bb = NULL;
                 if (e) {
                     post(t, e);

@@ -158,6 +158,10 @@ struct pl_xds_event {
     Envoy__Service__Discovery__V3__DiscoveryResponse *resp;       /* SotW; owned by the event */
     Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *delta; /* Delta; owned */
     struct pl_xds_chunk *arena;                                   /* where resp / delta live */
+    /* the message as gRPC received it, destroyed with the event: a response's buffers are freed
+     * after it was handled, when the heap's top pad is the default again (a huge-page window
+     * raises it for every thread, and the receiving thread's heap keeps a free top as large) */
+    struct grpc_byte_buffer *received;
     int status;
     char *msg;
     struct pl_xds_event *next;

@@ -117,3 +117,39 @@ Test(hugeheap, mappings_are_aligned_and_advised)
     cr_assert(has_flag(flags, "hg"), "advised: %s", flags);
     cr_assert_eq(munmap(p, size), 0);
 }
+
+/* Resident pages of the process (/proc/self/statm). */
+static long resident_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert(f);
+    long size = 0, rss = 0;
+    cr_assert_eq(fscanf(f, "%ld %ld", &size, &rss), 2);
+    fclose(f);
+    return rss;
+}
+
+Test(hugeheap, held_trims_give_pages_back_when_the_hold_ends)
+{
+    cr_assert(pl_hugeheap_trim(), "no hold: it runs");
+    enum { N = 2048 }; /* 8 MB of small blocks; the last one stays, so the others are no top */
+    void **v = calloc(N, sizeof(*v));
+    for (size_t i = 0; i < N; i++) {
+        v[i] = malloc(4000);
+        memset(v[i], (int)i, 4000);
+    }
+    for (size_t i = 0; i + 1 < N; i++)
+        free(v[i]);
+    long before = resident_pages();
+
+    pl_hugeheap_hold_trims(true);
+    cr_assert_not(pl_hugeheap_trim(), "held: noted, not run");
+    if (!SANITIZED)
+        cr_assert_gt(resident_pages(), before - 256, "the free pages stay while held");
+    pl_hugeheap_hold_trims(false); /* runs the trim that was due */
+    if (!SANITIZED)
+        cr_assert_lt(resident_pages(), before - 1024, "given back once the hold ends");
+    cr_assert(pl_hugeheap_trim());
+    free(v[N - 1]);
+    free(v);
+}
