@@ -104,6 +104,7 @@ def test_bench_quick(bench_tools, tmp_path):
         for row in xs["apply"]:
             assert "error" not in row, row
             assert row["steps"]["clusters"]["wall_ms"] > 0 and row["memory"]["bytes_per_cluster"] > 0
+            assert row["initial"]["apply_ms"] > 0 and len(row["initial"]["runs"]) >= 1, row
             for t in ("eds", "cds", "rds"):
                 assert row["changes"][t]["wall_ms"] > 0, (t, row["changes"])
         f = xs["fanout"]

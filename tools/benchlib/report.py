@@ -409,7 +409,9 @@ counts, parts to skip). It installs nothing: a missing tool is named with its De
   a request through a route or cluster the step added answers (or `/server_info` shows the new
   CDS version), with the proxy's CPU time meanwhile and its own apply time (`/server_info`
   `last_apply_ms`: check, compile and publish); bytes per cluster and per route are the RSS growth
-  of those steps divided by N. Fan-out: P proxies (`--concurrency 1`, a listener each through a
+  of those steps divided by N. The initial apply (empty to N clusters, then N routes) is one
+  sample per proxy, so it is taken on `--reps` proxies, each from empty, and reported as the
+  median (each sample listed); the single changes are medians of `--reps` on the first. Fan-out: P proxies (`--concurrency 1`, a listener each through a
   per-node file) on one pillion-cp; the endpoint of one cluster moves between a closed port and
   the upstream, and the time until every proxy answers accordingly (503 / 200) is taken, all
   proxies polled at once every 10 ms. For comparison, the same harness before compiled objects

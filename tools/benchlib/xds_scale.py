@@ -205,8 +205,9 @@ def _apply_ms(px, t):
 
 
 def run_apply(P, d, pillion, up_port, n, n_eps=10, reps=3, api_type="GRPC", log=print,
-              timeout=120):
-    """One proxy; returns {clusters, routes, endpoints_per_cluster, steps: {...}, memory}."""
+              timeout=120, initial_only=False):
+    """One proxy; returns {clusters, routes, endpoints_per_cluster, steps: {...}, memory} and,
+    unless initial_only, the single changes."""
     _CP.update(bin=cp_binary(pillion), pillion=pillion)
     tag = f"scale{n}-{api_type.lower()}"
     res_dir = f"{d}/{tag}-res"
@@ -248,6 +249,9 @@ def run_apply(P, d, pillion, up_port, n, n_eps=10, reps=3, api_type="GRPC", log=
             "bytes_per_cluster": round((rss1 - rss0) * 1024 / max(n, 1)),
             "bytes_per_route": round((rss2 - rss1) * 1024 / max(n, 1))}
         log(f"  xds scale {tag}: {steps['clusters']} {steps['routes']} {out['memory']}")
+        out["steps"] = steps
+        if initial_only:
+            return out
         # single changes, each repeated
         ch = {"eds": [], "cds": [], "rds": []}
         for k in range(reps):
@@ -424,12 +428,31 @@ def run_fanout(P, d, pillion, up_port, n_proxies, n_clusters, changes=3, api_typ
 
 # ---- the tools/bench part -----------------------------------------------------------------------
 
+def _initial_sample(r):
+    """The initial apply of one proxy: N clusters (CDS + EDS), N routes, and their memory."""
+    ca = r["steps"]["clusters"]["apply_ms"]
+    c = (ca["cds"] or 0) + (ca["eds"] or 0)
+    rt = r["steps"]["routes"]["apply_ms"]["rds"] or 0
+    return {"clusters_apply_ms": c, "routes_apply_ms": rt, "apply_ms": c + rt,
+            "bytes_per_cluster": r["memory"]["bytes_per_cluster"],
+            "bytes_per_route": r["memory"]["bytes_per_route"]}
+
+
 def run(P, d, pillion, up_port, sizes, fanout, fanout_clusters, reps, log=print):
-    """The xDS scale part of tools/bench: apply for each size, then the fan-out."""
+    """The xDS scale part of tools/bench: apply for each size, then the fan-out. The initial
+    apply is one sample per proxy: it is measured on `reps` proxies, each from empty, and
+    reported as their median (the single changes are medians of `reps` on the first one)."""
     out = {"apply": [], "fanout": None}
     for n in sizes:
         try:
-            out["apply"].append(run_apply(P, d, pillion, up_port, n, reps=reps, log=log))
+            r = run_apply(P, d, pillion, up_port, n, reps=reps, log=log)
+            samples = [_initial_sample(r)]
+            for _ in range(reps - 1):
+                samples.append(_initial_sample(run_apply(P, d, pillion, up_port, n, reps=reps,
+                                                         log=log, initial_only=True)))
+            r["initial"] = {k: statistics.median(x[k] for x in samples) for k in samples[0]}
+            r["initial"]["runs"] = samples
+            out["apply"].append(r)
         except Exception as e:  # recorded, the run goes on
             out["apply"].append({"clusters": n, "error": str(e)[:400]})
     if fanout:
@@ -463,16 +486,25 @@ def markdown_lines(x):
         if "error" in r:
             lines.append(f"| {r['clusters']:,} | error: {r['error'][:120]} | | | | | | |")
             continue
-        st, m, ch = r["steps"], r["memory"], r["changes"]
-        ca = st["clusters"]["apply_ms"]
+        st, ch = r["steps"], r["changes"]
+        m = r.get("initial") or _initial_sample(r)
         lines.append(
             f"| {r['clusters']:,} | {_ms(st['clusters']['wall_ms'])} / "
-            f"{_ms(st['clusters']['proxy_cpu_ms'])} / {_ms((ca['cds'] or 0) + (ca['eds'] or 0))}"
+            f"{_ms(st['clusters']['proxy_cpu_ms'])} / {_ms(m['clusters_apply_ms'])}"
             f" | {_ms(st['routes']['wall_ms'])} / {_ms(st['routes']['proxy_cpu_ms'])} / "
-            f"{_ms(st['routes']['apply_ms']['rds'])} | {m['bytes_per_cluster']:,} | "
-            f"{m['bytes_per_route']:,} | " + " | ".join(
+            f"{_ms(m['routes_apply_ms'])} | {m['bytes_per_cluster']:,.0f} | "
+            f"{m['bytes_per_route']:,.0f} | " + " | ".join(
                 f"{_ms(ch[t].get('wall_ms'))} / {_ms(ch[t].get('apply_ms'))}"
                 for t in ("eds", "cds", "rds")) + " |")
+    runs = [r for r in x.get("apply", []) if len(r.get("initial", {}).get("runs", [])) > 1]
+    if runs:
+        lines += ["", "Applies and bytes are medians over proxies, each fed from empty; wall and "
+                  "CPU are the first proxy's. Initial apply of N clusters and N routes per proxy "
+                  "(clusters + routes, ms):"]
+        for r in runs:
+            v = sorted(s["apply_ms"] for s in r["initial"]["runs"])
+            lines.append(f"- N = {r['clusters']:,}: median **{_ms(r['initial']['apply_ms'])}**"
+                         f" over {len(v)} proxies ({', '.join(_ms(a) for a in v)})")
     f = x.get("fanout")
     if f:
         lines.append("")
