@@ -46,6 +46,13 @@ static Google__Protobuf__Any *pack_res(const ProtobufCMessage *m, const uint8_t 
     return a;
 }
 
+/* A dynamic resource's Any: as received when it has an owner (whose decoded message, if any,
+ * may be a temporary), else its own message. */
+static Google__Protobuf__Any *pack_dyn(const struct pl_res *r, const ProtobufCMessageDescriptor *d)
+{
+    return pack_res(r->owner ? NULL : r->msg, r->bytes, r->len, d);
+}
+
 static Google__Protobuf__Timestamp *timestamp(const struct timespec *t)
 {
     Google__Protobuf__Timestamp *ts = pl_malloc(sizeof(*ts));
@@ -138,11 +145,10 @@ static ProtobufCMessage *clusters_dump(const struct pl_snapshot *s, struct failu
     if (s->cds_version)
         d->version_info = pl_strdup(s->cds_version);
     for (size_t i = 0; i < s->n_warming_clusters; i++) {
-        const struct pl_dyn_resource *w = &s->warming_clusters[i];
+        const struct pl_res *w = s->warming_clusters[i];
         GROW(d->dynamic_warming_clusters, d->n_dynamic_warming_clusters);
         d->dynamic_warming_clusters[d->n_dynamic_warming_clusters] =
-            dyn_cluster(pack_res(w->proto, w->encoded, w->encoded_len, &CLUSTER_D), w->version_info,
-                        &w->last_updated);
+            dyn_cluster(pack_dyn(w, &CLUSTER_D), w->version_info, &w->last_updated);
         cluster_failure(d->dynamic_warming_clusters[d->n_dynamic_warming_clusters++], fs, w->name);
     }
     for (size_t i = 0; i < s->n_clusters; i++) {
@@ -225,10 +231,9 @@ static ProtobufCMessage *listeners_dump(const struct pl_snapshot *s, struct fail
         d->static_listeners[d->n_static_listeners++] = sl;
     }
     for (size_t i = 0; i < s->n_warming_listeners; i++) {
-        const struct pl_dyn_resource *w = &s->warming_listeners[i];
+        const struct pl_res *w = s->warming_listeners[i];
         dyn_listener(d, w->name)->warming_state =
-            listener_state(pack_res(w->proto, w->encoded, w->encoded_len, &LISTENER_D),
-                           w->version_info, &w->last_updated);
+            listener_state(pack_dyn(w, &LISTENER_D), w->version_info, &w->last_updated);
     }
     for (size_t i = 0; i < fs->n; i++) { /* Envoy: a rejected listener's entry carries it */
         if (fs->v[i].kind != PL_DUMP_LISTENER)
@@ -279,11 +284,11 @@ static ProtobufCMessage *routes_dump(const struct pl_snapshot *s, struct failure
         add_inline_routes(d, l->default_filter_chain, &s->listeners[i].last_updated);
     }
     for (size_t i = 0; i < s->n_routes; i++) { /* RDS */
-        const struct pl_dyn_resource *r = &s->routes[i];
+        const struct pl_res *r = s->routes[i];
         Envoy__Admin__V3__RoutesConfigDump__DynamicRouteConfig *dr = pl_malloc(sizeof(*dr));
         envoy__admin__v3__routes_config_dump__dynamic_route_config__init(dr);
         dr->version_info = pl_strdup(r->version_info);
-        dr->route_config = pack_res(r->proto, r->encoded, r->encoded_len, &ROUTE_D);
+        dr->route_config = pack_dyn(r, &ROUTE_D);
         dr->last_updated = timestamp(&r->last_updated);
         const struct pl_dump_failure *f =
             failure_of(fs->v, fs->n, fs->used, PL_DUMP_ROUTE, r->name);
@@ -314,11 +319,11 @@ static ProtobufCMessage *endpoints_dump(const struct pl_snapshot *s, struct fail
     Envoy__Admin__V3__EndpointsConfigDump *d = pl_malloc(sizeof(*d));
     envoy__admin__v3__endpoints_config_dump__init(d);
     for (size_t i = 0; i < s->n_endpoints; i++) { /* EDS */
-        const struct pl_dyn_resource *r = &s->endpoints[i];
+        const struct pl_res *r = s->endpoints[i];
         Envoy__Admin__V3__EndpointsConfigDump__DynamicEndpointConfig *de = pl_malloc(sizeof(*de));
         envoy__admin__v3__endpoints_config_dump__dynamic_endpoint_config__init(de);
         de->version_info = pl_strdup(r->version_info);
-        de->endpoint_config = pack_res(r->proto, r->encoded, r->encoded_len, &CLA_D);
+        de->endpoint_config = pack_dyn(r, &CLA_D);
         de->last_updated = timestamp(&r->last_updated);
         const struct pl_dump_failure *f =
             failure_of(fs->v, fs->n, fs->used, PL_DUMP_ENDPOINT, r->name);

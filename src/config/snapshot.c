@@ -51,17 +51,19 @@ struct pl_snapshot *pl_snapshot_new(void)
     return pl_calloc(1, sizeof(struct pl_snapshot));
 }
 
-void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n)
+void pl_dyn_resources_free(const struct pl_res **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (v[i].shared) {
-            pl_shared_unref(v[i].shared);
+        struct pl_res *r = (struct pl_res *)v[i];
+        if (r->owner) {
+            pl_shared_unref(r->owner);
             continue;
         }
-        free(v[i].name);
-        free(v[i].version_info);
-        if (v[i].proto)
-            protobuf_c_message_free_unpacked(v[i].proto, NULL);
+        free((char *)r->name);
+        free((char *)r->version_info);
+        if (r->msg)
+            protobuf_c_message_free_unpacked((ProtobufCMessage *)r->msg, NULL);
+        free(r);
     }
     free(v);
 }
@@ -77,8 +79,8 @@ static void index_free(struct pl_snapshot_index *ix)
 
 /* The cluster side of s, or of a part: what pl_snapshot_free and the part's release free. */
 static void clusters_free(struct pl_cluster_cfg **clusters, size_t n_clusters,
-                          struct pl_dyn_resource *endpoints, size_t n_endpoints,
-                          struct pl_dyn_resource *warming, size_t n_warming, char *cds_version)
+                          const struct pl_res **endpoints, size_t n_endpoints,
+                          const struct pl_res **warming, size_t n_warming, char *cds_version)
 {
     for (size_t i = 0; i < n_clusters; i++)
         pl_cluster_free(clusters[i]);

@@ -182,16 +182,26 @@ static inline const struct pl_cluster_lb_cfg *pl_cluster_lb(const struct pl_clus
     return c->lbo ? c->lbo : &pl_cluster_lb_defaults;
 }
 
-/* A resource from xDS kept in the snapshot as received (for /config_dump): an RDS route
- * configuration, an EDS ClusterLoadAssignment, or a listener or cluster still warming. */
-struct pl_dyn_resource {
-    char *name;
-    ProtobufCMessage *proto; /* owned; NULL: see encoded */
-    const uint8_t *encoded;  /* with proto NULL: the resource as received (shared) */
-    size_t encoded_len;
-    char *version_info;
+/* One dynamic resource: as an xDS client holds it (a compile's input, borrowed), and as a
+ * snapshot keeps it for /config_dump (an RDS route configuration, an EDS ClusterLoadAssignment,
+ * a listener or cluster still warming): by pointer, with a reference on its owner, or a copy
+ * of its own when it has none (pl_dyn_resources_free). */
+struct pl_res {
+    const char *name;
+    const ProtobufCMessage *msg;
+    const char *version_info;
     struct timespec last_updated;
-    struct pl_shared *shared; /* set: name, proto and version_info belong to this owner */
+    uint64_t hash;           /* of the resource's encoding (with owner set) */
+    struct pl_shared *owner; /* NULL, or the reference-counted owner of name, version_info and
+                                bytes: the snapshot then shares them, and the compile cache knows
+                                the resource by it (it must stay unchanged) */
+    const uint8_t *bytes;    /* with owner: the encoding; msg may then be NULL (decoded when it
+                                must be compiled) */
+    size_t len;
+    const char *eds_name; /* clusters with msg NULL: the ClusterLoadAssignment of an EDS
+                             cluster, NULL when not EDS */
+    pl_cla_plain_decode_fn decode_plain; /* assignments with owner: decodes bytes of the plain
+                                            shape (a compiled cluster keeps its hosts that way) */
 };
 
 /* An RDS route configuration compiled once per snapshot and shared by every HTTP connection
@@ -213,9 +223,9 @@ struct pl_cluster_part {
     struct pl_shared sh;
     struct pl_cluster_cfg **clusters;
     size_t n_clusters;
-    struct pl_dyn_resource *endpoints;
+    const struct pl_res **endpoints;
     size_t n_endpoints;
-    struct pl_dyn_resource *warming_clusters;
+    const struct pl_res **warming_clusters;
     size_t n_warming_clusters;
     char *cds_version;
     struct pl_nametab *index; /* by name: built with the snapshot's index */
@@ -234,15 +244,15 @@ struct pl_snapshot {
     struct timespec bootstrap_loaded;
 
     /* xDS (all empty without dynamic_resources) */
-    struct pl_dyn_resource *routes; /* RDS RouteConfigurations, by name */
+    const struct pl_res **routes; /* RDS RouteConfigurations, by name */
     size_t n_routes;
     struct pl_route_table_cfg *route_tables; /* routes compiled, sorted by name */
     size_t n_route_tables;
-    struct pl_dyn_resource *endpoints; /* EDS ClusterLoadAssignments, by cluster_name */
+    const struct pl_res **endpoints; /* EDS ClusterLoadAssignments, by cluster_name */
     size_t n_endpoints;
-    struct pl_dyn_resource *warming_listeners; /* accepted, waiting for their RDS */
+    const struct pl_res **warming_listeners; /* accepted, waiting for their RDS */
     size_t n_warming_listeners;
-    struct pl_dyn_resource *warming_clusters; /* accepted, waiting for their EDS */
+    const struct pl_res **warming_clusters; /* accepted, waiting for their EDS */
     size_t n_warming_clusters;
     char *lds_version; /* version_info of the last accepted LDS / CDS response, or NULL */
     char *cds_version;
@@ -271,7 +281,7 @@ void pl_cluster_free(struct pl_cluster_cfg *c);
 /* Frees what a route table entry owns, or drops r->shared. */
 void pl_route_table_cfg_release(struct pl_route_table_cfg *r);
 /* Frees n dynamic resources and the array (NULL is fine). */
-void pl_dyn_resources_free(struct pl_dyn_resource *v, size_t n);
+void pl_dyn_resources_free(const struct pl_res **v, size_t n);
 /* Moves s's cluster side (clusters, endpoints, warming_clusters, cds_version) into a new part
  * that s holds; once published, other snapshots may take it with pl_snapshot_use_clusters. */
 void pl_snapshot_share_clusters(struct pl_snapshot *s);

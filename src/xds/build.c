@@ -90,7 +90,7 @@ static bool warmed(struct pl_xds *x, struct pl_xds_res *e, bool ready, double ti
     if (e->warm_deadline == 0)
         e->warm_deadline = timeout > 0 ? now + timeout : -1;
     if (e->warm_deadline > 0 && now >= e->warm_deadline) {
-        pl_log_warn("xds", "'%s': initial fetch timed out: serving without it", e->rec->name);
+        pl_log_warn("xds", "'%s': initial fetch timed out: serving without it", e->rec->res.name);
         e->warm_deadline = TIMED_OUT; /* once: no deadline left for the timer */
         return true;
     }
@@ -98,23 +98,9 @@ static bool warmed(struct pl_xds *x, struct pl_xds_res *e, bool ready, double ti
     return false;
 }
 
-static struct pl_res as_res(const struct pl_xds_rec *r)
-{
-    return (struct pl_res){.name = r->name,
-                           .msg = r->msg,
-                           .version_info = r->version,
-                           .last_updated = r->updated,
-                           .hash = r->hash,
-                           .owner = (struct pl_shared *)&r->sh,
-                           .bytes = r->bytes,
-                           .len = r->len,
-                           .eds_name = r->eds_name,
-                           .decode_plain = r->type == PL_XDS_EDS ? pl_xds_cla_decode_plain : NULL};
-}
-
 /* What serves of one type (LDS or CDS) and what still warms. */
 struct side {
-    struct pl_res *active, *warming;
+    const struct pl_res **active, **warming;
     size_t n_active, n_warming;
     struct pl_xds_res **entries; /* [n_active]: whose `serving` becomes active[i] */
     struct pl_xds_rec **serve;
@@ -126,7 +112,7 @@ static void next_active(struct pl_xds *x, enum pl_xds_type t, struct side *sd, d
     struct pl_xds_resmap *acc = &x->acc[t];
     size_t cap = acc->tab.n + 1;
     /* written before read, and warming mostly not at all: not zeroed (a zeroed heap block
-     * touches every page of it, 880 KB each at 10,000 clusters, on every update) */
+     * touches every page of it) */
     sd->active = pl_malloc(cap * sizeof(*sd->active));
     sd->warming = pl_malloc(cap * sizeof(*sd->warming));
     sd->entries = pl_malloc(cap * sizeof(*sd->entries));
@@ -138,21 +124,22 @@ static void next_active(struct pl_xds *x, enum pl_xds_type t, struct side *sd, d
         bool ready;
         double timeout = 15.0;
         if (t == PL_XDS_LDS)
-            ready = missing_routes(x, (const LISTENER_T *)e->rec->msg) == 0;
+            ready = missing_routes(x, (const LISTENER_T *)e->rec->res.msg) == 0;
         else
-            ready = !e->rec->eds_name || pl_xds_resmap_get(&x->acc[PL_XDS_EDS], e->rec->eds_name);
+            ready = !e->rec->res.eds_name ||
+                    pl_xds_resmap_get(&x->acc[PL_XDS_EDS], e->rec->res.eds_name);
         if (!ready)
             timeout = e->rec->warm_timeout;
         struct pl_xds_rec *serve = e->rec;
         if (!warmed(x, e, ready, timeout, now)) {
-            sd->warming[sd->n_warming++] = as_res(e->rec);
+            sd->warming[sd->n_warming++] = &e->rec->res;
             serve = e->serving;
         }
         if (!serve)
             continue;
         sd->entries[sd->n_active] = e;
         sd->serve[sd->n_active] = serve;
-        sd->active[sd->n_active++] = as_res(serve);
+        sd->active[sd->n_active++] = &serve->res;
     }
 }
 
@@ -175,13 +162,13 @@ static void side_free(struct side *sd)
     free(sd->serve);
 }
 
-static struct pl_res *as_set(const struct pl_xds_resmap *m)
+static const struct pl_res **as_set(const struct pl_xds_resmap *m)
 {
-    struct pl_res *v = pl_malloc((m->tab.n + 1) * sizeof(*v)); /* every entry written */
+    const struct pl_res **v = pl_malloc((m->tab.n + 1) * sizeof(*v)); /* every entry written */
     size_t n = 0;
     for (size_t i = 0; i < m->tab.cap; i++)
         if (pl_xds_resmap_at(m, i))
-            v[n++] = as_res(pl_xds_resmap_at(m, i)->rec);
+            v[n++] = &pl_xds_resmap_at(m, i)->rec->res;
     return v;
 }
 
@@ -232,14 +219,14 @@ int pl_xds_store_rebuild(struct pl_xds *x, struct pl_compile_failures *failed, s
     x->n_warming = 0;
     /* the cluster side as it was (none warmed then, so none times out now), or built anew */
     struct pl_cluster_part *same = x->clusters_built;
-    struct pl_res *se = NULL;
+    const struct pl_res **se = NULL;
     if (!same) {
         next_active(x, PL_XDS_CDS, &c, now);
         se = as_set(&x->acc[PL_XDS_EDS]);
     }
     next_active(x, PL_XDS_LDS, &l, now);
     static_warming(x, now);
-    struct pl_res *sr = as_set(&x->acc[PL_XDS_RDS]);
+    const struct pl_res **sr = as_set(&x->acc[PL_XDS_RDS]);
     if (!x->cache)
         x->cache = pl_compile_cache_new();
     struct pl_resource_set rs = {

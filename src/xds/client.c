@@ -123,7 +123,7 @@ static void bump_rds(struct pl_xds *x, const char *name, enum outcome o, enum ou
     for (size_t i = 0; i < m->tab.cap; i++)
         if (pl_xds_resmap_at(m, i))
             pl_xds_each_hcm(
-                (const Envoy__Config__Listener__V3__Listener *)pl_xds_resmap_at(m, i)->rec->msg,
+                (const Envoy__Config__Listener__V3__Listener *)pl_xds_resmap_at(m, i)->rec->res.msg,
                 bump_rds_hcm, &b);
 }
 
@@ -164,7 +164,7 @@ static void bump_update(struct pl_xds *x, enum pl_xds_type t, const struct pl_xd
     /* the names of the response are those of recs and bad (each once): the stats of each are
      * looked up once for both bumps (10,000 assignments looked them up 20,000 times) */
     for (size_t i = 0; i < u->n; i++)
-        bump_one(x, t, u->recs[i]->name, ATTEMPT, applied ? SUCCESS : REJECTED, version);
+        bump_one(x, t, u->recs[i]->res.name, ATTEMPT, applied ? SUCCESS : REJECTED, version);
     for (size_t i = 0; i < u->n_bad; i++)
         bump_one(x, t, u->bad[i], ATTEMPT, REJECTED, version);
 }
@@ -379,7 +379,7 @@ static void note_failures(struct pl_xds *x, enum pl_xds_type t, const struct pl_
         for (size_t k = 0; k < n_removed && !gone; k++)
             gone = !strcmp(removed[k], name);
         for (size_t k = 0; k < u->n && !gone; k++)
-            gone = !strcmp(u->recs[k]->name, name);
+            gone = !strcmp(u->recs[k]->res.name, name);
         for (size_t k = 0; k < u->n_fails && !gone; k++)
             gone = !strcmp(u->fails[k].name, name); /* replaced below */
         if (gone)
@@ -552,8 +552,8 @@ static void delta_resubscribe(struct pl_xds *x, enum pl_xds_type t)
     for (size_t i = 0; i < held->tab.cap; i++) {
         const struct pl_xds_res *e = pl_xds_resmap_at(held, i);
         if (e) {
-            hn[n_held] = e->rec->name;
-            hv[n_held++] = e->rec->version;
+            hn[n_held] = e->rec->res.name;
+            hv[n_held++] = e->rec->res.version_info;
         }
     }
     const Envoy__Config__Core__V3__Node *node =

@@ -26,16 +26,13 @@
  * more than decoding each twice. */
 struct pl_xds_rec {
     struct pl_shared sh;
+    /* what a build compiles, the record's own fields: name, version_info, bytes and len (the
+     * encoding as received), hash (XXH64 of bytes), last_updated; msg: decoded (LDS always, RDS
+     * until trimmed, then NULL; else NULL); eds_name: CDS, the ClusterLoadAssignment an EDS
+     * cluster waits for, else NULL; owner: &sh; decode_plain: EDS */
+    struct pl_res res;
     enum pl_xds_type type;
-    char *name;
-    char *version;
-    uint8_t *bytes; /* the encoding as received */
-    size_t len;
-    ProtobufCMessage *msg; /* decoded: LDS always, RDS until trimmed (then NULL), else NULL */
-    bool msg_in_arena;     /* msg lives in the update's arena (freed with it, after trim) */
-    uint64_t hash;         /* XXH64 of bytes */
-    struct timespec updated;
-    char *eds_name;      /* CDS: the ClusterLoadAssignment an EDS cluster waits for, else NULL */
+    bool msg_in_arena;   /* res.msg lives in the update's arena (freed with it, after trim) */
     double warm_timeout; /* CDS (EDS) / LDS (RDS): initial_fetch_timeout in s (0: forever) */
 };
 

@@ -22,17 +22,17 @@
 static void rec_free(struct pl_shared *sh)
 {
     struct pl_xds_rec *r = (struct pl_xds_rec *)sh;
-    if (r->msg && !r->msg_in_arena)
-        protobuf_c_message_free_unpacked(r->msg, NULL);
+    if (r->res.msg && !r->msg_in_arena)
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)r->res.msg, NULL);
     free(r);
 }
 
 void pl_xds_rec_trim(struct pl_xds_rec *r)
 {
-    if (r->type != PL_XDS_LDS && r->msg) {
+    if (r->type != PL_XDS_LDS && r->res.msg) {
         if (!r->msg_in_arena)
-            protobuf_c_message_free_unpacked(r->msg, NULL);
-        r->msg = NULL;
+            protobuf_c_message_free_unpacked((ProtobufCMessage *)r->res.msg, NULL);
+        r->res.msg = NULL;
         r->msg_in_arena = false;
     }
 }
@@ -58,23 +58,25 @@ static struct pl_xds_rec *rec_new(enum pl_xds_type t, const char *name, Protobuf
     size_t sl = svc && strcmp(svc, name) ? strlen(svc) + 1 : 0;
     struct pl_xds_rec *r = pl_calloc(1, sizeof(*r) + nl + vl + sl + enc->len);
     char *p = (char *)(r + 1);
-    r->name = memcpy(p, name, nl);
-    r->version = memcpy(p += nl, version, vl);
+    r->res.name = memcpy(p, name, nl);
+    r->res.version_info = memcpy(p += nl, version, vl);
     p += vl;
     if (svc) {
-        r->eds_name = sl ? memcpy(p, svc, sl) : r->name;
+        r->res.eds_name = sl ? memcpy(p, svc, sl) : r->res.name;
         p += sl;
     }
-    r->bytes = (uint8_t *)p;
     if (enc->len)
-        memcpy(r->bytes, enc->data, enc->len);
+        memcpy(p, enc->data, enc->len);
+    r->res.bytes = (const uint8_t *)p;
+    r->res.len = enc->len;
+    r->res.msg = msg;
+    r->res.hash = hash;
+    r->res.last_updated = *now;
+    r->res.owner = &r->sh;
+    r->res.decode_plain = t == PL_XDS_EDS ? pl_xds_cla_decode_plain : NULL;
     atomic_init(&r->sh.refs, 1);
     r->sh.free = rec_free;
     r->type = t;
-    r->len = enc->len;
-    r->msg = msg;
-    r->hash = hash;
-    r->updated = *now;
     if (svc) {
         const CLUSTER_T *cl = (const CLUSTER_T *)msg;
         r->warm_timeout = source_timeout(cl->eds_cluster_config->eds_config);
@@ -98,7 +100,7 @@ void pl_xds_rec_unref(struct pl_xds_rec *r)
 
 static const char *res_key(const void *item)
 {
-    return ((const struct pl_xds_res *)item)->rec->name;
+    return ((const struct pl_xds_res *)item)->rec->res.name;
 }
 
 void pl_xds_resmap_init(struct pl_xds_resmap *m)
@@ -235,7 +237,7 @@ static const char **known_clusters(struct pl_xds *x, size_t *n)
         v[(*n)++] = sr->clusters[i]->name;
     for (size_t i = 0; i < c->tab.cap; i++)
         if (pl_xds_resmap_at(c, i))
-            v[(*n)++] = pl_xds_resmap_at(c, i)->rec->name;
+            v[(*n)++] = pl_xds_resmap_at(c, i)->rec->res.name;
     return v;
 }
 
@@ -342,7 +344,7 @@ static struct pl_xds_rec *unchanged(struct pl_xds *x, enum pl_xds_type t,
     memcpy(name, wn, len);
     name[len] = '\0';
     struct pl_xds_res *e = pl_xds_resmap_get(&x->acc[t], name);
-    return e && e->rec->hash == hash ? e->rec : NULL;
+    return e && e->rec->res.hash == hash ? e->rec : NULL;
 }
 
 int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
@@ -391,9 +393,9 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
                     u->unusable = true;
                     continue;
                 }
-                if (!pl_nametab_get(&u->names, e->rec->name)) {
+                if (!pl_nametab_get(&u->names, e->rec->res.name)) {
                     u->recs[u->n++] = pl_xds_rec_ref(e->rec);
-                    pl_nametab_put(&u->names, e->rec->name);
+                    pl_nametab_put(&u->names, (void *)e->rec->res.name);
                 }
                 continue;
             }
@@ -408,7 +410,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         }
         uint64_t hash = pl_upstream_xxhash64(a->value.data, a->value.len, 0);
         struct pl_xds_rec *same = unchanged(x, t, a, hash);
-        const char *name = same ? same->name : NULL;
+        const char *name = same ? same->res.name : NULL;
         ProtobufCMessage *m = NULL;
         const struct pl_cla_plain *plain = NULL;
         bool fields_known = false, valid_known = false;
@@ -455,7 +457,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         }
         if (same) {
             u->recs[u->n++] = pl_xds_rec_ref(same);
-            pl_nametab_put(&u->names, same->name); /* names borrow from recs and bad */
+            pl_nametab_put(&u->names, (void *)same->res.name); /* names borrow from recs and bad */
             continue;
         }
         struct pl_err sub = PL_ERR_INIT;
@@ -480,12 +482,12 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         if (t == PL_XDS_RDS) {
             rec->msg_in_arena = true;
         } else if (t != PL_XDS_LDS) {
-            rec->msg = NULL; /* in `one`, used again for the next resource */
+            rec->res.msg = NULL; /* in `one`, used again for the next resource */
         }
         u->recs[u->n++] = rec;
         u->n_new++;
         u->new_bytes += a->value.len;
-        pl_nametab_put(&u->names, rec->name);
+        pl_nametab_put(&u->names, (void *)rec->res.name);
     }
     pl_arena_free(&one);
     return rc < 0 ? PL_EINVAL : 0;
@@ -555,11 +557,24 @@ static void apply(struct pl_xds *x, struct undo *un, struct pl_xds_update *u, bo
                   char *const *removed, size_t n_removed)
 {
     struct pl_xds_resmap *m = &x->acc[un->t];
+    /* the table and the log sized once (grown by doubling, 10,000 new names touched twice their
+     * final size in copies given up) */
+    size_t n_new = 0, n_changed = 0;
     for (size_t i = 0; i < u->n; i++) {
-        const struct pl_xds_res *e = pl_xds_resmap_get(m, u->recs[i]->name);
+        const struct pl_xds_res *e = pl_xds_resmap_get(m, u->recs[i]->res.name);
+        n_new += !e;
+        n_changed += !e || e->rec != u->recs[i];
+    }
+    pl_nametab_reserve(&m->tab, m->tab.n + n_new);
+    if (n_changed > un->cap) {
+        un->cap = n_changed;
+        un->v = pl_realloc(un->v, un->cap * sizeof(*un->v));
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        const struct pl_xds_res *e = pl_xds_resmap_get(m, u->recs[i]->res.name);
         if (e && e->rec == u->recs[i])
             continue; /* unchanged: not a change */
-        set_entry(x, un, u->recs[i]->name, pl_xds_rec_ref(u->recs[i]));
+        set_entry(x, un, u->recs[i]->res.name, pl_xds_rec_ref(u->recs[i]));
     }
     if (!merge) { /* SotW LDS/CDS: the response is the whole set */
         /* collected first: set_entry changes the table (a walk over it, not a rebuild) */
@@ -567,11 +582,11 @@ static void apply(struct pl_xds *x, struct undo *un, struct pl_xds_update *u, bo
         size_t n_absent = 0;
         for (size_t i = 0; i < m->tab.cap; i++) {
             const struct pl_xds_res *e = pl_xds_resmap_at(m, i);
-            if (!e || pl_nametab_get(&u->names, e->rec->name))
+            if (!e || pl_nametab_get(&u->names, e->rec->res.name))
                 continue;
             if (!absent)
                 absent = pl_malloc(m->tab.n * sizeof(*absent));
-            absent[n_absent++] = pl_strdup(e->rec->name);
+            absent[n_absent++] = pl_strdup(e->rec->res.name);
         }
         for (size_t i = 0; i < n_absent; i++) {
             set_entry(x, un, absent[i], NULL);
@@ -704,10 +719,11 @@ static void each_needed(struct pl_xds *x, enum pl_xds_type t, bool (*fn)(const c
     if (t == PL_XDS_RDS) {
         size_t nl = sr ? sr->n_listeners : 0;
         for (size_t i = 0; go && i < nl + m->tab.cap; i++) {
-            const LISTENER_T *l = i < nl ? sr->listeners[i]
-                                  : pl_xds_resmap_at(m, i - nl)
-                                      ? (const LISTENER_T *)pl_xds_resmap_at(m, i - nl)->rec->msg
-                                      : NULL;
+            const LISTENER_T *l =
+                i < nl ? sr->listeners[i]
+                : pl_xds_resmap_at(m, i - nl)
+                    ? (const LISTENER_T *)pl_xds_resmap_at(m, i - nl)->rec->res.msg
+                    : NULL;
             if (!l)
                 continue;
             char **rn;
@@ -723,8 +739,8 @@ static void each_needed(struct pl_xds *x, enum pl_xds_type t, bool (*fn)(const c
             if (pl_xds_cluster_eds_name(sr->clusters[i], &svc))
                 go = fn(svc, arg);
         for (size_t i = 0; go && i < m->tab.cap; i++)
-            if (pl_xds_resmap_at(m, i) && pl_xds_resmap_at(m, i)->rec->eds_name)
-                go = fn(pl_xds_resmap_at(m, i)->rec->eds_name, arg);
+            if (pl_xds_resmap_at(m, i) && pl_xds_resmap_at(m, i)->rec->res.eds_name)
+                go = fn(pl_xds_resmap_at(m, i)->rec->res.eds_name, arg);
     }
 }
 
@@ -791,7 +807,7 @@ struct prune {
 static int keep_subscribed(void *item, void *arg)
 {
     struct pl_xds_res *e = item;
-    if (pl_xds_sub_has(((struct prune *)arg)->sub, e->rec->name))
+    if (pl_xds_sub_has(((struct prune *)arg)->sub, e->rec->res.name))
         return 1;
     res_free(e);
     return 0;
@@ -803,7 +819,7 @@ size_t pl_xds_store_prune(struct pl_xds *x, enum pl_xds_type t)
     size_t n = x->acc[t].tab.n, going = 0;
     for (size_t i = 0; i < x->acc[t].tab.cap && !going; i++) { /* mostly nothing: no rebuild */
         const struct pl_xds_res *e = pl_xds_resmap_at(&x->acc[t], i);
-        going = e && !pl_xds_sub_has(p.sub, e->rec->name);
+        going = e && !pl_xds_sub_has(p.sub, e->rec->res.name);
     }
     if (going)
         pl_nametab_filter(&x->acc[t].tab, keep_subscribed, &p);

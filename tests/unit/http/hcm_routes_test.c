@@ -89,12 +89,17 @@ static const struct hcm_config *hcm_of(const struct pl_snapshot *s, size_t liste
 struct fixture {
     ProtobufCMessage *l[3], *r[3];
     struct pl_res lr[3], rr[3];
+    const struct pl_res *lp[3], *rp[3]; /* &lr[i], &rr[i] */
 };
 
 static struct pl_snapshot *build(struct fixture *f, size_t n_routes)
 {
+    for (size_t i = 0; i < 3; i++) {
+        f->lp[i] = &f->lr[i];
+        f->rp[i] = &f->rr[i];
+    }
     struct pl_resource_set rs = {
-        .listeners = f->lr, .n_listeners = 3, .routes = f->rr, .n_routes = n_routes};
+        .listeners = f->lp, .n_listeners = 3, .routes = f->rp, .n_routes = n_routes};
     struct pl_snapshot *s = NULL;
     struct pl_err err = PL_ERR_INIT;
     if (pl_config_compile_resources(&rs, &s, &err) < 0)
@@ -181,8 +186,12 @@ Test(hcm_routes, a_bad_route_configuration_fails_the_snapshot_with_its_name)
                   "  domains: ['*']\n"
                   "  routes: [{ match: { safe_regex: { regex: '(' } }, route: { cluster: x } }]\n");
     f.rr[0].msg = f.r[0];
+    for (size_t i = 0; i < 3; i++) {
+        f.lp[i] = &f.lr[i];
+        f.rp[i] = &f.rr[i];
+    }
     struct pl_resource_set rs = {
-        .listeners = f.lr, .n_listeners = 3, .routes = f.rr, .n_routes = 3};
+        .listeners = f.lp, .n_listeners = 3, .routes = f.rp, .n_routes = 3};
     struct pl_snapshot *s = NULL;
     struct pl_err err = PL_ERR_INIT;
     cr_assert_lt(pl_config_compile_resources(&rs, &s, &err), 0);

@@ -78,7 +78,7 @@ static char *check_keep(enum pl_xds_type t, const char *const *res, size_t n, si
     cr_assert_eq(rc == 0, err.n == 0, "rc %d with %zu errors: %s", rc, err.n, msg);
     *valid = u.unusable ? 0 : u.n;
     for (size_t i = 0; i < u.n; i++)
-        cr_assert_str_eq(u.recs[i]->version, "7");
+        cr_assert_str_eq(u.recs[i]->res.version_info, "7");
     if (keep)
         accept_all(t, &u);
     pl_xds_update_free(&u);
@@ -293,7 +293,7 @@ Test(xds_store, unchanged_bytes_are_taken_as_accepted_without_a_check)
     cr_assert_eq(u.n, 2);
     cr_assert_eq(u.recs[0], a);
     cr_assert_neq(u.recs[1], pl_xds_resmap_rec(&x.acc[PL_XDS_CDS], "b"));
-    cr_assert_str_eq(u.recs[1]->name, "b");
+    cr_assert_str_eq(u.recs[1]->res.name, "b");
     pl_xds_update_free(&u);
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
 }
@@ -305,8 +305,8 @@ Test(xds_store, delta_versions_are_per_resource)
     struct pl_xds_update u;
     struct pl_err err = PL_ERR_INIT;
     cr_assert_eq(pl_xds_store_check(&x, PL_XDS_CDS, r, &u, versions, &err), 0);
-    cr_assert_str_eq(u.recs[0]->version, "va");
-    cr_assert_str_eq(u.recs[1]->version, "vb");
+    cr_assert_str_eq(u.recs[0]->res.version_info, "va");
+    cr_assert_str_eq(u.recs[1]->res.version_info, "vb");
     cr_assert_not_null(pl_nametab_get(&u.names, "b"));
     pl_xds_update_free(&u);
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);

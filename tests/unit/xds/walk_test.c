@@ -173,13 +173,14 @@ Test(xds_compile, rds_names_and_route_tables)
     struct pl_res rr = {.name = "r1", .msg = rc, .version_info = "4"};
     struct pl_res cr = {.name = "c", .msg = cl, .version_info = "5"};
     struct pl_res er = {.name = "c", .msg = cla, .version_info = "6"};
-    struct pl_resource_set rs = {.listeners = &lr,
+    const struct pl_res *lp = &lr, *rp = &rr, *cp = &cr, *erp = &er;
+    struct pl_resource_set rs = {.listeners = &lp,
                                  .n_listeners = 1,
-                                 .routes = &rr,
+                                 .routes = &rp,
                                  .n_routes = 1,
-                                 .clusters = &cr,
+                                 .clusters = &cp,
                                  .n_clusters = 1,
-                                 .clas = &er,
+                                 .clas = &erp,
                                  .n_clas = 1,
                                  .lds_version = "3"};
     struct pl_snapshot *s = NULL;
@@ -210,7 +211,7 @@ Test(xds_compile, rds_names_and_route_tables)
                    sizeof(ep));
     cr_assert_str_eq(ep, "10.0.0.2:80");
     cr_assert_eq(s->n_routes, 1);
-    cr_assert_str_eq(s->routes[0].version_info, "4");
+    cr_assert_str_eq(s->routes[0]->version_info, "4");
     cr_assert_str_eq(s->lds_version, "3");
     uint64_t chash = s->clusters[0]->hash;
     pl_snapshot_free(s);
@@ -245,10 +246,11 @@ Test(xds_compile, cluster_side_shared_by_a_route_update)
     struct pl_res cr = {.name = "c", .msg = cl, .version_info = "5"};
     struct pl_res er = {.name = "c", .msg = cla, .version_info = "6"};
     struct pl_res rr = {.name = "r1", .msg = rc, .version_info = "4"};
+    const struct pl_res *cp = &cr, *ep = &er, *rp = &rr;
     struct pl_compile_cache *cache = pl_compile_cache_new();
-    struct pl_resource_set rs = {.clusters = &cr,
+    struct pl_resource_set rs = {.clusters = &cp,
                                  .n_clusters = 1,
-                                 .clas = &er,
+                                 .clas = &ep,
                                  .n_clas = 1,
                                  .cds_version = "5",
                                  .cache = cache};
@@ -262,7 +264,7 @@ Test(xds_compile, cluster_side_shared_by_a_route_update)
 
     /* routes change: the clusters are s1's, not compiled again nor copied */
     struct pl_resource_set routes = {
-        .routes = &rr, .n_routes = 1, .cache = cache, .same_clusters = s1->cluster_part};
+        .routes = &rp, .n_routes = 1, .cache = cache, .same_clusters = s1->cluster_part};
     cr_assert_eq(pl_config_compile_resources(&routes, &s2, &err), 0);
     pl_compile_cache_commit(cache);
     cr_assert_eq(s2->cluster_part, s1->cluster_part);
