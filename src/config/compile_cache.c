@@ -237,14 +237,12 @@ static int cluster_fresh(const Envoy__Config__Cluster__V3__Cluster *cl, const st
                               &envoy__config__cluster__v3__cluster__descriptor, &tmp);
     /* a plain assignment compiles from its encoding where the entry shares its sources; a copy
      * (not shared) keeps the message, decoded here */
-    bool from_res = shared && !eds && eds_res;
     const struct pl_cla_plain *plain = NULL;
-    bool keep_enc = from_res && eds_res->decode_plain && eds_res->bytes;
-    if (keep_enc) {
+    if (shared && !eds && eds_res && eds_res->decode_plain && eds_res->bytes) {
         ProtobufCAllocator a = pl_arena_pb_allocator(&tmp);
         plain = eds_res->decode_plain(eds_res->bytes, eds_res->len, &a);
     }
-    if (plain && keep_enc) { /* the hosts stay in the encoding the compiled cluster holds */
+    if (plain) { /* the hosts stay in the encoding the compiled cluster holds */
         out->hosts_enc = eds_res->bytes;
         out->hosts_enc_len = (uint32_t)eds_res->len;
         out->hosts_decode = eds_res->decode_plain;

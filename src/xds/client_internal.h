@@ -86,6 +86,7 @@ struct pl_xds_update {
     size_t n_fails;
     bool unusable; /* a resource without a name or of another type: nothing of it applies */
     size_t n_new, new_bytes; /* how many recs are new (not held unchanged), their encoded size */
+    size_t n_unheld;         /* of the new recs, those whose name no accepted resource has */
     struct pl_xds_chunk
         *arena; /* decoded messages of the types kept encoded (trimmed at the end) */
 };

@@ -332,10 +332,12 @@ static const char *wire_name(const uint8_t *p, size_t n, size_t *len)
     return NULL;
 }
 
-/* The accepted resource whose encoding is exactly a's, if its name is the one a carries. */
+/* The accepted resource whose encoding is exactly a's, if its name is the one a carries;
+ * *held: a resource of that name is accepted (false also when the name cannot be read here). */
 static struct pl_xds_rec *unchanged(struct pl_xds *x, enum pl_xds_type t,
-                                    const Google__Protobuf__Any *a, uint64_t hash)
+                                    const Google__Protobuf__Any *a, uint64_t hash, bool *held)
 {
+    *held = false;
     size_t len;
     const char *wn = wire_name(a->value.data, a->value.len, &len);
     if (!wn || len == 0 || len > 1024)
@@ -344,6 +346,7 @@ static struct pl_xds_rec *unchanged(struct pl_xds *x, enum pl_xds_type t,
     memcpy(name, wn, len);
     name[len] = '\0';
     struct pl_xds_res *e = pl_xds_resmap_get(&x->acc[t], name);
+    *held = e != NULL;
     return e && e->rec->res.hash == hash ? e->rec : NULL;
 }
 
@@ -360,9 +363,11 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
     u->recs = pl_calloc(r->n_resources + 1, sizeof(*u->recs));
     ProtobufCAllocator alloc = pl_xds_arena_allocator(&u->arena);
     /* clusters and assignments are decoded into memory used again for each (a check keeps
-     * none of them decoded: what is new compiles from its encoding) */
+     * none of them decoded: what is new compiles from its encoding); route configurations into
+     * the update's arena, kept to the compile */
     struct pl_arena one = PL_ARENA_INIT;
     ProtobufCAllocator one_alloc = pl_arena_pb_allocator(&one);
+    ProtobufCAllocator *dec = t == PL_XDS_CDS || t == PL_XDS_EDS ? &one_alloc : &alloc;
     char where[320];
     for (size_t i = 0; i < r->n_resources; i++) {
         pl_arena_free(&one);
@@ -409,34 +414,31 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
             continue;
         }
         uint64_t hash = pl_upstream_xxhash64(a->value.data, a->value.len, 0);
-        struct pl_xds_rec *same = unchanged(x, t, a, hash);
+        bool held;
+        struct pl_xds_rec *same = unchanged(x, t, a, hash, &held);
         const char *name = same ? same->res.name : NULL;
         ProtobufCMessage *m = NULL;
         const struct pl_cla_plain *plain = NULL;
         bool fields_known = false, valid_known = false;
         if (!same && t == PL_XDS_EDS) { /* the common shapes, decoded directly */
-            plain = pl_xds_cla_decode_plain(a->value.data, a->value.len, &one_alloc);
+            plain = pl_xds_cla_decode_plain(a->value.data, a->value.len, dec);
             if (plain) {
                 name = plain->cluster_name;
                 fields_known = valid_known = true;
             } else {
-                m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, &one_alloc,
+                m = (ProtobufCMessage *)pl_xds_cla_decode(a->value.data, a->value.len, dec,
                                                           &valid_known);
                 fields_known = m != NULL;
             }
         } else if (!same && t == PL_XDS_RDS) {
-            m = (ProtobufCMessage *)pl_xds_rc_decode(a->value.data, a->value.len, &alloc);
+            m = (ProtobufCMessage *)pl_xds_rc_decode(a->value.data, a->value.len, dec);
             fields_known = m != NULL;
         } else if (!same && t == PL_XDS_CDS) {
-            m = (ProtobufCMessage *)pl_xds_cluster_decode(a->value.data, a->value.len, &one_alloc);
+            m = (ProtobufCMessage *)pl_xds_cluster_decode(a->value.data, a->value.len, dec);
             fields_known = m != NULL;
         }
         if (!same && !m && !plain) {
-            bool once = t == PL_XDS_CDS || t == PL_XDS_EDS;
-            m = protobuf_c_message_unpack(pl_xds_type_desc(t),
-                                          t == PL_XDS_LDS ? NULL
-                                          : once          ? &one_alloc
-                                                          : &alloc,
+            m = protobuf_c_message_unpack(pl_xds_type_desc(t), t == PL_XDS_LDS ? NULL : dec,
                                           a->value.len, a->value.data);
             if (!m) {
                 snprintf(where, sizeof(where), "resources[%zu]", i);
@@ -486,6 +488,7 @@ int pl_xds_store_check(struct pl_xds *x, enum pl_xds_type t,
         }
         u->recs[u->n++] = rec;
         u->n_new++;
+        u->n_unheld += !held;
         u->new_bytes += a->value.len;
         pl_nametab_put(&u->names, (void *)rec->res.name);
     }
@@ -558,16 +561,11 @@ static void apply(struct pl_xds *x, struct undo *un, struct pl_xds_update *u, bo
 {
     struct pl_xds_resmap *m = &x->acc[un->t];
     /* the table and the log sized once (grown by doubling, 10,000 new names touched twice their
-     * final size in copies given up) */
-    size_t n_new = 0, n_changed = 0;
-    for (size_t i = 0; i < u->n; i++) {
-        const struct pl_xds_res *e = pl_xds_resmap_get(m, u->recs[i]->res.name);
-        n_new += !e;
-        n_changed += !e || e->rec != u->recs[i];
-    }
-    pl_nametab_reserve(&m->tab, m->tab.n + n_new);
-    if (n_changed > un->cap) {
-        un->cap = n_changed;
+     * final size in copies given up): the check counted the new recs (each one change) and the
+     * names not held among them */
+    pl_nametab_reserve(&m->tab, m->tab.n + u->n_unheld);
+    if (u->n_new > un->cap) {
+        un->cap = u->n_new;
         un->v = pl_realloc(un->v, un->cap * sizeof(*un->v));
     }
     for (size_t i = 0; i < u->n; i++) {

@@ -258,16 +258,14 @@ static bool run_stream(struct pl_xds_transport *t)
             if (ev.success && t->recv_bb) {
                 got_message = true;
                 struct pl_xds_event *e = decode(t->recv_bb, t->o.delta, stream);
-                if (e)
-                    e->received = t->recv_bb;
-                else
-                    grpc_byte_buffer_destroy(t->recv_bb);
-                t->recv_bb = NULL;
                 if (e) {
+                    e->received = t->recv_bb;
                     post(t, e);
                 } else {
+                    grpc_byte_buffer_destroy(t->recv_bb);
                     pl_log_warn("xds", "undecodable DiscoveryResponse: ignored");
                 }
+                t->recv_bb = NULL;
                 recv_pending = true;
                 start_recv(t);
             }
